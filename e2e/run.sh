@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# run.sh — the whole Berth test suite, from a fresh Debian machine with only the Rust
+# toolchain: installs the Debian packages the tests use, builds the workspace, runs the
+# unit and e2e tests (real registry, real mounts; needs root), then the upstream CRI
+# conformance suite (critest) with a regression check against e2e/critest/passing.txt.
+#
+#   sudo e2e/run.sh            everything
+#   SKIP_CRITEST=1 e2e/run.sh  without critest (not allowed when CI=true)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ $(id -u) -ne 0 ]]; then
+    echo "the suite uses real mounts, namespaces and a local registry: run it as root" >&2
+    exit 1
+fi
+
+PACKAGES=(docker-registry apache2-utils busybox-static runc protobuf-compiler curl python3 ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q "${missing[@]}" >/dev/null
+    }
+fi
+
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast
+
+if [[ -n ${SKIP_CRITEST:-} && ${CI:-} != true ]]; then
+    echo "critest skipped (SKIP_CRITEST set)"
+else
+    bash e2e/critest.sh
+fi

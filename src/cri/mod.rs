@@ -1,0 +1,370 @@
+//! The CRI edge: tonic service impls that only route. Each RPC lives in its own file under
+//! `runtime/` or `image/`; every call goes through [`instrument::call`] for its span, timing
+//! and error mapping. RPCs of later milestones answer `Unimplemented` (gRPC's way of
+//! saying "not offered"), never a fake success.
+
+pub mod convert;
+pub mod image;
+pub mod instrument;
+pub mod runtime;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_proto as pb;
+use berth_proto::image_service_server::ImageService;
+use berth_proto::runtime_service_server::RuntimeService;
+use futures_util::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::daemon::Daemon;
+use crate::error::Error;
+use instrument::call;
+
+/// A server-streaming response.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The gRPC face of a [`Daemon`].
+#[derive(Clone)]
+pub struct Cri {
+    daemon: Arc<Daemon>,
+}
+
+impl Cri {
+    pub fn new(daemon: Arc<Daemon>) -> Cri {
+        Cri { daemon }
+    }
+}
+
+fn not_yet<T>(rpc: &'static str) -> impl std::future::Future<Output = Result<T, Error>> {
+    std::future::ready(Err(Error::Unimplemented(rpc)))
+}
+
+/// Wraps a finished list of messages as a stream.
+fn stream_of<T: Send + 'static>(items: Vec<T>) -> BoxStream<T> {
+    Box::pin(futures_util::stream::iter(items.into_iter().map(Ok)))
+}
+
+#[tonic::async_trait]
+impl RuntimeService for Cri {
+    async fn version(&self, request: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
+        call("Version", runtime::version::version(&self.daemon, request.into_inner())).await
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        _request: Request<pb::RunPodSandboxRequest>,
+    ) -> Result<Response<pb::RunPodSandboxResponse>, Status> {
+        call("RunPodSandbox", not_yet("RunPodSandbox")).await
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        _request: Request<pb::StopPodSandboxRequest>,
+    ) -> Result<Response<pb::StopPodSandboxResponse>, Status> {
+        call("StopPodSandbox", not_yet("StopPodSandbox")).await
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        _request: Request<pb::RemovePodSandboxRequest>,
+    ) -> Result<Response<pb::RemovePodSandboxResponse>, Status> {
+        call("RemovePodSandbox", not_yet("RemovePodSandbox")).await
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        _request: Request<pb::PodSandboxStatusRequest>,
+    ) -> Result<Response<pb::PodSandboxStatusResponse>, Status> {
+        call("PodSandboxStatus", not_yet("PodSandboxStatus")).await
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        _request: Request<pb::ListPodSandboxRequest>,
+    ) -> Result<Response<pb::ListPodSandboxResponse>, Status> {
+        call("ListPodSandbox", not_yet("ListPodSandbox")).await
+    }
+
+    async fn create_container(
+        &self,
+        _request: Request<pb::CreateContainerRequest>,
+    ) -> Result<Response<pb::CreateContainerResponse>, Status> {
+        call("CreateContainer", not_yet("CreateContainer")).await
+    }
+
+    async fn start_container(
+        &self,
+        _request: Request<pb::StartContainerRequest>,
+    ) -> Result<Response<pb::StartContainerResponse>, Status> {
+        call("StartContainer", not_yet("StartContainer")).await
+    }
+
+    async fn stop_container(
+        &self,
+        _request: Request<pb::StopContainerRequest>,
+    ) -> Result<Response<pb::StopContainerResponse>, Status> {
+        call("StopContainer", not_yet("StopContainer")).await
+    }
+
+    async fn remove_container(
+        &self,
+        _request: Request<pb::RemoveContainerRequest>,
+    ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
+        call("RemoveContainer", not_yet("RemoveContainer")).await
+    }
+
+    async fn list_containers(
+        &self,
+        _request: Request<pb::ListContainersRequest>,
+    ) -> Result<Response<pb::ListContainersResponse>, Status> {
+        call("ListContainers", not_yet("ListContainers")).await
+    }
+
+    async fn container_status(
+        &self,
+        _request: Request<pb::ContainerStatusRequest>,
+    ) -> Result<Response<pb::ContainerStatusResponse>, Status> {
+        call("ContainerStatus", not_yet("ContainerStatus")).await
+    }
+
+    async fn update_container_resources(
+        &self,
+        _request: Request<pb::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<pb::UpdateContainerResourcesResponse>, Status> {
+        call("UpdateContainerResources", not_yet("UpdateContainerResources")).await
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _request: Request<pb::ReopenContainerLogRequest>,
+    ) -> Result<Response<pb::ReopenContainerLogResponse>, Status> {
+        call("ReopenContainerLog", not_yet("ReopenContainerLog")).await
+    }
+
+    async fn exec_sync(
+        &self,
+        _request: Request<pb::ExecSyncRequest>,
+    ) -> Result<Response<pb::ExecSyncResponse>, Status> {
+        call("ExecSync", not_yet("ExecSync")).await
+    }
+
+    async fn exec(&self, _request: Request<pb::ExecRequest>) -> Result<Response<pb::ExecResponse>, Status> {
+        call("Exec", not_yet("Exec")).await
+    }
+
+    async fn attach(&self, _request: Request<pb::AttachRequest>) -> Result<Response<pb::AttachResponse>, Status> {
+        call("Attach", not_yet("Attach")).await
+    }
+
+    async fn port_forward(
+        &self,
+        _request: Request<pb::PortForwardRequest>,
+    ) -> Result<Response<pb::PortForwardResponse>, Status> {
+        call("PortForward", not_yet("PortForward")).await
+    }
+
+    async fn container_stats(
+        &self,
+        _request: Request<pb::ContainerStatsRequest>,
+    ) -> Result<Response<pb::ContainerStatsResponse>, Status> {
+        call("ContainerStats", not_yet("ContainerStats")).await
+    }
+
+    async fn list_container_stats(
+        &self,
+        _request: Request<pb::ListContainerStatsRequest>,
+    ) -> Result<Response<pb::ListContainerStatsResponse>, Status> {
+        call("ListContainerStats", not_yet("ListContainerStats")).await
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _request: Request<pb::PodSandboxStatsRequest>,
+    ) -> Result<Response<pb::PodSandboxStatsResponse>, Status> {
+        call("PodSandboxStats", not_yet("PodSandboxStats")).await
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _request: Request<pb::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<pb::ListPodSandboxStatsResponse>, Status> {
+        call("ListPodSandboxStats", not_yet("ListPodSandboxStats")).await
+    }
+
+    async fn update_runtime_config(
+        &self,
+        _request: Request<pb::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<pb::UpdateRuntimeConfigResponse>, Status> {
+        call("UpdateRuntimeConfig", not_yet("UpdateRuntimeConfig")).await
+    }
+
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        call("Status", runtime::status::status(&self.daemon, request.into_inner())).await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _request: Request<pb::CheckpointContainerRequest>,
+    ) -> Result<Response<pb::CheckpointContainerResponse>, Status> {
+        call("CheckpointContainer", not_yet("CheckpointContainer")).await
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<pb::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<pb::ListMetricDescriptorsResponse>, Status> {
+        call("ListMetricDescriptors", not_yet("ListMetricDescriptors")).await
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<pb::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<pb::ListPodSandboxMetricsResponse>, Status> {
+        call("ListPodSandboxMetrics", not_yet("ListPodSandboxMetrics")).await
+    }
+
+    async fn runtime_config(
+        &self,
+        request: Request<pb::RuntimeConfigRequest>,
+    ) -> Result<Response<pb::RuntimeConfigResponse>, Status> {
+        call(
+            "RuntimeConfig",
+            runtime::runtime_config::runtime_config(&self.daemon, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _request: Request<pb::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<pb::UpdatePodSandboxResourcesResponse>, Status> {
+        call("UpdatePodSandboxResources", not_yet("UpdatePodSandboxResources")).await
+    }
+
+    type StreamPodSandboxesStream = BoxStream<pb::StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        _request: Request<pb::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        call("StreamPodSandboxes", not_yet("StreamPodSandboxes")).await
+    }
+
+    type StreamContainersStream = BoxStream<pb::StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        _request: Request<pb::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        call("StreamContainers", not_yet("StreamContainers")).await
+    }
+
+    type StreamContainerStatsStream = BoxStream<pb::StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        _request: Request<pb::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        call("StreamContainerStats", not_yet("StreamContainerStats")).await
+    }
+
+    type StreamPodSandboxStatsStream = BoxStream<pb::StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _request: Request<pb::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        call("StreamPodSandboxStats", not_yet("StreamPodSandboxStats")).await
+    }
+
+    type StreamPodSandboxMetricsStream = BoxStream<pb::StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _request: Request<pb::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        call("StreamPodSandboxMetrics", not_yet("StreamPodSandboxMetrics")).await
+    }
+
+    type GetContainerEventsStream = BoxStream<pb::ContainerEventResponse>;
+
+    async fn get_container_events(
+        &self,
+        _request: Request<pb::GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        call("GetContainerEvents", not_yet("GetContainerEvents")).await
+    }
+}
+
+#[tonic::async_trait]
+impl ImageService for Cri {
+    async fn list_images(
+        &self,
+        request: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        call(
+            "ListImages",
+            image::list_images::list_images(&self.daemon, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn image_status(
+        &self,
+        request: Request<pb::ImageStatusRequest>,
+    ) -> Result<Response<pb::ImageStatusResponse>, Status> {
+        call(
+            "ImageStatus",
+            image::image_status::image_status(&self.daemon, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn pull_image(
+        &self,
+        request: Request<pb::PullImageRequest>,
+    ) -> Result<Response<pb::PullImageResponse>, Status> {
+        call(
+            "PullImage",
+            image::pull_image::pull_image(&self.daemon, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn remove_image(
+        &self,
+        request: Request<pb::RemoveImageRequest>,
+    ) -> Result<Response<pb::RemoveImageResponse>, Status> {
+        call(
+            "RemoveImage",
+            image::remove_image::remove_image(&self.daemon, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn image_fs_info(
+        &self,
+        request: Request<pb::ImageFsInfoRequest>,
+    ) -> Result<Response<pb::ImageFsInfoResponse>, Status> {
+        call(
+            "ImageFsInfo",
+            image::image_fs_info::image_fs_info(&self.daemon, request.into_inner()),
+        )
+        .await
+    }
+
+    type StreamImagesStream = BoxStream<pb::StreamImagesResponse>;
+
+    async fn stream_images(
+        &self,
+        request: Request<pb::StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let pages = call(
+            "StreamImages",
+            image::stream_images::stream_images(&self.daemon, request.into_inner()),
+        )
+        .await?;
+        Ok(Response::new(stream_of(pages.into_inner())))
+    }
+}

@@ -1,0 +1,144 @@
+//! The daemon's state: configuration plus the services built from it, shared by every
+//! CRI call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::image::content::ContentStore;
+use crate::image::hosts::HostsConfig;
+use crate::image::registry::RegistryClient;
+use crate::image::{Images, ImagesOptions};
+use crate::snapshot::overlay::OverlaySnapshotter;
+use crate::store::MetaStore;
+
+pub struct Daemon {
+    pub config: Config,
+    pub images: Arc<Images>,
+}
+
+/// One condition of `Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Readiness {
+    fn ok() -> Readiness {
+        Readiness {
+            ready: true,
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+
+    fn not(reason: &str, message: String) -> Readiness {
+        Readiness {
+            ready: false,
+            reason: reason.into(),
+            message,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Content(#[from] crate::image::content::ContentError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|source| StartError::Dir {
+            path: path.into(),
+            source,
+        })
+}
+
+impl Daemon {
+    /// Opens (creating) the root and state directories and the stores in them, then
+    /// collects whatever an earlier crash left unreferenced.
+    pub async fn open(config: Config) -> Result<Daemon, StartError> {
+        mkdir(&config.root, 0o711)?;
+        mkdir(&config.state, 0o711)?;
+        let meta = Arc::new(MetaStore::open(&config.root.join("meta.redb"))?);
+        let content = ContentStore::open(&config.root.join("content"))?;
+        let snapshots = Arc::new(OverlaySnapshotter::open(&config.root.join("snapshots"))?);
+        let hosts = HostsConfig {
+            dir: Some(config.registry_config_path.clone()),
+            docker_mirrors: config.registry_mirrors.clone(),
+            insecure: config.insecure_registries.clone(),
+        };
+        let registry = RegistryClient::new(hosts, Duration::from_secs(config.registry_timeout_secs));
+        let options = ImagesOptions {
+            limits: config.limits.clone(),
+            max_concurrent_downloads: config.max_concurrent_downloads,
+            auth_file: config.registry_auth_file.clone(),
+        };
+        let images = Arc::new(Images::open(content, snapshots, registry, meta, options)?);
+        images.collect_garbage().await?;
+        Ok(Daemon { config, images })
+    }
+
+    /// Ready when the configured OCI runtime binary can be found on PATH.
+    pub fn runtime_readiness(&self) -> Readiness {
+        match find_in_path(&self.config.default_runtime) {
+            Some(_) => Readiness::ok(),
+            None => Readiness::not(
+                "OCIRuntimeNotFound",
+                format!("OCI runtime {:?} was not found on PATH", self.config.default_runtime),
+            ),
+        }
+    }
+
+    /// Ready when the CNI config directory holds a network config.
+    pub fn network_readiness(&self) -> Readiness {
+        let dir = &self.config.cni_conf_dir;
+        let has_config = std::fs::read_dir(dir).ok().is_some_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".conflist") || name.ends_with(".conf") || name.ends_with(".json")
+            })
+        });
+        if has_config {
+            Readiness::ok()
+        } else {
+            Readiness::not(
+                "NetworkPluginNotReady",
+                format!("no CNI network config found in {}", dir.display()),
+            )
+        }
+    }
+
+    /// The effective configuration, for `Status` with `verbose`.
+    pub fn config_json(&self) -> String {
+        format!("{:?}", self.config)
+    }
+}
+
+fn find_in_path(binary: &str) -> Option<PathBuf> {
+    if binary.contains('/') {
+        return Path::new(binary).is_file().then(|| binary.into());
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+}

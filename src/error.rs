@@ -1,0 +1,101 @@
+//! Berth's errors, gathered from each domain, and their one mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::image::content::ContentError;
+use crate::image::layer::LayerError;
+use crate::image::registry::RegistryError;
+use crate::image::ImageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0} is not implemented by this version of Berth")]
+    Unimplemented(&'static str),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The gRPC code kubelet sees for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Internal(_) => Code::Internal,
+            Error::Image(e) => image_code(e),
+        }
+    }
+}
+
+fn image_code(e: &ImageError) -> Code {
+    match e {
+        ImageError::Reference(_) | ImageError::Invalid(_) => Code::InvalidArgument,
+        ImageError::NotFound(_) => Code::NotFound,
+        ImageError::Registry(r) => match r {
+            RegistryError::NotFound(_) => Code::NotFound,
+            RegistryError::Unauthorized(_) => Code::Unauthenticated,
+            RegistryError::Transport { .. } => Code::Unavailable,
+            RegistryError::Http { status, .. } if *status >= 500 || *status == 429 => Code::Unavailable,
+            RegistryError::Http { .. } | RegistryError::Protocol(_) => Code::Unknown,
+            RegistryError::Hosts(_) => Code::FailedPrecondition,
+        },
+        ImageError::Content(ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. }) => Code::DataLoss,
+        ImageError::Layer(l) => match l {
+            LayerError::Unpack { source, .. } if source.is_escape() => Code::InvalidArgument,
+            LayerError::Unpack { .. } => Code::Internal,
+            LayerError::DiffIdMismatch { .. } => Code::DataLoss,
+            LayerError::Content(ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. }) => {
+                Code::DataLoss
+            }
+            LayerError::Stream { .. } => Code::Unavailable,
+            LayerError::Content(_) | LayerError::Snapshot(_) => Code::Internal,
+        },
+        ImageError::Content(_) | ImageError::Snapshot(_) | ImageError::Store(_) | ImageError::Internal(_) => {
+            Code::Internal
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::reference::Reference;
+
+    #[test]
+    fn codes() {
+        let bad_ref = Error::from(ImageError::from(Reference::parse("UPPER").expect_err("bad")));
+        assert_eq!(Status::from(bad_ref).code(), Code::InvalidArgument);
+        let missing = Error::Image(ImageError::Registry(RegistryError::NotFound("x".into())));
+        assert_eq!(missing.code(), Code::NotFound);
+        let tampered = Error::Image(ImageError::Content(ContentError::DigestMismatch {
+            expected: "a".into(),
+            actual: "b".into(),
+        }));
+        assert_eq!(tampered.code(), Code::DataLoss);
+        assert_eq!(Error::Unimplemented("Exec").code(), Code::Unimplemented);
+    }
+}

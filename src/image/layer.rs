@@ -1,0 +1,248 @@
+//! One layer, streamed: the registry's bytes are hashed and written to the content store
+//! and, in the same pass, decompressed, hashed again (the diff id) and unpacked into a new
+//! snapshot. Nothing is held in memory beyond a few chunks; nothing becomes visible until
+//! both digests match.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::content::{ContentStore, Writer};
+use super::manifest::Compression;
+use super::reference::Digest;
+use super::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackStats};
+use crate::snapshot::{Prepared, Snapshotter, Usage};
+
+/// What can go wrong with a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer {digest}: {source}")]
+    Unpack { digest: String, source: UnpackError },
+    #[error("layer {digest}: uncompressed content hashes to {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("layer {digest}: {message}")]
+    Stream { digest: String, message: String },
+    #[error(transparent)]
+    Content(#[from] super::content::ContentError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+}
+
+/// The layer being ingested.
+pub struct LayerJob {
+    pub digest: Digest,
+    pub size: u64,
+    pub compression: Compression,
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    pub limits: UnpackLimits,
+}
+
+/// Feeds chunks from the async side to the blocking unpacker.
+pub struct ChunkSender {
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl ChunkSender {
+    /// Returns false when the unpacker has stopped (it failed): stop sending then.
+    pub async fn send(&self, chunk: Bytes) -> bool {
+        self.tx.send(chunk).await.is_ok()
+    }
+}
+
+/// Starts the blocking half of a streamed layer ingest and returns the sender for the
+/// compressed bytes plus the handle that yields the result once the sender is dropped.
+pub fn start_streamed(
+    job: LayerJob,
+    content: ContentStore,
+    snapshots: std::sync::Arc<dyn Snapshotter>,
+) -> Result<(ChunkSender, tokio::task::JoinHandle<Result<Usage, LayerError>>), LayerError> {
+    let writer = content.writer(job.digest.clone(), Some(job.size))?;
+    let prepared = snapshots.prepare()?;
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let handle = tokio::task::spawn_blocking(move || {
+        let source = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        let tee = TeeReader { inner: source, writer };
+        ingest(job, tee, prepared)
+    });
+    Ok((ChunkSender { tx }, handle))
+}
+
+/// Unpacks a layer whose blob is already in the content store.
+pub fn unpack_stored(job: LayerJob, content: &ContentStore, snapshots: &dyn Snapshotter) -> Result<Usage, LayerError> {
+    let path = content.path(&job.digest);
+    let file = std::fs::File::open(&path).map_err(|e| LayerError::Stream {
+        digest: job.digest.to_string(),
+        message: format!("{}: {e}", path.display()),
+    })?;
+    let prepared = snapshots.prepare()?;
+    ingest(job, NoTee(file), prepared)
+}
+
+/// A reader over the compressed stream that can be told to finish (drain and commit).
+trait Source: Read {
+    fn finish(self) -> Result<(), LayerError>;
+}
+
+struct NoTee(std::fs::File);
+
+impl Read for NoTee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Source for NoTee {
+    fn finish(self) -> Result<(), LayerError> {
+        Ok(())
+    }
+}
+
+struct TeeReader {
+    inner: ChannelReader,
+    writer: Writer,
+}
+
+impl Read for TeeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.writer.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+impl Source for TeeReader {
+    /// Reads what the decompressor left (trailers, padding) so the whole blob is hashed,
+    /// then verifies and publishes the blob.
+    fn finish(mut self) -> Result<(), LayerError> {
+        let mut sink = [0u8; 64 << 10];
+        loop {
+            match self.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(LayerError::Stream {
+                        digest: String::new(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        self.writer.commit()?;
+        Ok(())
+    }
+}
+
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Hashes what passes through (the uncompressed tar, for the diff id).
+struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn ingest<S: Source>(job: LayerJob, source: S, prepared: Box<dyn Prepared>) -> Result<Usage, LayerError> {
+    let digest = job.digest.to_string();
+    let stream_err = |e: io::Error| LayerError::Stream {
+        digest: digest.clone(),
+        message: e.to_string(),
+    };
+    let dir = prepared.dir();
+    let (stats, actual_diff, source) = match job.compression {
+        Compression::Gzip => {
+            let mut dec = flate2::read::MultiGzDecoder::new(source);
+            let (stats, diff) = unpack_hashed(&mut dec, &dir, &job.limits, &digest)?;
+            (stats, diff, dec.into_inner())
+        }
+        Compression::Zstd => {
+            let mut dec = zstd::stream::read::Decoder::new(source).map_err(stream_err)?;
+            // A frame asking for a window over 128 MiB is refused (decompression bomb).
+            dec.window_log_max(27).map_err(stream_err)?;
+            let (stats, diff) = unpack_hashed(&mut dec, &dir, &job.limits, &digest)?;
+            (stats, diff, dec.finish().into_inner())
+        }
+        Compression::None => {
+            let mut plain = source;
+            let (stats, diff) = unpack_hashed(&mut plain, &dir, &job.limits, &digest)?;
+            (stats, diff, plain)
+        }
+    };
+    source.finish().map_err(|e| match e {
+        LayerError::Stream { message, .. } => LayerError::Stream {
+            digest: digest.clone(),
+            message,
+        },
+        other => other,
+    })?;
+    if actual_diff != job.diff_id {
+        return Err(LayerError::DiffIdMismatch {
+            digest,
+            expected: job.diff_id.to_string(),
+            actual: actual_diff.to_string(),
+        });
+    }
+    let usage = Usage {
+        bytes: stats.bytes,
+        inodes: stats.inodes,
+    };
+    prepared.commit(&job.chain_id, usage)?;
+    Ok(usage)
+}
+
+/// Unpacks from `reader` and returns the stats plus the digest of every byte the
+/// decompressor produced, including what follows the tar's end-of-archive blocks.
+fn unpack_hashed<R: Read>(
+    reader: &mut R,
+    dir: &std::path::Path,
+    limits: &UnpackLimits,
+    digest: &str,
+) -> Result<(UnpackStats, Digest), LayerError> {
+    let mut hashed = HashReader {
+        inner: reader,
+        hasher: Sha256::new(),
+    };
+    let stats = unpack_layer(&mut hashed, dir, limits).map_err(|source| LayerError::Unpack {
+        digest: digest.to_string(),
+        source,
+    })?;
+    io::copy(&mut hashed, &mut io::sink()).map_err(|e| LayerError::Stream {
+        digest: digest.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((stats, Digest::from_sha256(hashed.hasher.finalize().into())))
+}

@@ -1,0 +1,92 @@
+//! Images: pulling from registries, the content store, unpacking into snapshots, and the
+//! records of what is on the node (tags, digests, ids).
+
+pub mod auth;
+pub mod content;
+pub mod hosts;
+pub mod layer;
+pub mod manifest;
+mod pull;
+pub mod reference;
+pub mod registry;
+mod service;
+pub mod unpack;
+
+pub use service::{ImageError, Images, ImagesOptions};
+
+use serde::{Deserialize, Serialize};
+
+use manifest::RunConfig;
+
+/// An image on this node. Its id is the digest of its config, as in Docker and containerd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Bytes of the image's blobs: manifest, config and compressed layers.
+    pub size: u64,
+    /// The top-level document pulled: an index, or the manifest itself.
+    pub target: String,
+    /// The platform manifest.
+    pub manifest: String,
+    pub layers: Vec<String>,
+    pub diff_ids: Vec<String>,
+    pub chain_ids: Vec<String>,
+    pub run_config: RunConfig,
+    pub os: String,
+    pub architecture: String,
+    /// Unix time in nanoseconds when the image was pulled.
+    pub pulled_at: i64,
+    pub pinned: bool,
+}
+
+impl ImageRecord {
+    /// `(uid, username)` of the image's `User`: a number is a uid, anything else a name;
+    /// a `:group` suffix is ignored here.
+    pub fn user(&self) -> (Option<i64>, String) {
+        let user = self.run_config.user.as_deref().unwrap_or("");
+        let name = user.split(':').next().unwrap_or("");
+        match name.parse::<i64>() {
+            Ok(uid) => (Some(uid), String::new()),
+            Err(_) => (None, name.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_user(user: Option<&str>) -> ImageRecord {
+        ImageRecord {
+            id: String::new(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 0,
+            target: String::new(),
+            manifest: String::new(),
+            layers: vec![],
+            diff_ids: vec![],
+            chain_ids: vec![],
+            run_config: RunConfig {
+                user: user.map(Into::into),
+                ..Default::default()
+            },
+            os: String::new(),
+            architecture: String::new(),
+            pulled_at: 0,
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn image_user_forms() {
+        assert_eq!(with_user(Some("1002")).user(), (Some(1002), String::new()));
+        assert_eq!(with_user(Some("1003:1004")).user(), (Some(1003), String::new()));
+        assert_eq!(with_user(Some("www-data")).user(), (None, "www-data".into()));
+        assert_eq!(with_user(Some("www-data:1004")).user(), (None, "www-data".into()));
+        assert_eq!(with_user(None).user(), (None, String::new()));
+        assert_eq!(with_user(Some("")).user(), (None, String::new()));
+    }
+}

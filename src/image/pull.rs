@@ -1,0 +1,396 @@
+//! Pulling an image: resolve the reference to a manifest (choosing this node's platform
+//! from an index), fetch and verify the config, then ingest every layer concurrently —
+//! each one streamed through hashing, the content store and the unpacker in one pass —
+//! and record the image only when all of it is verified on disk.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::future::try_join_all;
+use tokio::sync::Semaphore;
+
+use super::auth::{self, AuthInput, Credentials};
+use super::layer::{self, LayerError, LayerJob};
+use super::manifest::{self, Descriptor, Document, ImageConfig, Manifest};
+use super::reference::{Digest, Reference};
+use super::registry::{read_limited, PullAuth};
+use super::service::{ImageError, Images};
+use super::ImageRecord;
+use crate::snapshot::chain_ids;
+use crate::store::Table;
+
+impl Images {
+    /// Pulls `image` and returns its record. Concurrent pulls of one reference share the
+    /// work: the second waits for the first and then finds everything in place.
+    pub async fn pull(&self, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
+        let reference = Reference::parse(image)?;
+        let credentials = self.credentials_for(&reference, auth)?;
+        let _one_at_a_time = self.pull_locks.lock(&reference.to_string()).await;
+        let _no_gc = self.gc_lock.read().await;
+        let started = std::time::Instant::now();
+
+        let (target_digest, manifest_digest, manifest) = self.resolve_manifest(&reference, &credentials).await?;
+        let config_bytes = self
+            .fetch_small(
+                &reference,
+                &credentials,
+                &manifest.config,
+                self.options.limits.max_config_bytes,
+            )
+            .await?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| ImageError::Invalid(format!("{reference}: image config is not valid: {e}")))?;
+        let diff_ids = self.check_layers(&reference, &manifest, &config)?;
+        let chains = chain_ids(&diff_ids);
+
+        let permits = Arc::new(Semaphore::new(self.options.max_concurrent_downloads));
+        let jobs = manifest
+            .layers
+            .iter()
+            .zip(diff_ids.iter())
+            .zip(chains.iter())
+            .map(|((desc, diff), chain)| {
+                let permits = permits.clone();
+                let credentials = &credentials;
+                let reference = &reference;
+                async move {
+                    let _permit = permits
+                        .acquire()
+                        .await
+                        .map_err(|e| ImageError::Internal(e.to_string()))?;
+                    self.ensure_layer(reference, credentials, desc, diff, chain).await
+                }
+            });
+        try_join_all(jobs).await?;
+
+        let size = manifest.layers.iter().map(|l| l.size.max(0) as u64).sum::<u64>()
+            + manifest.config.size.max(0) as u64
+            + self.content.size(&manifest_digest).unwrap_or(0);
+        let run_config = config.config.clone().unwrap_or_default();
+        let record = ImageRecord {
+            id: manifest.config.digest.clone(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            size,
+            target: target_digest.to_string(),
+            manifest: manifest_digest.to_string(),
+            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            diff_ids: diff_ids.iter().map(|d| d.to_string()).collect(),
+            chain_ids: chains.iter().map(|d| d.to_string()).collect(),
+            run_config,
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            pulled_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0),
+            pinned: false,
+        };
+        let record = self.record_pull(record, &reference, &target_digest)?;
+        tracing::info!(image = %reference, id = %record.id, bytes = record.size, ms = started.elapsed().as_millis() as u64, "pulled");
+        Ok(record)
+    }
+
+    fn credentials_for(&self, reference: &Reference, auth: Option<&AuthInput>) -> Result<PullAuth, ImageError> {
+        if let Some(input) = auth {
+            let credentials = Credentials::from_input(input).map_err(|e| ImageError::Invalid(format!("auth: {e}")))?;
+            let registry = if input.server_address.is_empty() {
+                reference.registry.clone()
+            } else {
+                auth::server_host(&input.server_address)
+            };
+            if !credentials.is_anonymous() {
+                return Ok(PullAuth { registry, credentials });
+            }
+        }
+        let from_file = auth::from_docker_config(&self.options.auth_file, &reference.registry).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring unreadable registry auth file");
+            None
+        });
+        Ok(PullAuth {
+            registry: reference.registry.clone(),
+            credentials: from_file.unwrap_or_default(),
+        })
+    }
+
+    /// Returns (top-level digest, platform manifest digest, manifest).
+    async fn resolve_manifest(
+        &self,
+        reference: &Reference,
+        auth: &PullAuth,
+    ) -> Result<(Digest, Digest, Manifest), ImageError> {
+        let limit = self.options.limits.max_manifest_bytes;
+        let by_tag = reference.digest.is_none();
+        let path = format!("manifests/{}", reference.manifest_reference());
+        let fetched = self
+            .registry
+            .get(reference, auth, &path, &manifest::MANIFEST_ACCEPT, by_tag)
+            .await?;
+        let content_type = header(&fetched.response, "content-type");
+        let claimed = header(&fetched.response, "docker-content-digest");
+        let body = read_limited(fetched.response, limit).await?;
+        let top = Digest::of(&body);
+        if let Some(expected) = &reference.digest {
+            if *expected != top {
+                return Err(mismatch(reference, expected.as_str(), &top));
+            }
+        } else if claimed.starts_with("sha256:") && claimed != top.as_str() {
+            return Err(mismatch(reference, &claimed, &top));
+        }
+        self.content.put(&top, &body)?;
+        let doc =
+            Document::parse(&content_type, &body).map_err(|e| ImageError::Invalid(format!("{reference}: {e}")))?;
+        match doc {
+            Document::Manifest(m) => Ok((top.clone(), top, m)),
+            Document::Index(index) => {
+                let want = manifest::host_platform();
+                let desc = manifest::select_platform(&index, &want).ok_or_else(|| {
+                    ImageError::NotFound(format!(
+                        "{reference}: no image for platform {}/{}{} in its index",
+                        want.os,
+                        want.architecture,
+                        want.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()
+                    ))
+                })?;
+                let bytes = self.fetch_small(reference, auth, desc, limit).await?;
+                let digest = Digest::parse(&desc.digest)?;
+                match Document::parse(&desc.media_type, &bytes)
+                    .map_err(|e| ImageError::Invalid(format!("{reference}: {e}")))?
+                {
+                    Document::Manifest(m) => Ok((top, digest, m)),
+                    Document::Index(_) => Err(ImageError::Invalid(format!(
+                        "{reference}: nested image indexes are not supported"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Fetches a small blob or manifest by digest, verifies it and stores it.
+    async fn fetch_small(
+        &self,
+        reference: &Reference,
+        auth: &PullAuth,
+        desc: &Descriptor,
+        limit: u64,
+    ) -> Result<Vec<u8>, ImageError> {
+        let digest = Digest::parse(&desc.digest)?;
+        if desc.size < 0 || desc.size as u64 > limit {
+            return Err(ImageError::Invalid(format!(
+                "{reference}: {} declares {} bytes, over the {limit}-byte limit",
+                desc.digest, desc.size
+            )));
+        }
+        if self.content.contains(&digest) {
+            return Ok(self.content.read(&digest)?);
+        }
+        let is_manifest = desc.media_type.contains("manifest") || desc.media_type.contains("index");
+        let path = if is_manifest {
+            format!("manifests/{digest}")
+        } else {
+            format!("blobs/{digest}")
+        };
+        let accept: &[&str] = if is_manifest { &manifest::MANIFEST_ACCEPT } else { &[] };
+        let fetched = self.registry.get(reference, auth, &path, accept, false).await?;
+        let body = read_limited(fetched.response, desc.size as u64).await?;
+        let actual = Digest::of(&body);
+        if actual != digest {
+            return Err(mismatch(reference, digest.as_str(), &actual));
+        }
+        self.content.put(&digest, &body)?;
+        Ok(body)
+    }
+
+    fn check_layers(
+        &self,
+        reference: &Reference,
+        manifest: &Manifest,
+        config: &ImageConfig,
+    ) -> Result<Vec<Digest>, ImageError> {
+        let limit = self.options.limits.max_layers;
+        if manifest.layers.len() > limit {
+            return Err(ImageError::Invalid(format!(
+                "{reference}: {} layers, over the limit of {limit}",
+                manifest.layers.len()
+            )));
+        }
+        if manifest.layers.len() != config.rootfs.diff_ids.len() {
+            return Err(ImageError::Invalid(format!(
+                "{reference}: manifest has {} layers but the config lists {} diff ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        for layer in &manifest.layers {
+            Digest::parse(&layer.digest)?;
+            manifest::layer_compression(&layer.media_type)
+                .map_err(|e| ImageError::Invalid(format!("{reference}: {e}")))?;
+            if layer.size < 0 {
+                return Err(ImageError::Invalid(format!(
+                    "{reference}: layer {} has a negative size",
+                    layer.digest
+                )));
+            }
+        }
+        Ok(config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn ensure_layer(
+        &self,
+        reference: &Reference,
+        auth: &PullAuth,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        chain_id: &Digest,
+    ) -> Result<(), ImageError> {
+        let _one_ingest = self.layer_locks.lock(chain_id.as_str()).await;
+        if self.snapshots.exists(chain_id) {
+            return Ok(());
+        }
+        let digest = Digest::parse(&desc.digest)?;
+        let job = LayerJob {
+            digest: digest.clone(),
+            size: desc.size as u64,
+            compression: manifest::layer_compression(&desc.media_type).map_err(ImageError::Invalid)?,
+            diff_id: diff_id.clone(),
+            chain_id: chain_id.clone(),
+            limits: self.unpack_limits(),
+        };
+        let started = std::time::Instant::now();
+        if self.content.contains(&digest) {
+            let content = self.content.clone();
+            let snapshots = self.snapshots.clone();
+            tokio::task::spawn_blocking(move || layer::unpack_stored(job, &content, snapshots.as_ref()))
+                .await
+                .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))??;
+            return Ok(());
+        }
+        let fetched = self
+            .registry
+            .get(reference, auth, &format!("blobs/{digest}"), &[], false)
+            .await?;
+        let mut response = fetched.response;
+        let url = response.url().to_string();
+        if response.content_length().is_some_and(|n| n != desc.size as u64) {
+            return Err(LayerError::Stream {
+                digest: digest.to_string(),
+                message: format!(
+                    "registry sends {} bytes, the manifest says {}",
+                    response.content_length().unwrap_or(0),
+                    desc.size
+                ),
+            }
+            .into());
+        }
+        let (sender, handle) = layer::start_streamed(job, self.content.clone(), self.snapshots.clone())?;
+        let mut received: u64 = 0;
+        let mut transport_error = None;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > desc.size as u64 {
+                        transport_error = Some(format!(
+                            "registry sent more than the {} bytes the manifest declares",
+                            desc.size
+                        ));
+                        break;
+                    }
+                    if !sender.send(chunk).await {
+                        break; // the unpacker failed; its error is the one to report
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    transport_error = Some(format!("{url}: {}", super::registry::error_chain(&e)));
+                    break;
+                }
+            }
+        }
+        drop(sender);
+        let result = handle
+            .await
+            .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
+        if let Some(message) = transport_error {
+            return Err(LayerError::Stream {
+                digest: digest.to_string(),
+                message,
+            }
+            .into());
+        }
+        let usage = result?;
+        tracing::debug!(layer = %digest, bytes = desc.size, unpacked = usage.bytes, ms = started.elapsed().as_millis() as u64, "layer ingested");
+        Ok(())
+    }
+
+    /// Stores the record: the new image takes the reference's tag (moving it off any other
+    /// image) and gains `name@digest`.
+    fn record_pull(
+        &self,
+        mut record: ImageRecord,
+        reference: &Reference,
+        target: &Digest,
+    ) -> Result<ImageRecord, ImageError> {
+        let tag = reference.tagged();
+        let repo_digest = reference.with_digest(target);
+        let mut changed = Vec::new();
+        {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(existing) = index.get(&record.id) {
+                record.repo_tags = existing.repo_tags.clone();
+                record.repo_digests = existing.repo_digests.clone();
+                record.pinned = existing.pinned;
+            }
+            if let Some(tag) = &tag {
+                for other in index
+                    .values()
+                    .filter(|o| o.id != record.id && o.repo_tags.contains(tag))
+                {
+                    let mut o = other.clone();
+                    o.repo_tags.retain(|t| t != tag);
+                    changed.push(o);
+                }
+            }
+        }
+        if let Some(tag) = tag {
+            if !record.repo_tags.contains(&tag) {
+                record.repo_tags.push(tag);
+            }
+        }
+        if !record.repo_digests.contains(&repo_digest) {
+            record.repo_digests.push(repo_digest);
+        }
+        for o in &changed {
+            self.meta.put(Table::Images, &o.id, o)?;
+        }
+        self.meta.put(Table::Images, &record.id, &record)?;
+        self.write_index(|index| {
+            for o in changed {
+                index.insert(o.id.clone(), o);
+            }
+            index.insert(record.id.clone(), record.clone());
+        });
+        Ok(record)
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn mismatch(reference: &Reference, expected: &str, actual: &Digest) -> ImageError {
+    ImageError::Content(super::content::ContentError::DigestMismatch {
+        expected: format!("{expected} ({reference})"),
+        actual: actual.to_string(),
+    })
+}

@@ -1,0 +1,16 @@
+//! Berth: a Kubernetes CRI container runtime.
+//!
+//! `berthd` (src/main.rs) serves the CRI over a unix socket; this library holds the daemon.
+//! Wire types stay in `cri/`; everything else works on domain types.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod cri;
+pub mod daemon;
+pub mod error;
+pub mod image;
+pub mod server;
+pub mod snapshot;
+pub mod store;
+pub mod sys;

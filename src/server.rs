@@ -1,0 +1,83 @@
+//! Serving the CRI over a unix socket: the socket is created with mode 0660 (parent
+//! directories made as needed, a stale socket replaced, a live one refused), and
+//! SIGTERM/SIGINT stop the server gracefully.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use berth_proto::image_service_server::ImageServiceServer;
+use berth_proto::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::cri::Cri;
+
+/// gRPC message limit: kubelet allows 16 MiB; big `ListContainers` answers need it.
+const MAX_MESSAGE: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("socket {path}: {message}")]
+    Socket { path: PathBuf, message: String },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn socket_err(path: &Path, message: impl ToString) -> ServeError {
+    ServeError::Socket {
+        path: path.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Binds the socket. A leftover socket file from a dead berthd is removed; one that still
+/// answers belongs to a running berthd and is an error.
+pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| socket_err(parent, e))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(socket_err(path, "another server is listening on it"));
+        }
+        std::fs::remove_file(path).map_err(|e| socket_err(path, e))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| socket_err(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| socket_err(path, e))?;
+    Ok(listener)
+}
+
+/// Serves until `shutdown` resolves, then removes the socket.
+pub async fn serve(
+    listener: UnixListener,
+    path: &Path,
+    cri: Cri,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let runtime = RuntimeServiceServer::new(cri.clone())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let images = ImageServiceServer::new(cri)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let result = tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(images)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(path);
+    Ok(result?)
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop berthd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
