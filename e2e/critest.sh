@@ -23,7 +23,7 @@ cleanup() {
         kill -9 "$PID" 2>/dev/null || true
     fi
     # Unmount anything a failed run left under the work dir, deepest first.
-    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done
+    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -25,7 +25,7 @@ cleanup() {
         for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$p" 2>/dev/null || true
     done
-    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done
+    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -84,7 +84,7 @@ TOML
     "$CRICTL" -i "unix://$dir/containerd.sock" -r "unix://$dir/containerd.sock" pull "$IMAGE" >/dev/null 2>&1
     t1=$(now)
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    grep -F " $dir/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done
+    grep -F " $dir/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
     rm -rf "$dir"
     python3 -c "print(round($t1-$t0,3))"
 }

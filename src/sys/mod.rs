@@ -1,4 +1,6 @@
-//! The only place Berth talks to the kernel's filesystem calls directly: safe wrappers
-//! (through rustix, no `unsafe`) over the `*at` syscalls, each relative to a directory fd.
+//! The only place Berth makes raw syscalls and the only module allowed `unsafe` (each use
+//! a single call with its SAFETY note): `*at` filesystem calls relative to a directory fd,
+//! and namespace pinning.
 
 pub mod fs;
+pub mod ns;
