@@ -24,7 +24,7 @@ async fn berthd_for(hosts: &[&str]) -> (Berthd, Cri, PathBuf) {
     })
     .await
     .expect("berthd starts");
-    let cri = Cri::connect(&berthd.socket()).await.expect("connect");
+    let cri = Cri::connect(berthd.socket()).await.expect("connect");
     (berthd, cri, dir)
 }
 
@@ -289,7 +289,7 @@ async fn mirror_is_used_and_a_dead_mirror_falls_back() {
     })
     .await
     .expect("berthd");
-    let mut cri = Cri::connect(&berthd.socket()).await.expect("connect");
+    let mut cri = Cri::connect(berthd.socket()).await.expect("connect");
     cri.pull("registry.berth.test/team/app:1", None)
         .await
         .expect("pull through the mirror");
@@ -504,7 +504,7 @@ async fn images_survive_a_restart_and_concurrent_pulls_share_work() {
         assert_eq!(fetches, 1, "layer {layer} downloaded {fetches} times");
     }
     berthd.restart().await.expect("restart");
-    let mut cri = Cri::connect(&berthd.socket()).await.expect("reconnect");
+    let mut cri = Cri::connect(berthd.socket()).await.expect("reconnect");
     let img = cri
         .status(&name)
         .await
