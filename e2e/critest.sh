@@ -16,6 +16,8 @@ FOCUS=${1:-}
 
 WORK=$(mktemp -d /tmp/berth-critest.XXXXXX)
 PID=""
+# The kit's CNI config uses bridge cni0; remove it afterwards if this run created it.
+BRIDGE_EXISTED=$(ip link show cni0 >/dev/null 2>&1 && echo yes || echo no)
 cleanup() {
     if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
         kill "$PID"
@@ -25,12 +27,19 @@ cleanup() {
     # Unmount anything a failed run left under the work dir, deepest first.
     grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
     rm -rf "$WORK"
+    if [[ $BRIDGE_EXISTED == no ]]; then
+        ip link del cni0 2>/dev/null || true
+        rm -rf /var/lib/cni/networks/critest
+    fi
 }
 trap cleanup EXIT
 
 SOCK=$WORK/state/berth.sock
+mkdir -p "$WORK/cni"
+cp "$KIT/10-critest-bridge.conflist" "$WORK/cni/"
 "$BERTHD" --listen "unix://$SOCK" --root "$WORK/root" --state "$WORK/state" \
-    --registry-config-path "$KIT/certs.d" --log-level info 2>"$WORK/berthd.log" &
+    --registry-config-path "$KIT/certs.d" --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni \
+    --log-level info 2>"$WORK/berthd.log" &
 PID=$!
 for _ in $(seq 1 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
 [[ -S $SOCK ]] || { tail -20 "$WORK/berthd.log"; echo "berthd did not start" >&2; exit 1; }
@@ -39,6 +48,7 @@ OUT=$WORK/out
 set +e
 CRITEST_OUT=$OUT "$KIT/run.sh" "unix://$SOCK" ${FOCUS:+"$FOCUS"}
 set -e
+cp "$OUT/critest.log" "${CRITEST_LOG:-/tmp/berth-critest-last.log}" 2>/dev/null || true
 [[ -f $OUT/critest.xml ]] || { echo "critest produced no report" >&2; exit 1; }
 
 # Specs that passed in this run, one name a line.

@@ -40,8 +40,16 @@ pub struct Config {
     pub cgroup_driver: CgroupDriver,
     /// OCI runtime binary used for the default runtime handler.
     pub default_runtime: String,
-    /// Directory of CNI network configs.
+    /// Directory of CNI network configs; the first valid file (by name) is used.
     pub cni_conf_dir: PathBuf,
+    /// Directories searched, in order, for CNI plugin binaries.
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// Seconds one CNI plugin call may take before it is killed.
+    pub cni_timeout_secs: u64,
+    /// Size of each pod's /dev/shm tmpfs, in bytes.
+    pub sandbox_shm_size: u64,
+    /// The pod infra program; default: `berth-pause` beside berthd, else on PATH.
+    pub infra_binary: Option<PathBuf>,
     /// Upper bounds that protect the node from hostile images.
     pub limits: Limits,
 }
@@ -106,6 +114,10 @@ impl Default for Config {
             cgroup_driver: CgroupDriver::Cgroupfs,
             default_runtime: "runc".into(),
             cni_conf_dir: "/etc/cni/net.d".into(),
+            cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            cni_timeout_secs: 60,
+            sandbox_shm_size: 64 << 20,
+            infra_binary: None,
             limits: Limits::default(),
         }
     }
@@ -198,6 +210,14 @@ impl Config {
                     "registry_mirrors entry {mirror:?} must start with http:// or https://"
                 )));
             }
+        }
+        if self.cni_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("cni_timeout_secs must be at least 1".into()));
+        }
+        if self.sandbox_shm_size < 4096 {
+            return Err(ConfigError::Invalid(
+                "sandbox_shm_size must be at least 4096 bytes".into(),
+            ));
         }
         if self.limits.max_layers == 0 || self.limits.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));

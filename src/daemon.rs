@@ -10,12 +10,15 @@ use crate::image::content::ContentStore;
 use crate::image::hosts::HostsConfig;
 use crate::image::registry::RegistryClient;
 use crate::image::{Images, ImagesOptions};
+use crate::network::{CniNetwork, CniOptions, PodNetwork};
+use crate::sandbox::{Sandboxes, SandboxesOptions};
 use crate::snapshot::overlay::OverlaySnapshotter;
 use crate::store::MetaStore;
 
 pub struct Daemon {
     pub config: Config,
     pub images: Arc<Images>,
+    pub sandboxes: Arc<Sandboxes>,
 }
 
 /// One condition of `Status`.
@@ -56,6 +59,8 @@ pub enum StartError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), StartError> {
@@ -90,9 +95,40 @@ impl Daemon {
             max_concurrent_downloads: config.max_concurrent_downloads,
             auth_file: config.registry_auth_file.clone(),
         };
-        let images = Arc::new(Images::open(content, snapshots, registry, meta, options)?);
+        let images = Arc::new(Images::open(content, snapshots, registry, meta.clone(), options)?);
         images.collect_garbage().await?;
-        Ok(Daemon { config, images })
+        let network: Arc<dyn PodNetwork> = Arc::new(CniNetwork::new(CniOptions {
+            conf_dir: config.cni_conf_dir.clone(),
+            bin_dirs: config.cni_bin_dirs.clone(),
+            timeout: Duration::from_secs(config.cni_timeout_secs),
+            cache_dir: config.state.join("cni-cache"),
+        }));
+        let sandbox_opts = SandboxesOptions {
+            state_dir: config.state.clone(),
+            infra_binary: config
+                .infra_binary
+                .clone()
+                .unwrap_or_else(crate::sandbox::default_infra_binary),
+            cgroup_driver: config.cgroup_driver,
+            shm_size: config.sandbox_shm_size,
+            stop_grace: Duration::from_secs(2),
+        };
+        let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta, network)?);
+        Ok(Daemon {
+            config,
+            images,
+            sandboxes,
+        })
+    }
+
+    /// The runtime handlers this daemon offers: the default ("") and its runtime by name.
+    pub fn check_runtime_handler(&self, handler: &str) -> Result<(), crate::error::Error> {
+        if handler.is_empty() || handler == self.config.default_runtime {
+            return Ok(());
+        }
+        Err(crate::error::Error::InvalidArgument(format!(
+            "unknown runtime handler {handler:?}"
+        )))
     }
 
     /// Ready when the configured OCI runtime binary can be found on PATH.

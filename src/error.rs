@@ -6,6 +6,8 @@ use crate::image::content::ContentError;
 use crate::image::layer::LayerError;
 use crate::image::registry::RegistryError;
 use crate::image::ImageError;
+use crate::network::NetworkError;
+use crate::sandbox::SandboxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,6 +25,8 @@ pub enum Error {
     Unimplemented(&'static str),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error("{0}")]
     Internal(String),
 }
@@ -39,6 +43,7 @@ impl Error {
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Internal(_) => Code::Internal,
             Error::Image(e) => image_code(e),
+            Error::Sandbox(e) => sandbox_code(e),
         }
     }
 }
@@ -69,6 +74,17 @@ fn image_code(e: &ImageError) -> Code {
         ImageError::Content(_) | ImageError::Snapshot(_) | ImageError::Store(_) | ImageError::Internal(_) => {
             Code::Internal
         }
+    }
+}
+
+fn sandbox_code(e: &SandboxError) -> Code {
+    match e {
+        SandboxError::Invalid(_) => Code::InvalidArgument,
+        SandboxError::NotFound(_) => Code::NotFound,
+        SandboxError::NameTaken { .. } => Code::AlreadyExists,
+        SandboxError::Network(NetworkError::NotReady(_)) => Code::FailedPrecondition,
+        SandboxError::Network(NetworkError::Timeout { .. }) => Code::DeadlineExceeded,
+        SandboxError::Network(_) | SandboxError::Store(_) | SandboxError::Setup { .. } => Code::Internal,
     }
 }
 

@@ -5,11 +5,15 @@
 
 #![deny(unsafe_code)]
 
+pub mod cgroup;
 pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod error;
 pub mod image;
+pub mod locks;
+pub mod network;
+pub mod sandbox;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -26,6 +26,12 @@ struct Args {
     /// Directory of per-registry hosts.toml files [default: /etc/berth/certs.d].
     #[arg(long, env = "BERTH_REGISTRY_CONFIG_PATH")]
     registry_config_path: Option<PathBuf>,
+    /// Directory of CNI network configs [default: /etc/cni/net.d].
+    #[arg(long, env = "BERTH_CNI_CONF_DIR")]
+    cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin directories, ':'-separated [default: /opt/cni/bin:/usr/lib/cni].
+    #[arg(long, env = "BERTH_CNI_BIN_DIR")]
+    cni_bin_dir: Option<String>,
     /// Log filter: a level or RUST_LOG-style directives [default: info].
     #[arg(long, env = "BERTH_LOG_LEVEL")]
     log_level: Option<String>,
@@ -51,6 +57,12 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.registry_config_path {
         config.registry_config_path = v.clone();
+    }
+    if let Some(v) = &args.cni_conf_dir {
+        config.cni_conf_dir = v.clone();
+    }
+    if let Some(v) = &args.cni_bin_dir {
+        config.cni_bin_dirs = std::env::split_paths(v).collect();
     }
     if let Some(v) = &args.log_level {
         config.log_level = v.clone();

@@ -14,6 +14,7 @@
 pub mod berthd;
 pub mod cri;
 pub mod image;
+pub mod pod;
 pub mod proxy;
 pub mod registry;
 mod sys;

@@ -1,14 +1,15 @@
 //! `berth-pause`: the infra process of a Berth pod sandbox.
 //!
 //! ```text
-//! berth-pause [--netns PATH] [--uts] [--hostname NAME] [--ipc] [--pid]
+//! berth-pause [--netns PATH] [--uts] [--hostname NAME] [--ipc] [--pid] [--sysctl KEY=VALUE]...
 //! ```
 //!
 //! It joins the pod's pinned network namespace, creates the UTS (with the pod's hostname),
 //! IPC and, when asked, PID namespaces that the pod's containers later join through
 //! `/proc/<pid>/ns/*`, writes `ready <pid>` on stdout (the pid containers must join; with
 //! `--pid` that is a child that is PID 1 of the new namespace), and then only reaps
-//! zombies until SIGTERM or SIGINT ends it. No image is pulled for it and it holds no
+//! zombies until SIGTERM or SIGINT ends it. Pod sysctls are written once the namespaces
+//! exist, so `net.*` lands in the pod's network namespace and `kernel.shm*` in its IPC one. No image is pulled for it and it holds no
 //! memory to speak of.
 
 #![deny(unsafe_code)]
@@ -24,12 +25,21 @@ struct Args {
     hostname: Option<String>,
     ipc: bool,
     pid: bool,
+    sysctls: Vec<(String, String)>,
     /// Internal: this process is the PID 1 spawned into a new PID namespace.
     init: bool,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut args = Args { netns: None, uts: false, hostname: None, ipc: false, pid: false, init: false };
+    let mut args = Args {
+        netns: None,
+        uts: false,
+        hostname: None,
+        ipc: false,
+        pid: false,
+        sysctls: Vec::new(),
+        init: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -39,6 +49,17 @@ fn parse() -> Result<Args, String> {
             "--ipc" => args.ipc = true,
             "--pid" => args.pid = true,
             "--init" => args.init = true,
+            "--sysctl" => {
+                let kv = it.next().ok_or("--sysctl needs KEY=VALUE")?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--sysctl {kv:?}: expected KEY=VALUE"))?;
+                let ok_chars = k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+                if k.is_empty() || !ok_chars || k.contains("..") || k.starts_with('/') {
+                    return Err(format!("--sysctl {kv:?}: bad key"));
+                }
+                args.sysctls.push((k.to_string(), v.to_string()));
+            }
             "--version" => {
                 println!("berth-pause {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
@@ -75,7 +96,11 @@ fn main() -> ExitCode {
     let (pid, child) = if args.pid {
         // The next child of this process is PID 1 of the new PID namespace.
         let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-        match std::process::Command::new(exe).arg("--init").stdin(std::process::Stdio::null()).spawn() {
+        match std::process::Command::new(exe)
+            .arg("--init")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
             Ok(c) => (c.id(), Some(c.id())),
             Err(e) => {
                 eprintln!("berth-pause: starting the PID namespace's init: {e}");
@@ -102,6 +127,16 @@ fn setup(args: &Args) -> Result<(), String> {
     }
     if let Some(name) = &args.hostname {
         rustix::system::sethostname(name.as_bytes()).map_err(|e| format!("setting hostname {name:?}: {e}"))?;
+    }
+    for (key, value) in &args.sysctls {
+        // `a.b.c` or `a/b/c` (the slash form allows dots inside a component, e.g. VLANs).
+        let rel = if key.contains('/') {
+            key.clone()
+        } else {
+            key.replace('.', "/")
+        };
+        let path = format!("/proc/sys/{rel}");
+        std::fs::write(&path, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
     }
     Ok(())
 }

@@ -53,37 +53,57 @@ impl RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _request: Request<pb::RunPodSandboxRequest>,
+        request: Request<pb::RunPodSandboxRequest>,
     ) -> Result<Response<pb::RunPodSandboxResponse>, Status> {
-        call("RunPodSandbox", not_yet("RunPodSandbox")).await
+        call(
+            "RunPodSandbox",
+            runtime::run_pod_sandbox::run_pod_sandbox(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<pb::StopPodSandboxRequest>,
+        request: Request<pb::StopPodSandboxRequest>,
     ) -> Result<Response<pb::StopPodSandboxResponse>, Status> {
-        call("StopPodSandbox", not_yet("StopPodSandbox")).await
+        call(
+            "StopPodSandbox",
+            runtime::stop_pod_sandbox::stop_pod_sandbox(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<pb::RemovePodSandboxRequest>,
+        request: Request<pb::RemovePodSandboxRequest>,
     ) -> Result<Response<pb::RemovePodSandboxResponse>, Status> {
-        call("RemovePodSandbox", not_yet("RemovePodSandbox")).await
+        call(
+            "RemovePodSandbox",
+            runtime::remove_pod_sandbox::remove_pod_sandbox(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn pod_sandbox_status(
         &self,
-        _request: Request<pb::PodSandboxStatusRequest>,
+        request: Request<pb::PodSandboxStatusRequest>,
     ) -> Result<Response<pb::PodSandboxStatusResponse>, Status> {
-        call("PodSandboxStatus", not_yet("PodSandboxStatus")).await
+        call(
+            "PodSandboxStatus",
+            runtime::pod_sandbox_status::pod_sandbox_status(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<pb::ListPodSandboxRequest>,
+        request: Request<pb::ListPodSandboxRequest>,
     ) -> Result<Response<pb::ListPodSandboxResponse>, Status> {
-        call("ListPodSandbox", not_yet("ListPodSandbox")).await
+        call(
+            "ListPodSandbox",
+            runtime::list_pod_sandbox::list_pod_sandbox(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn create_container(
@@ -194,9 +214,13 @@ impl RuntimeService for Cri {
 
     async fn update_runtime_config(
         &self,
-        _request: Request<pb::UpdateRuntimeConfigRequest>,
+        request: Request<pb::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<pb::UpdateRuntimeConfigResponse>, Status> {
-        call("UpdateRuntimeConfig", not_yet("UpdateRuntimeConfig")).await
+        call(
+            "UpdateRuntimeConfig",
+            runtime::update_runtime_config::update_runtime_config(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
@@ -237,18 +261,27 @@ impl RuntimeService for Cri {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _request: Request<pb::UpdatePodSandboxResourcesRequest>,
+        request: Request<pb::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<pb::UpdatePodSandboxResourcesResponse>, Status> {
-        call("UpdatePodSandboxResources", not_yet("UpdatePodSandboxResources")).await
+        call(
+            "UpdatePodSandboxResources",
+            runtime::update_pod_sandbox_resources::update_pod_sandbox_resources(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     type StreamPodSandboxesStream = BoxStream<pb::StreamPodSandboxesResponse>;
 
     async fn stream_pod_sandboxes(
         &self,
-        _request: Request<pb::StreamPodSandboxesRequest>,
+        request: Request<pb::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        call("StreamPodSandboxes", not_yet("StreamPodSandboxes")).await
+        let pages = call(
+            "StreamPodSandboxes",
+            runtime::stream_pod_sandboxes::stream_pod_sandboxes(&self.daemon, request.into_inner()),
+        )
+        .await?;
+        Ok(Response::new(stream_of(pages.into_inner())))
     }
 
     type StreamContainersStream = BoxStream<pb::StreamContainersResponse>;

@@ -12,6 +12,7 @@ use super::registry::{RegistryClient, RegistryError};
 use super::unpack::UnpackLimits;
 use super::ImageRecord;
 use crate::config::Limits;
+use crate::locks::KeyedLocks;
 use crate::snapshot::{SnapshotError, Snapshotter};
 use crate::store::{MetaStore, StoreError, Table};
 
@@ -58,43 +59,6 @@ pub struct Images {
     /// Pulls hold it shared; garbage collection holds it exclusively, so it never deletes
     /// blobs or snapshots that a running pull has not yet recorded.
     pub(super) gc_lock: tokio::sync::RwLock<()>,
-}
-
-/// Per-key async mutexes, dropped from the map when no one holds or waits for them.
-#[derive(Default)]
-pub struct KeyedLocks {
-    map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-pub struct KeyedGuard<'a> {
-    locks: &'a KeyedLocks,
-    key: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl KeyedLocks {
-    pub async fn lock(&self, key: &str) -> KeyedGuard<'_> {
-        let m = {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(key.to_string()).or_default().clone()
-        };
-        let guard = m.lock_owned().await;
-        KeyedGuard {
-            locks: self,
-            key: key.to_string(),
-            guard: Some(guard),
-        }
-    }
-}
-
-impl Drop for KeyedGuard<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut map = self.locks.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.key);
-        }
-    }
 }
 
 /// Filesystem usage of the image store.

@@ -13,14 +13,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy)]
 pub enum Table {
     Images,
+    Sandboxes,
 }
 
 impl Table {
-    const ALL: [Table; 1] = [Table::Images];
+    const ALL: [Table; 2] = [Table::Images, Table::Sandboxes];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             Table::Images => TableDefinition::new("images"),
+            Table::Sandboxes => TableDefinition::new("sandboxes"),
         }
     }
 }

@@ -3,4 +3,5 @@
 //! and namespace pinning.
 
 pub mod fs;
+pub mod mount;
 pub mod ns;

@@ -49,8 +49,10 @@ pub fn remove_netns(path: &Path) -> io::Result<()> {
 /// Whether `path` is a pinned network namespace (an nsfs mount).
 pub fn is_netns(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(pinned), Ok(parent)) = (std::fs::metadata(path), std::fs::metadata(path.parent().unwrap_or(Path::new("/"))))
-    else {
+    let (Ok(pinned), Ok(parent)) = (
+        std::fs::metadata(path),
+        std::fs::metadata(path.parent().unwrap_or(Path::new("/"))),
+    ) else {
         return false;
     };
     pinned.dev() != parent.dev()
@@ -72,7 +74,10 @@ mod tests {
         let own = std::fs::read_link("/proc/self/ns/net").expect("own ns");
         let file = std::fs::File::open(&path).expect("open pinned");
         let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata().expect("stat"));
-        assert!(!own.to_string_lossy().contains(&ino.to_string()), "a new namespace, not ours");
+        assert!(
+            !own.to_string_lossy().contains(&ino.to_string()),
+            "a new namespace, not ours"
+        );
         drop(file);
         assert!(create_netns(&path).is_err(), "an existing pin is not overwritten");
         remove_netns(&path).expect("remove");

@@ -1,0 +1,436 @@
+//! Run, stop, remove and inspect sandboxes. Every step of `run` is undone when a later one
+//! fails, and `stop`/`remove` are idempotent, so nothing is left behind either way: no
+//! netns mount, veth, iptables rule, cgroup, shm mount or infra process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use super::infra::{self, InfraArgs};
+use super::{files, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState};
+use crate::cgroup::{self, Hierarchy};
+use crate::config::CgroupDriver;
+use crate::locks::KeyedLocks;
+use crate::network::{NetworkError, PodNetwork, PodNetworkRequest};
+use crate::store::{MetaStore, StoreError, Table};
+use crate::sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("sandbox {0} not found")]
+    NotFound(String),
+    #[error("sandbox name {name} is reserved by sandbox {id}")]
+    NameTaken { name: String, id: String },
+    #[error("pod network: {0}")]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sandbox {id}: {message}")]
+    Setup { id: String, message: String },
+}
+
+pub struct SandboxesOptions {
+    pub state_dir: PathBuf,
+    pub infra_binary: PathBuf,
+    pub cgroup_driver: CgroupDriver,
+    pub shm_size: u64,
+    pub stop_grace: Duration,
+}
+
+pub struct Sandboxes {
+    opts: SandboxesOptions,
+    meta: Arc<MetaStore>,
+    network: Arc<dyn PodNetwork>,
+    cgroups: Option<Hierarchy>,
+    records: RwLock<HashMap<String, SandboxRecord>>,
+    /// Reserved names (`name_namespace_uid_attempt`) to sandbox ids.
+    names: Mutex<HashMap<String, String>>,
+    locks: KeyedLocks,
+}
+
+fn setup_err(id: &str) -> impl Fn(String) -> SandboxError + '_ {
+    move |message| SandboxError::Setup {
+        id: id.to_string(),
+        message,
+    }
+}
+
+impl Sandboxes {
+    pub fn open(
+        opts: SandboxesOptions,
+        meta: Arc<MetaStore>,
+        network: Arc<dyn PodNetwork>,
+    ) -> Result<Sandboxes, SandboxError> {
+        let cgroups = Hierarchy::detect()
+            .map_err(|e| tracing::warn!(error = %e, "no cgroups: sandboxes run without a cgroup"))
+            .ok();
+        let mut records = HashMap::new();
+        let mut names = HashMap::new();
+        for (id, mut rec) in meta.load_all::<SandboxRecord>(Table::Sandboxes)? {
+            // The infra process may have died while berthd was down.
+            if rec.state == SandboxState::Ready && !rec.infra_pid.is_some_and(|p| infra::alive(p, rec.infra_start)) {
+                rec.state = SandboxState::NotReady;
+                meta.put(Table::Sandboxes, &id, &rec)?;
+            }
+            names.insert(SandboxRecord::reserved_name(&rec.spec), id.clone());
+            records.insert(id, rec);
+        }
+        Ok(Sandboxes {
+            opts,
+            meta,
+            network,
+            cgroups,
+            records: RwLock::new(records),
+            names: Mutex::new(names),
+            locks: KeyedLocks::default(),
+        })
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.opts.state_dir.join("sandboxes").join(id)
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.opts.state_dir.join("netns").join(id)
+    }
+
+    fn save(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        self.meta.put(Table::Sandboxes, &rec.id, rec)?;
+        self.records
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id.clone(), rec.clone());
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = records.get(id) {
+            return Ok(refresh(r.clone()));
+        }
+        // A unique prefix of at least 3 characters also names a sandbox, as in crictl.
+        if id.len() >= 3 {
+            let mut found = records.values().filter(|r| r.id.starts_with(id));
+            if let (Some(r), None) = (found.next(), found.next()) {
+                return Ok(refresh(r.clone()));
+            }
+        }
+        Err(SandboxError::NotFound(id.to_string()))
+    }
+
+    pub fn list(&self, filter: &SandboxFilter) -> Vec<SandboxRecord> {
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SandboxRecord> = records
+            .values()
+            .cloned()
+            .map(refresh)
+            .filter(|r| filter.matches(r))
+            .collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Creates and starts a sandbox; returns its id.
+    pub async fn run(&self, spec: SandboxSpec) -> Result<String, SandboxError> {
+        validate(&spec)?;
+        let id = new_id();
+        let name = SandboxRecord::reserved_name(&spec);
+        {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(other) = names.get(&name) {
+                return Err(SandboxError::NameTaken {
+                    name,
+                    id: other.clone(),
+                });
+            }
+            names.insert(name.clone(), id.clone());
+        }
+        let _lock = self.locks.lock(&id).await;
+        let cgroup =
+            cgroup::leaf_path(self.opts.cgroup_driver, &spec.cgroup_parent, &id).map_err(SandboxError::Invalid);
+        let cgroup = match cgroup {
+            Ok(c) => c,
+            Err(e) => {
+                self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                return Err(e);
+            }
+        };
+        let mut rec = SandboxRecord {
+            id: id.clone(),
+            spec,
+            state: SandboxState::NotReady,
+            created_at: crate::cri::convert::now_nanos(),
+            netns: None,
+            ips: Vec::new(),
+            infra_pid: None,
+            infra_start: 0,
+            cgroup,
+            cgroup_dirs: Vec::new(),
+            resources: None,
+        };
+        match self.setup(&mut rec).await {
+            Ok(()) => {
+                rec.state = SandboxState::Ready;
+                if let Err(e) = self.save(&rec) {
+                    self.undo(&rec).await;
+                    return Err(e);
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                self.undo(&rec).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup(&self, rec: &mut SandboxRecord) -> Result<(), SandboxError> {
+        let id = rec.id.clone();
+        let err = setup_err(&id);
+        let dir = self.dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let host_net = rec.spec.namespaces.network == NsMode::Node;
+        let host_ipc = rec.spec.namespaces.ipc == NsMode::Node;
+        let hostname = if rec.spec.hostname.is_empty() && host_net {
+            rustix::system::uname().nodename().to_string_lossy().into_owned()
+        } else {
+            rec.spec.hostname.clone()
+        };
+        let resolv = files::resolv_conf(rec.spec.dns.as_ref()).map_err(|e| err(format!("resolv.conf: {e}")))?;
+        files::write(&dir.join("resolv.conf"), &resolv).map_err(|e| err(format!("resolv.conf: {e}")))?;
+        files::write(&dir.join("hostname"), &format!("{hostname}\n")).map_err(|e| err(format!("hostname: {e}")))?;
+        if !host_ipc {
+            let shm = dir.join("shm");
+            std::fs::create_dir_all(&shm).map_err(|e| err(format!("shm: {e}")))?;
+            sys::mount::tmpfs(&shm, self.opts.shm_size, 0o1777).map_err(|e| err(format!("mounting /dev/shm: {e}")))?;
+        }
+        if !host_net {
+            let ns = self.netns_path(&id);
+            sys::ns::create_netns(&ns).map_err(|e| err(format!("creating network namespace: {e}")))?;
+            rec.netns = Some(ns);
+        }
+        if let Some(h) = &self.cgroups {
+            rec.cgroup_dirs = cgroup::create(h, &rec.cgroup).map_err(|e| err(format!("cgroup {}: {e}", rec.cgroup)))?;
+        }
+        let sysctls: Vec<(String, String)> = rec.spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let pid = infra::start(InfraArgs {
+            binary: &self.opts.infra_binary,
+            netns: rec.netns.as_deref(),
+            uts: !host_net,
+            hostname: &hostname,
+            ipc: !host_ipc,
+            pid: rec.spec.namespaces.pid == NsMode::Pod,
+            sysctls,
+        })
+        .await
+        .map_err(&err)?;
+        rec.infra_pid = Some(pid);
+        rec.infra_start = infra::start_time(pid).unwrap_or(0);
+        if let Some(h) = &self.cgroups {
+            cgroup::add_process(h, &rec.cgroup, pid).map_err(|e| err(format!("moving infra into its cgroup: {e}")))?;
+        }
+        if let Some(ns) = rec.netns.clone() {
+            let status = self.network.setup(&network_request(rec, &ns)).await?;
+            rec.ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+            files::write(&dir.join("hosts"), &files::hosts(&hostname, &rec.ips))
+                .map_err(|e| err(format!("hosts: {e}")))?;
+        } else {
+            let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            files::write(&dir.join("hosts"), &host).map_err(|e| err(format!("hosts: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Takes back everything `setup` may have done, best effort (used on failure).
+    async fn undo(&self, rec: &SandboxRecord) {
+        if let Err(e) = self.release(rec).await {
+            tracing::warn!(sandbox = %rec.id, error = %e, "cleaning up a failed sandbox");
+        }
+        let _ = self.purge(rec);
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&SandboxRecord::reserved_name(&rec.spec));
+    }
+
+    /// Network down, infra stopped, netns and shm released. Idempotent.
+    async fn release(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        let mut first_err = None;
+        if let Some(pid) = rec.infra_pid {
+            infra::stop(pid, rec.infra_start, self.opts.stop_grace).await;
+        }
+        if let Some(ns) = &rec.netns {
+            if let Err(e) = self.network.teardown(&network_request(rec, ns)).await {
+                first_err.get_or_insert(SandboxError::from(e));
+            }
+            if let Err(e) = sys::ns::remove_netns(ns) {
+                first_err.get_or_insert(setup_err(&rec.id)(format!("removing network namespace: {e}")));
+            }
+        }
+        let shm = self.dir(&rec.id).join("shm");
+        if let Err(e) = sys::mount::unmount(&shm) {
+            first_err.get_or_insert(setup_err(&rec.id)(format!("unmounting /dev/shm: {e}")));
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Removes the sandbox's files and cgroup.
+    fn purge(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        let dir = self.dir(&rec.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| setup_err(&rec.id)(format!("{}: {e}", dir.display())))?;
+        }
+        cgroup::remove_dirs(&rec.cgroup_dirs).map_err(|e| setup_err(&rec.id)(format!("cgroup: {e}")))?;
+        Ok(())
+    }
+
+    /// Stops a sandbox: its network is torn down and its infra process ended. Stopping a
+    /// stopped or unknown sandbox succeeds (the CRI call is idempotent).
+    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+        let Ok(rec) = self.get(id) else { return Ok(()) };
+        let _lock = self.locks.lock(&rec.id).await;
+        let mut rec = self.get(&rec.id)?;
+        self.release(&rec).await?;
+        rec.state = SandboxState::NotReady;
+        rec.netns = None;
+        self.save(&rec)
+    }
+
+    /// Removes a sandbox and all its state. Removing an unknown sandbox succeeds.
+    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        let Ok(rec) = self.get(id) else { return Ok(()) };
+        let _lock = self.locks.lock(&rec.id).await;
+        let Ok(rec) = self.get(&rec.id) else { return Ok(()) };
+        self.release(&rec).await?;
+        // CNI DEL once more, from the cache, in case stop happened while the netns was gone.
+        if rec.netns.is_none() && rec.spec.namespaces.network != NsMode::Node {
+            let ns = self.netns_path(&rec.id);
+            if let Err(e) = self.network.teardown(&network_request(&rec, &ns)).await {
+                tracing::debug!(sandbox = %rec.id, error = %e, "second CNI DEL");
+            }
+        }
+        self.purge(&rec)?;
+        self.meta.delete(Table::Sandboxes, &rec.id)?;
+        self.records.write().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&SandboxRecord::reserved_name(&rec.spec));
+        Ok(())
+    }
+
+    /// Records pod-level resources (kubelet's `UpdatePodSandboxResources`).
+    pub async fn update_resources(&self, id: &str, resources: serde_json::Value) -> Result<(), SandboxError> {
+        let rec = self.get(id)?;
+        let _lock = self.locks.lock(&rec.id).await;
+        let mut rec = self.get(&rec.id)?;
+        rec.resources = Some(resources);
+        self.save(&rec)
+    }
+
+    pub fn network(&self) -> &Arc<dyn PodNetwork> {
+        &self.network
+    }
+
+    pub fn files_dir(&self, id: &str) -> PathBuf {
+        self.dir(id)
+    }
+}
+
+/// The live state: a Ready sandbox whose infra process died is NotReady.
+fn refresh(mut r: SandboxRecord) -> SandboxRecord {
+    if r.state == SandboxState::Ready && !r.infra_pid.is_some_and(|p| infra::alive(p, r.infra_start)) {
+        r.state = SandboxState::NotReady;
+    }
+    r
+}
+
+fn network_request(rec: &SandboxRecord, netns: &std::path::Path) -> PodNetworkRequest {
+    // Validated at run time; a record read back always parses.
+    let bandwidth = super::bandwidth::from_annotations(&rec.spec.annotations).ok().flatten();
+    PodNetworkRequest {
+        sandbox_id: rec.id.clone(),
+        netns_path: netns.to_path_buf(),
+        pod_name: rec.spec.name.clone(),
+        pod_namespace: rec.spec.namespace.clone(),
+        pod_uid: rec.spec.uid.clone(),
+        port_mappings: rec.spec.port_mappings.clone(),
+        bandwidth,
+        dns: None,
+        cgroup_path: Some(rec.cgroup.clone()),
+    }
+}
+
+fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
+    let invalid = |m: &str| Err(SandboxError::Invalid(m.to_string()));
+    if spec.name.is_empty() {
+        return invalid("sandbox config metadata.name is required");
+    }
+    if spec.uid.is_empty() {
+        return invalid("sandbox config metadata.uid is required");
+    }
+    if spec.namespace.is_empty() {
+        return invalid("sandbox config metadata.namespace is required");
+    }
+    for (what, value) in [("name", &spec.name), ("namespace", &spec.namespace), ("uid", &spec.uid)] {
+        if value.len() > 253 || value.contains(['/', '\0']) {
+            return Err(SandboxError::Invalid(format!(
+                "sandbox metadata.{what} {value:?} is not a valid name"
+            )));
+        }
+    }
+    if spec.hostname.len() > 64 || spec.hostname.contains(['/', '\0', ' ']) {
+        return Err(SandboxError::Invalid(format!(
+            "hostname {:?} is not valid",
+            spec.hostname
+        )));
+    }
+    if matches!(spec.namespaces.network, NsMode::Container | NsMode::Target) {
+        return invalid("network namespace mode must be POD or NODE for a sandbox");
+    }
+    if matches!(spec.namespaces.ipc, NsMode::Container | NsMode::Target) {
+        return invalid("IPC namespace mode must be POD or NODE for a sandbox");
+    }
+    for key in spec.sysctls.keys() {
+        let k = key.replace('/', ".");
+        let net = k.starts_with("net.");
+        let ipc = k.starts_with("kernel.shm")
+            || k.starts_with("kernel.msg")
+            || k == "kernel.sem"
+            || k.starts_with("fs.mqueue.");
+        if !net && !ipc {
+            return Err(SandboxError::Invalid(format!(
+                "sysctl {key:?} is not namespaced and cannot be set for a pod"
+            )));
+        }
+        if net && spec.namespaces.network == NsMode::Node {
+            return Err(SandboxError::Invalid(format!(
+                "sysctl {key:?} would change the host: the pod uses the host network"
+            )));
+        }
+        if ipc && spec.namespaces.ipc == NsMode::Node {
+            return Err(SandboxError::Invalid(format!(
+                "sysctl {key:?} would change the host: the pod uses the host IPC namespace"
+            )));
+        }
+    }
+    super::bandwidth::from_annotations(&spec.annotations).map_err(SandboxError::Invalid)?;
+    for pm in &spec.port_mappings {
+        if pm.container_port == 0 {
+            return Err(SandboxError::Invalid("port mapping with container port 0".into()));
+        }
+    }
+    Ok(())
+}
+
+fn new_id() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    hex::encode(bytes)
+}

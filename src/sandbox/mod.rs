@@ -1,0 +1,119 @@
+//! Pod sandboxes: the namespaces a pod's containers share (a pinned network namespace and
+//! Berth's own infra process holding UTS, IPC and optionally PID namespaces), the pod's
+//! network from CNI, its resolv.conf, hosts, hostname and /dev/shm, and its cgroup.
+
+mod bandwidth;
+mod files;
+mod infra;
+mod lifecycle;
+
+pub use infra::default_binary as default_infra_binary;
+pub use lifecycle::{SandboxError, Sandboxes, SandboxesOptions};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::PortMapping;
+
+/// Which namespace a pod or container uses, as the CRI `NamespaceMode` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NsMode {
+    #[default]
+    Pod,
+    Container,
+    Node,
+    Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NamespaceModes {
+    pub network: NsMode,
+    pub pid: NsMode,
+    pub ipc: NsMode,
+    pub target_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Dns {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// What a `RunPodSandbox` asks for, in Berth's terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SandboxSpec {
+    pub name: String,
+    pub uid: String,
+    pub namespace: String,
+    pub attempt: u32,
+    pub hostname: String,
+    pub log_directory: String,
+    pub dns: Option<Dns>,
+    pub port_mappings: Vec<PortMapping>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub cgroup_parent: String,
+    pub sysctls: BTreeMap<String, String>,
+    pub namespaces: NamespaceModes,
+    pub privileged: bool,
+    pub runtime_handler: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// A sandbox as the metadata store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub spec: SandboxSpec,
+    pub state: SandboxState,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    /// The pinned network namespace (none with host networking, or once stopped).
+    pub netns: Option<PathBuf>,
+    pub ips: Vec<String>,
+    /// The infra process, and its start time (from /proc) so a reused pid is not mistaken for it.
+    pub infra_pid: Option<u32>,
+    pub infra_start: u64,
+    /// The sandbox's cgroup path (relative to the hierarchy roots) and the directories
+    /// Berth created for it, removed with the sandbox.
+    pub cgroup: String,
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// Pod-level resources last given by `UpdatePodSandboxResources`, as JSON.
+    pub resources: Option<serde_json::Value>,
+}
+
+impl SandboxRecord {
+    /// `name_namespace_uid_attempt`: unique among live sandboxes (kubelet relies on it).
+    pub fn reserved_name(spec: &SandboxSpec) -> String {
+        format!("{}_{}_{}_{}", spec.name, spec.namespace, spec.uid, spec.attempt)
+    }
+
+    /// The pid whose namespaces containers join.
+    pub fn infra(&self) -> Option<u32> {
+        self.infra_pid
+    }
+}
+
+/// A listing filter, in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxFilter {
+    pub id_prefix: Option<String>,
+    pub state: Option<SandboxState>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SandboxFilter {
+    pub fn matches(&self, r: &SandboxRecord) -> bool {
+        self.id_prefix.as_ref().is_none_or(|p| r.id.starts_with(p.as_str()))
+            && self.state.is_none_or(|s| s == r.state)
+            && self.labels.iter().all(|(k, v)| r.spec.labels.get(k) == Some(v))
+    }
+}
