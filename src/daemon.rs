@@ -114,6 +114,7 @@ impl Daemon {
             stop_grace: Duration::from_secs(2),
         };
         let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta, network)?);
+        sandboxes.recover().await;
         Ok(Daemon {
             config,
             images,

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod error;

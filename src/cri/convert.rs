@@ -2,6 +2,9 @@
 
 use berth_proto as pb;
 
+use crate::container::model::{
+    ContainerSpec, DeviceSpec, MountSpec, Profile, ProfileKind, Propagation, Resources, SecuritySpec,
+};
 use crate::image::auth::AuthInput;
 use crate::image::ImageRecord;
 use crate::network::{PortMapping, Protocol};
@@ -237,4 +240,126 @@ pub fn resources_json(r: &pb::LinuxContainerResources) -> serde_json::Value {
         "memory_swap_limit_in_bytes": r.memory_swap_limit_in_bytes,
         "unified": r.unified,
     })
+}
+
+fn profile(p: Option<&pb::SecurityProfile>) -> Option<Profile> {
+    p.map(|p| Profile {
+        kind: match pb::security_profile::ProfileType::try_from(p.profile_type) {
+            Ok(pb::security_profile::ProfileType::Unconfined) => ProfileKind::Unconfined,
+            Ok(pb::security_profile::ProfileType::Localhost) => ProfileKind::Localhost,
+            _ => ProfileKind::RuntimeDefault,
+        },
+        localhost_ref: p.localhost_ref.clone(),
+    })
+}
+
+/// `ContainerConfig` → the domain spec; the image is resolved by the caller.
+pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::error::Error> {
+    use crate::error::Error;
+    let meta = c.metadata.as_ref().ok_or_else(|| Error::InvalidArgument("container config metadata is required".into()))?;
+    if meta.name.is_empty() {
+        return Err(Error::InvalidArgument("container config metadata.name is required".into()));
+    }
+    let image = c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+    if image.trim().is_empty() {
+        return Err(Error::InvalidArgument("container config image is required".into()));
+    }
+    let linux = c.linux.clone().unwrap_or_default();
+    let r = linux.resources.unwrap_or_default();
+    let sc = linux.security_context.unwrap_or_default();
+    let ns = sc.namespace_options.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let mut envs = Vec::new();
+    for kv in &c.envs {
+        if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') {
+            return Err(Error::InvalidArgument(format!("environment variable name {:?} is not valid", kv.key)));
+        }
+        let value = String::from_utf8(kv.value.clone())
+            .map_err(|_| Error::InvalidArgument(format!("environment variable {} is not UTF-8", kv.key)))?;
+        envs.push((kv.key.clone(), value));
+    }
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| {
+            if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+                return Err(Error::InvalidArgument(format!("image volume at {} is not supported yet", m.container_path)));
+            }
+            Ok(MountSpec {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                selinux_relabel: m.selinux_relabel,
+                propagation: match pb::MountPropagation::try_from(m.propagation) {
+                    Ok(pb::MountPropagation::PropagationHostToContainer) => Propagation::HostToContainer,
+                    Ok(pb::MountPropagation::PropagationBidirectional) => Propagation::Bidirectional,
+                    _ => Propagation::Private,
+                },
+                recursive_read_only: m.recursive_read_only,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let stop_signal = match pb::Signal::try_from(c.stop_signal) {
+        Ok(pb::Signal::RuntimeDefault) | Err(_) => String::new(),
+        Ok(s) => s.as_str_name().to_string(),
+    };
+    Ok(ContainerSpec {
+        name: meta.name.clone(),
+        attempt: meta.attempt,
+        image,
+        image_id: String::new(),
+        command: c.command.clone(),
+        args: c.args.clone(),
+        working_dir: c.working_dir.clone(),
+        envs,
+        mounts,
+        devices: c
+            .devices
+            .iter()
+            .map(|d| DeviceSpec { container_path: d.container_path.clone(), host_path: d.host_path.clone(), permissions: d.permissions.clone() })
+            .collect(),
+        labels: c.labels.clone().into_iter().collect(),
+        annotations: c.annotations.clone().into_iter().collect(),
+        log_path: c.log_path.clone(),
+        stdin: c.stdin,
+        stdin_once: c.stdin_once,
+        tty: c.tty,
+        resources: resources(&r),
+        security: SecuritySpec {
+            add_capabilities: caps.add_capabilities.clone(),
+            drop_capabilities: caps.drop_capabilities.clone(),
+            add_ambient_capabilities: caps.add_ambient_capabilities.clone(),
+            privileged: sc.privileged,
+            pid_mode: ns_mode(ns.pid)?,
+            target_id: ns.target_id.clone(),
+            run_as_user: sc.run_as_user.as_ref().map(|v| v.value),
+            run_as_group: sc.run_as_group.as_ref().map(|v| v.value),
+            run_as_username: sc.run_as_username.clone(),
+            readonly_rootfs: sc.readonly_rootfs,
+            supplemental_groups: sc.supplemental_groups.clone(),
+            supplemental_groups_strict: sc.supplemental_groups_policy == pb::SupplementalGroupsPolicy::Strict as i32,
+            no_new_privs: sc.no_new_privs,
+            masked_paths: Some(sc.masked_paths.clone()).filter(|v| !v.is_empty()),
+            readonly_paths: Some(sc.readonly_paths.clone()).filter(|v| !v.is_empty()),
+            seccomp: profile(sc.seccomp.as_ref()),
+            apparmor: profile(sc.apparmor.as_ref()),
+        },
+        cdi_devices: c.cdi_devices.iter().map(|d| d.name.clone()).collect(),
+        stop_signal,
+    })
+}
+
+pub fn resources(r: &pb::LinuxContainerResources) -> Resources {
+    Resources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r.hugepage_limits.iter().map(|h| (h.page_size.clone(), h.limit)).collect(),
+        unified: r.unified.clone().into_iter().collect(),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+    }
 }

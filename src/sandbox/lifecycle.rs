@@ -89,6 +89,20 @@ impl Sandboxes {
         })
     }
 
+    /// After a restart: asks the CNI plugins to CHECK every ready sandbox's network, so a
+    /// network lost while berthd was down is logged rather than found by users.
+    pub async fn recover(&self) {
+        let ready: Vec<SandboxRecord> =
+            self.list(&SandboxFilter { state: Some(SandboxState::Ready), ..Default::default() });
+        for rec in ready {
+            if let Some(ns) = &rec.netns {
+                if let Err(e) = self.network.check(&network_request(&rec, ns)).await {
+                    tracing::warn!(sandbox = %rec.id, error = %e, "pod network check failed after restart");
+                }
+            }
+        }
+    }
+
     fn dir(&self, id: &str) -> PathBuf {
         self.opts.state_dir.join("sandboxes").join(id)
     }

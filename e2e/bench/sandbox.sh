@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# sandbox.sh — RunPodSandbox benchmark: COUNT pods (default 30) started one after another
+# through the same CRI client (cri-bench) against berthd and, when installed, Debian's
+# containerd in the same run, both with the same CNI config (bridge + host-local + portmap
+# from Debian's plugins). containerd's pause image comes from the local kit registry and is
+# pulled before timing. Prints median/p90 of RunPodSandbox, the stop+remove total, the
+# ratio, and writes the numbers as JSON to $OUT (default /tmp/berth-bench-sandbox.json).
+# Needs root. Numbers are printed, never asserted.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+KIT=${CRITEST_KIT:-$ROOT/../shared/critest}
+COUNT=${1:-30}
+OUT=${OUT:-/tmp/berth-bench-sandbox.json}
+
+cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin berthd --bin berth-pause --bin cri-bench >/dev/null 2>&1
+BENCH=$ROOT/target/release/cri-bench
+WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
+    ip link del bbench0 2>/dev/null || true
+    rm -rf /var/lib/cni/networks/berth-bench "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/cni"
+cat >"$WORK/cni/10-bench.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "berth-bench", "plugins": [
+  {"type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/16"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+
+wait_sock() { for _ in $(seq 1 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; return 1; }
+
+# berthd
+B=$WORK/berth
+"$ROOT/target/release/berthd" --listen "unix://$B/berth.sock" --root "$B/root" --state "$B/state" \
+    --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni --log-level warn 2>"$WORK/berthd.log" &
+PIDS+=($!)
+wait_sock "$B/berth.sock"
+berth=$("$BENCH" sandboxes "unix://$B/berth.sock" "$COUNT")
+
+ctrd="null"
+if command -v containerd >/dev/null; then
+    "$KIT/registry.sh" start >/dev/null && "$KIT/build-images.sh" >/dev/null
+    C=$WORK/ctrd
+    mkdir -p "$C"
+    cat >"$C/config.toml" <<TOML
+version = 2
+root = "$C/root"
+state = "$C/state"
+[grpc]
+  address = "$C/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.6"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$WORK/cni"
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "$KIT/certs.d"
+TOML
+    containerd --config "$C/config.toml" >"$WORK/containerd.log" 2>&1 &
+    PIDS+=($!)
+    wait_sock "$C/containerd.sock"
+    sleep 1
+    "$KIT/bin/crictl" -r "unix://$C/containerd.sock" -i "unix://$C/containerd.sock" pull registry.k8s.io/pause:3.6 >/dev/null 2>&1
+    ctrd=$("$BENCH" sandboxes "unix://$C/containerd.sock" "$COUNT")
+fi
+
+python3 - "$berth" "$ctrd" "$OUT" "$COUNT" <<'PY'
+import json, sys
+b = json.loads(sys.argv[1]); c = json.loads(sys.argv[2]); out = sys.argv[3]; n = sys.argv[4]
+print(f"RunPodSandbox, {n} pods one after another (ms)")
+print(f"{'':14}{'median':>9}{'p90':>9}{'stop+rm total':>15}")
+def row(name, r):
+    s = r["run_pod_sandbox"]
+    print(f"{name:14}{s['median_ms']:9.1f}{s['p90_ms']:9.1f}{r['stop_remove_total_ms']:15.0f}")
+row("berth", b)
+if c:
+    row("containerd", c)
+    print(f"berth/containerd median: {b['run_pod_sandbox']['median_ms'] / c['run_pod_sandbox']['median_ms']:.2f}x")
+else:
+    print("containerd not installed: no side-by-side numbers")
+json.dump({"berth": b, "containerd": c}, open(out, "w"), indent=2)
+print(f"json: {out}")
+PY

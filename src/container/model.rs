@@ -1,0 +1,140 @@
+//! Containers in Berth's own terms: what `CreateContainer` asks for (translated from the
+//! CRI `ContainerConfig` at the edge) and what the pod sandbox provides to it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::NsMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Propagation {
+    #[default]
+    Private,
+    HostToContainer,
+    Bidirectional,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MountSpec {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    pub selinux_relabel: bool,
+    pub propagation: Propagation,
+    pub recursive_read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeviceSpec {
+    pub container_path: String,
+    pub host_path: String,
+    /// Cgroup permissions, some of `r`, `w`, `m`.
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ProfileKind {
+    #[default]
+    RuntimeDefault,
+    Unconfined,
+    Localhost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Profile {
+    pub kind: ProfileKind,
+    /// For `Localhost`: the profile file (seccomp) or name (AppArmor).
+    pub localhost_ref: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Resources {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub oom_score_adj: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    /// Page size (e.g. `2MB`) to limit in bytes.
+    pub hugepage_limits: Vec<(String, u64)>,
+    /// cgroup v2 files to write (`memory.high` = `...`).
+    pub unified: BTreeMap<String, String>,
+    pub memory_swap_limit_in_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SecuritySpec {
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub add_ambient_capabilities: Vec<String>,
+    pub privileged: bool,
+    /// PID namespace of the container: POD (shared with the sandbox), CONTAINER (own), NODE, or TARGET.
+    pub pid_mode: NsMode,
+    pub target_id: String,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_username: String,
+    pub readonly_rootfs: bool,
+    pub supplemental_groups: Vec<i64>,
+    /// true: Strict policy (image groups are not merged in).
+    pub supplemental_groups_strict: bool,
+    pub no_new_privs: bool,
+    /// `None`: Berth's defaults; `Some(vec![])`: none (privileged / unmasked).
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    pub seccomp: Option<Profile>,
+    pub apparmor: Option<Profile>,
+}
+
+/// What `CreateContainer` asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub attempt: u32,
+    /// The image as the request named it, and the resolved image id.
+    pub image: String,
+    pub image_id: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: String,
+    pub envs: Vec<(String, String)>,
+    pub mounts: Vec<MountSpec>,
+    pub devices: Vec<DeviceSpec>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Relative to the sandbox's log directory.
+    pub log_path: String,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+    pub resources: Resources,
+    pub security: SecuritySpec,
+    pub cdi_devices: Vec<String>,
+    /// Signal name from the request (e.g. `SIGTERM`); empty: the image's, else SIGTERM.
+    pub stop_signal: String,
+}
+
+/// What the pod sandbox gives a container to join and mount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SandboxContext {
+    pub sandbox_id: String,
+    /// The infra process whose IPC/UTS/PID namespaces the container joins.
+    pub infra_pid: u32,
+    /// The pod's pinned network namespace; `None` for host networking.
+    pub netns: Option<PathBuf>,
+    pub host_network: bool,
+    pub host_ipc: bool,
+    /// The pod's PID mode (POD: containers share the infra's PID namespace).
+    pub pid_mode: NsMode,
+    pub hostname: String,
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+    pub hostname_file: PathBuf,
+    /// The pod's /dev/shm tmpfs (none with host IPC: the host's /dev/shm is used).
+    pub shm: Option<PathBuf>,
+    pub sysctls: BTreeMap<String, String>,
+    pub privileged: bool,
+}
