@@ -13,7 +13,7 @@ KIT=${CRITEST_KIT:-$ROOT/../shared/critest}
 COUNT=${1:-30}
 OUT=${OUT:-/tmp/berth-bench-sandbox.json}
 
-cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin berthd --bin berth-pause --bin cri-bench >/dev/null 2>&1
+cargo build --release --manifest-path "$ROOT/Cargo.toml" --workspace --bins >/dev/null 2>&1 || { echo "release build failed" >&2; exit 1; }
 BENCH=$ROOT/target/release/cri-bench
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
 PIDS=()
