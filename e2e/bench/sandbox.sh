@@ -60,6 +60,9 @@ state = "$C/state"
   address = "$C/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "registry.k8s.io/pause:3.6"
+  # This machine lacks CAP_SYS_RESOURCE: a negative oom_score_adj (containerd gives pause
+  # -998) cannot be set, and runc fails. Keep containerd's scores no lower than its own.
+  restrict_oom_score_adj = true
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "$WORK/cni"

@@ -4,7 +4,7 @@
 //! berth-pause [--netns PATH] [--uts] [--hostname NAME] [--ipc] [--pid] [--sysctl KEY=VALUE]...
 //! ```
 //!
-//! It joins the pod's pinned network namespace, creates the UTS (with the pod's hostname),
+//! It joins the pod's pinned network namespace (and brings its `lo` up), creates the UTS (with the pod's hostname),
 //! IPC and, when asked, PID namespaces that the pod's containers later join through
 //! `/proc/<pid>/ns/*`, writes `ready <pid>` on stdout (the pid containers must join; with
 //! `--pid` that is a child that is PID 1 of the new namespace), and then only reaps
@@ -121,6 +121,7 @@ fn main() -> ExitCode {
 fn setup(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.netns {
         sys::join_netns(path).map_err(|e| format!("joining network namespace {path}: {e}"))?;
+        sys::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
     }
     if args.uts || args.ipc || args.pid {
         sys::unshare(args.uts, args.ipc, args.pid).map_err(|e| format!("creating namespaces: {e}"))?;

@@ -82,3 +82,33 @@ pub fn reap_until_terminated(child: Option<u32>) -> ExitCode {
         }
     }
 }
+
+/// Brings the loopback interface of the current network namespace up (a new namespace
+/// starts with `lo` down, and containers of a pod talk to each other over localhost).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain datagram socket used only for the two ioctls below, closed after.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: valid fd and ifreq; SIOCGIFFLAGS fills ifru_flags.
+    let mut rc = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
+    if rc == 0 {
+        // SAFETY: the union member written by SIOCGIFFLAGS.
+        unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        // SAFETY: valid fd and ifreq.
+        rc = unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) };
+    }
+    let err = io::Error::last_os_error();
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return Err(err);
+    }
+    Ok(())
+}
