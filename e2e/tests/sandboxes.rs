@@ -34,7 +34,10 @@ async fn two_pods_get_distinct_ips_and_reach_each_other() {
 
     // The pod's own eth0 carries its address, and its hostname is the pod's.
     assert!(output(in_netns(nsa, &["ip", "-4", "addr", "show", "eth0"])).contains(&ipa));
-    assert!(output(in_netns(nsa, &["ip", "link", "show", "lo"])).contains(",UP"), "lo is up in the pod");
+    assert!(
+        output(in_netns(nsa, &["ip", "link", "show", "lo"])).contains(",UP"),
+        "lo is up in the pod"
+    );
     let pid = ia["infra_pid"].as_u64().expect("infra pid");
     let host = output({
         let mut c = Command::new("nsenter");

@@ -13,7 +13,9 @@ pub struct RootfsPaths {
 
 impl RootfsPaths {
     pub fn new(containers_root: &Path, id: &str) -> RootfsPaths {
-        RootfsPaths { dir: containers_root.join(id) }
+        RootfsPaths {
+            dir: containers_root.join(id),
+        }
     }
 
     pub fn mountpoint(&self) -> PathBuf {
@@ -39,7 +41,10 @@ impl RootfsPaths {
             std::fs::create_dir_all(&d)?;
         }
         if lower.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "image has no layers"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "image has no layers",
+            ));
         }
         sys::mount::overlay(&self.mountpoint(), lower, &self.upper(), &self.work())
     }

@@ -256,9 +256,14 @@ fn profile(p: Option<&pb::SecurityProfile>) -> Option<Profile> {
 /// `ContainerConfig` → the domain spec; the image is resolved by the caller.
 pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::error::Error> {
     use crate::error::Error;
-    let meta = c.metadata.as_ref().ok_or_else(|| Error::InvalidArgument("container config metadata is required".into()))?;
+    let meta = c
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("container config metadata is required".into()))?;
     if meta.name.is_empty() {
-        return Err(Error::InvalidArgument("container config metadata.name is required".into()));
+        return Err(Error::InvalidArgument(
+            "container config metadata.name is required".into(),
+        ));
     }
     let image = c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
     if image.trim().is_empty() {
@@ -272,7 +277,10 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
     let mut envs = Vec::new();
     for kv in &c.envs {
         if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') {
-            return Err(Error::InvalidArgument(format!("environment variable name {:?} is not valid", kv.key)));
+            return Err(Error::InvalidArgument(format!(
+                "environment variable name {:?} is not valid",
+                kv.key
+            )));
         }
         let value = String::from_utf8(kv.value.clone())
             .map_err(|_| Error::InvalidArgument(format!("environment variable {} is not UTF-8", kv.key)))?;
@@ -283,7 +291,10 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         .iter()
         .map(|m| {
             if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-                return Err(Error::InvalidArgument(format!("image volume at {} is not supported yet", m.container_path)));
+                return Err(Error::InvalidArgument(format!(
+                    "image volume at {} is not supported yet",
+                    m.container_path
+                )));
             }
             Ok(MountSpec {
                 container_path: m.container_path.clone(),
@@ -316,7 +327,11 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         devices: c
             .devices
             .iter()
-            .map(|d| DeviceSpec { container_path: d.container_path.clone(), host_path: d.host_path.clone(), permissions: d.permissions.clone() })
+            .map(|d| DeviceSpec {
+                container_path: d.container_path.clone(),
+                host_path: d.host_path.clone(),
+                permissions: d.permissions.clone(),
+            })
             .collect(),
         labels: c.labels.clone().into_iter().collect(),
         annotations: c.annotations.clone().into_iter().collect(),
@@ -358,7 +373,11 @@ pub fn resources(r: &pb::LinuxContainerResources) -> Resources {
         oom_score_adj: r.oom_score_adj,
         cpuset_cpus: r.cpuset_cpus.clone(),
         cpuset_mems: r.cpuset_mems.clone(),
-        hugepage_limits: r.hugepage_limits.iter().map(|h| (h.page_size.clone(), h.limit)).collect(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|h| (h.page_size.clone(), h.limit))
+            .collect(),
         unified: r.unified.clone().into_iter().collect(),
         memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
     }

@@ -194,6 +194,8 @@ fn fmt_details(details: &str) -> String {
 }
 
 /// A pod network implementation (CNI in production, fakes in tests).
+///
+/// The returned futures borrow only `self`: implementations copy what they need from `req`.
 pub trait PodNetwork: Send + Sync {
     /// Attaches the sandbox to the network and reports its addresses.
     fn setup(&self, req: &PodNetworkRequest) -> BoxFuture<'_, Result<PodNetworkStatus, NetworkError>>;

@@ -92,8 +92,10 @@ impl Sandboxes {
     /// After a restart: asks the CNI plugins to CHECK every ready sandbox's network, so a
     /// network lost while berthd was down is logged rather than found by users.
     pub async fn recover(&self) {
-        let ready: Vec<SandboxRecord> =
-            self.list(&SandboxFilter { state: Some(SandboxState::Ready), ..Default::default() });
+        let ready: Vec<SandboxRecord> = self.list(&SandboxFilter {
+            state: Some(SandboxState::Ready),
+            ..Default::default()
+        });
         for rec in ready {
             if let Some(ns) = &rec.netns {
                 if let Err(e) = self.network.check(&network_request(&rec, ns)).await {

@@ -31,17 +31,32 @@ pub fn unmount(target: &Path) -> io::Result<()> {
 /// `upper` and its `work` dir.
 pub fn overlay(target: &Path, lower: &[std::path::PathBuf], upper: &Path, work: &Path) -> io::Result<()> {
     let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-    for p in lowers.iter().chain([upper.display().to_string(), work.display().to_string()].iter()) {
+    for p in lowers
+        .iter()
+        .chain([upper.display().to_string(), work.display().to_string()].iter())
+    {
         if p.contains([',', ':']) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("overlay path {p:?} holds ',' or ':'")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("overlay path {p:?} holds ',' or ':'"),
+            ));
         }
     }
-    let data = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
     // The kernel reads at most one page of mount options.
     if data.len() >= 4000 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} layers make the overlay mount options too long ({} bytes)", lower.len(), data.len()),
+            format!(
+                "{} layers make the overlay mount options too long ({} bytes)",
+                lower.len(),
+                data.len()
+            ),
         ));
     }
     let data = std::ffi::CString::new(data).map_err(io::Error::other)?;

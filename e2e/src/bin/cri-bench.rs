@@ -30,12 +30,22 @@ fn summary(mut samples: Vec<Duration>) -> serde_json::Value {
 fn pod(i: usize) -> cri::PodSandboxConfig {
     let name = format!("bench-{}-{i}", std::process::id());
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: name.clone(), uid: format!("uid-{name}"), namespace: "bench".into(), attempt: 0 }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.clone(),
+            uid: format!("uid-{name}"),
+            namespace: "bench".into(),
+            attempt: 0,
+        }),
         hostname: name,
         log_directory: String::new(),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption { network: 0, pid: 1, ipc: 0, ..Default::default() }),
+                namespace_options: Some(cri::NamespaceOption {
+                    network: 0,
+                    pid: 1,
+                    ipc: 0,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -59,15 +69,26 @@ async fn main() -> anyhow::Result<()> {
             let mut ids = Vec::new();
             for i in 0..count {
                 let t = Instant::now();
-                let req = cri::RunPodSandboxRequest { config: Some(pod(i)), runtime_handler: String::new() };
+                let req = cri::RunPodSandboxRequest {
+                    config: Some(pod(i)),
+                    runtime_handler: String::new(),
+                };
                 let id = c.runtime.run_pod_sandbox(req).await?.into_inner().pod_sandbox_id;
                 run.push(t.elapsed());
                 ids.push(id);
             }
             let t = Instant::now();
             for id in &ids {
-                c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await?;
-                c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await?;
+                c.runtime
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: id.clone(),
+                    })
+                    .await?;
+                c.runtime
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: id.clone(),
+                    })
+                    .await?;
             }
             let teardown = t.elapsed();
             let out = serde_json::json!({
