@@ -17,18 +17,8 @@ cargo build --release --bin berthd --bin berthctl --manifest-path "$ROOT/Cargo.t
 "$KIT/registry.sh" start >/dev/null
 "$KIT/build-images.sh" --big >/dev/null
 
-WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null || true
-    done
-    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=e2e/bench/lib.sh
+source "$HERE/lib.sh"
 
 # Compressed size of the image's layers, from the registry.
 manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://127.0.0.1:5000/v2/testkit/big/manifests/200mb")

@@ -15,19 +15,9 @@ OUT=${OUT:-/tmp/berth-bench-sandbox.json}
 
 cargo build --release --manifest-path "$ROOT/Cargo.toml" --workspace --bins >/dev/null 2>&1 || { echo "release build failed" >&2; exit 1; }
 BENCH=$ROOT/target/release/cri-bench
-WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null || true
-    done
-    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
-    ip link del bbench0 2>/dev/null || true
-    rm -rf /var/lib/cni/networks/berth-bench "$WORK"
-}
-trap cleanup EXIT
+EXTRA_CLEANUP="ip link del bbench0 2>/dev/null || true; rm -rf /var/lib/cni/networks/berth-bench"
+# shellcheck source=e2e/bench/lib.sh
+source "$HERE/lib.sh"
 
 mkdir -p "$WORK/cni"
 cat >"$WORK/cni/10-bench.conflist" <<JSON
@@ -37,7 +27,6 @@ cat >"$WORK/cni/10-bench.conflist" <<JSON
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 JSON
 
-wait_sock() { for _ in $(seq 1 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; return 1; }
 
 # berthd
 B=$WORK/berth

@@ -28,30 +28,7 @@ fn summary(mut samples: Vec<Duration>) -> serde_json::Value {
 }
 
 fn pod(i: usize) -> cri::PodSandboxConfig {
-    let name = format!("bench-{}-{i}", std::process::id());
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.clone(),
-            uid: format!("uid-{name}"),
-            namespace: "bench".into(),
-            attempt: 0,
-        }),
-        hostname: name,
-        log_directory: String::new(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: 0,
-                    pid: 1,
-                    ipc: 0,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    berth_e2e::pod::pod_config(&format!("bench-{}-{i}", std::process::id()))
 }
 
 #[tokio::main(flavor = "current_thread")]
