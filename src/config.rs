@@ -50,6 +50,8 @@ pub struct Config {
     pub sandbox_shm_size: u64,
     /// The pod infra program; default: `berth-pause` beside berthd, else on PATH.
     pub infra_binary: Option<PathBuf>,
+    /// The per-container shim; default: `berth-shim` beside berthd, else on PATH.
+    pub shim_binary: Option<PathBuf>,
     /// Upper bounds that protect the node from hostile images.
     pub limits: Limits,
 }
@@ -118,6 +120,7 @@ impl Default for Config {
             cni_timeout_secs: 60,
             sandbox_shm_size: 64 << 20,
             infra_binary: None,
+            shim_binary: None,
             limits: Limits::default(),
         }
     }

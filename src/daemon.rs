@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::container::lifecycle::{Containers, ContainersOptions};
 use crate::image::content::ContentStore;
 use crate::image::hosts::HostsConfig;
 use crate::image::registry::RegistryClient;
@@ -19,6 +20,7 @@ pub struct Daemon {
     pub config: Config,
     pub images: Arc<Images>,
     pub sandboxes: Arc<Sandboxes>,
+    pub containers: Arc<Containers>,
 }
 
 /// One condition of `Status`.
@@ -61,6 +63,8 @@ pub enum StartError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Container(#[from] crate::container::lifecycle::ContainerError),
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), StartError> {
@@ -83,7 +87,8 @@ impl Daemon {
         mkdir(&config.state, 0o711)?;
         let meta = Arc::new(MetaStore::open(&config.root.join("meta.redb"))?);
         let content = ContentStore::open(&config.root.join("content"))?;
-        let snapshots = Arc::new(OverlaySnapshotter::open(&config.root.join("snapshots"))?);
+        let snapshots: Arc<dyn crate::snapshot::Snapshotter> =
+            Arc::new(OverlaySnapshotter::open(&config.root.join("snapshots"))?);
         let hosts = HostsConfig {
             dir: Some(config.registry_config_path.clone()),
             docker_mirrors: config.registry_mirrors.clone(),
@@ -95,7 +100,13 @@ impl Daemon {
             max_concurrent_downloads: config.max_concurrent_downloads,
             auth_file: config.registry_auth_file.clone(),
         };
-        let images = Arc::new(Images::open(content, snapshots, registry, meta.clone(), options)?);
+        let images = Arc::new(Images::open(
+            content,
+            snapshots.clone(),
+            registry,
+            meta.clone(),
+            options,
+        )?);
         images.collect_garbage().await?;
         let network: Arc<dyn PodNetwork> = Arc::new(CniNetwork::new(CniOptions {
             conf_dir: config.cni_conf_dir.clone(),
@@ -108,17 +119,35 @@ impl Daemon {
             infra_binary: config
                 .infra_binary
                 .clone()
-                .unwrap_or_else(crate::sandbox::default_infra_binary),
+                .unwrap_or_else(|| beside_berthd("berth-pause")),
             cgroup_driver: config.cgroup_driver,
             shm_size: config.sandbox_shm_size,
             stop_grace: Duration::from_secs(2),
         };
-        let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta, network)?);
+        let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network)?);
         sandboxes.recover().await;
+        let container_opts = ContainersOptions {
+            state_dir: config.state.clone(),
+            root_dir: config.root.clone(),
+            shim_binary: config
+                .shim_binary
+                .clone()
+                .unwrap_or_else(|| beside_berthd("berth-shim")),
+            runtime: find_in_path(&config.default_runtime).unwrap_or_else(|| config.default_runtime.clone().into()),
+            cgroup_driver: config.cgroup_driver,
+        };
+        let containers = Arc::new(Containers::open(
+            container_opts,
+            meta,
+            images.clone(),
+            snapshots,
+            sandboxes.clone(),
+        )?);
         Ok(Daemon {
             config,
             images,
             sandboxes,
+            containers,
         })
     }
 
@@ -167,6 +196,19 @@ impl Daemon {
     pub fn config_json(&self) -> String {
         format!("{:?}", self.config)
     }
+}
+
+/// A helper binary installed beside berthd, else found on PATH.
+pub fn beside_berthd(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        if dir.join(name).is_file() {
+            return dir.join(name);
+        }
+    }
+    PathBuf::from(name)
 }
 
 fn find_in_path(binary: &str) -> Option<PathBuf> {

@@ -2,11 +2,14 @@
 
 use tonic::{Code, Status};
 
+use crate::container::lifecycle::ContainerError;
+use crate::container::spec::SpecError;
 use crate::image::content::ContentError;
 use crate::image::layer::LayerError;
 use crate::image::registry::RegistryError;
 use crate::image::ImageError;
 use crate::network::NetworkError;
+use crate::runtime::shim::ShimError;
 use crate::sandbox::SandboxError;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
     #[error("{0}")]
     Internal(String),
 }
@@ -44,6 +49,7 @@ impl Error {
             Error::Internal(_) => Code::Internal,
             Error::Image(e) => image_code(e),
             Error::Sandbox(e) => sandbox_code(e),
+            Error::Container(e) => container_code(e),
         }
     }
 }
@@ -85,6 +91,19 @@ fn sandbox_code(e: &SandboxError) -> Code {
         SandboxError::Network(NetworkError::NotReady(_)) => Code::FailedPrecondition,
         SandboxError::Network(NetworkError::Timeout { .. }) => Code::DeadlineExceeded,
         SandboxError::Network(_) | SandboxError::Store(_) | SandboxError::Setup { .. } => Code::Internal,
+    }
+}
+
+fn container_code(e: &ContainerError) -> Code {
+    match e {
+        ContainerError::Invalid(_) | ContainerError::Spec(SpecError::Invalid(_)) => Code::InvalidArgument,
+        ContainerError::NotFound(_) | ContainerError::Spec(SpecError::NotFound(_)) => Code::NotFound,
+        ContainerError::NameTaken { .. } => Code::AlreadyExists,
+        ContainerError::FailedPrecondition(_) => Code::FailedPrecondition,
+        ContainerError::Shim(ShimError::Timeout(_)) => Code::DeadlineExceeded,
+        ContainerError::Spec(_) | ContainerError::Shim(_) | ContainerError::Store(_) | ContainerError::Setup { .. } => {
+            Code::Internal
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod image;
 pub mod locks;
 pub mod network;
+pub mod runtime;
 pub mod sandbox;
 pub mod server;
 pub mod snapshot;

@@ -2,6 +2,7 @@
 
 use berth_proto as pb;
 
+use crate::container::lifecycle::{ContainerFilter, ContainerRecord, ContainerState};
 use crate::container::model::{
     ContainerSpec, DeviceSpec, MountSpec, Profile, ProfileKind, Propagation, Resources, SecuritySpec,
 };
@@ -380,5 +381,129 @@ pub fn resources(r: &pb::LinuxContainerResources) -> Resources {
             .collect(),
         unified: r.unified.clone().into_iter().collect(),
         memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+    }
+}
+
+fn container_state(s: ContainerState) -> i32 {
+    match s {
+        ContainerState::Created => pb::ContainerState::ContainerCreated as i32,
+        ContainerState::Running => pb::ContainerState::ContainerRunning as i32,
+        ContainerState::Exited => pb::ContainerState::ContainerExited as i32,
+        ContainerState::Unknown => pb::ContainerState::ContainerUnknown as i32,
+    }
+}
+
+fn container_metadata(r: &ContainerRecord) -> pb::ContainerMetadata {
+    pb::ContainerMetadata {
+        name: r.spec.name.clone(),
+        attempt: r.spec.attempt,
+    }
+}
+
+fn image_spec_of(r: &ContainerRecord) -> pb::ImageSpec {
+    pb::ImageSpec {
+        image: r.spec.image.clone(),
+        user_specified_image: r.spec.image.clone(),
+        ..Default::default()
+    }
+}
+
+pub fn container(r: &ContainerRecord) -> pb::Container {
+    pb::Container {
+        id: r.id.clone(),
+        pod_sandbox_id: r.sandbox_id.clone(),
+        metadata: Some(container_metadata(r)),
+        image: Some(image_spec_of(r)),
+        image_ref: r.image.name.clone(),
+        state: container_state(r.state),
+        created_at: r.created_at,
+        labels: r.spec.labels.clone().into_iter().collect(),
+        annotations: r.spec.annotations.clone().into_iter().collect(),
+        image_id: r.image.id.clone(),
+    }
+}
+
+pub fn container_status(r: &ContainerRecord) -> pb::ContainerStatus {
+    pb::ContainerStatus {
+        id: r.id.clone(),
+        metadata: Some(container_metadata(r)),
+        state: container_state(r.state),
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        exit_code: r.exit_code,
+        image: Some(image_spec_of(r)),
+        image_ref: r.image.name.clone(),
+        reason: r.reason.clone(),
+        message: r.message.clone(),
+        labels: r.spec.labels.clone().into_iter().collect(),
+        annotations: r.spec.annotations.clone().into_iter().collect(),
+        mounts: r
+            .spec
+            .mounts
+            .iter()
+            .map(|m| pb::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                selinux_relabel: m.selinux_relabel,
+                propagation: match m.propagation {
+                    Propagation::Private => pb::MountPropagation::PropagationPrivate as i32,
+                    Propagation::HostToContainer => pb::MountPropagation::PropagationHostToContainer as i32,
+                    Propagation::Bidirectional => pb::MountPropagation::PropagationBidirectional as i32,
+                },
+                recursive_read_only: m.recursive_read_only,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: r.log_path.clone(),
+        resources: None,
+        image_id: r.image.id.clone(),
+        user: Some(pb::ContainerUser {
+            linux: Some(pb::LinuxContainerUser {
+                uid: r.uid as i64,
+                gid: r.gid as i64,
+                supplemental_groups: r.additional_gids.iter().map(|g| *g as i64).collect(),
+            }),
+        }),
+        stop_signal: pb::Signal::from_str_name(&signal_name(r.stop_signal))
+            .map(|s| s as i32)
+            .unwrap_or(0),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let names = [
+        (1, "SIGHUP"),
+        (2, "SIGINT"),
+        (3, "SIGQUIT"),
+        (6, "SIGABRT"),
+        (9, "SIGKILL"),
+        (10, "SIGUSR1"),
+        (12, "SIGUSR2"),
+        (14, "SIGALRM"),
+        (15, "SIGTERM"),
+        (17, "SIGCHLD"),
+        (28, "SIGWINCH"),
+    ];
+    names
+        .iter()
+        .find(|(n, _)| *n == sig)
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_default()
+}
+
+pub fn container_filter(f: Option<&pb::ContainerFilter>) -> ContainerFilter {
+    let Some(f) = f else { return ContainerFilter::default() };
+    ContainerFilter {
+        id_prefix: Some(f.id.clone()).filter(|s| !s.is_empty()),
+        state: f.state.as_ref().map(|s| match pb::ContainerState::try_from(s.state) {
+            Ok(pb::ContainerState::ContainerCreated) => ContainerState::Created,
+            Ok(pb::ContainerState::ContainerRunning) => ContainerState::Running,
+            Ok(pb::ContainerState::ContainerExited) => ContainerState::Exited,
+            _ => ContainerState::Unknown,
+        }),
+        sandbox_id: Some(f.pod_sandbox_id.clone()).filter(|s| !s.is_empty()),
+        labels: f.label_selector.clone().into_iter().collect(),
     }
 }

@@ -108,65 +108,98 @@ impl RuntimeService for Cri {
 
     async fn create_container(
         &self,
-        _request: Request<pb::CreateContainerRequest>,
+        request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerResponse>, Status> {
-        call("CreateContainer", not_yet("CreateContainer")).await
+        call(
+            "CreateContainer",
+            runtime::create_container::create_container(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn start_container(
         &self,
-        _request: Request<pb::StartContainerRequest>,
+        request: Request<pb::StartContainerRequest>,
     ) -> Result<Response<pb::StartContainerResponse>, Status> {
-        call("StartContainer", not_yet("StartContainer")).await
+        call(
+            "StartContainer",
+            runtime::start_container::start_container(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn stop_container(
         &self,
-        _request: Request<pb::StopContainerRequest>,
+        request: Request<pb::StopContainerRequest>,
     ) -> Result<Response<pb::StopContainerResponse>, Status> {
-        call("StopContainer", not_yet("StopContainer")).await
+        call(
+            "StopContainer",
+            runtime::stop_container::stop_container(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn remove_container(
         &self,
-        _request: Request<pb::RemoveContainerRequest>,
+        request: Request<pb::RemoveContainerRequest>,
     ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
-        call("RemoveContainer", not_yet("RemoveContainer")).await
+        call(
+            "RemoveContainer",
+            runtime::remove_container::remove_container(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn list_containers(
         &self,
-        _request: Request<pb::ListContainersRequest>,
+        request: Request<pb::ListContainersRequest>,
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
-        call("ListContainers", not_yet("ListContainers")).await
+        call(
+            "ListContainers",
+            runtime::list_containers::list_containers(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn container_status(
         &self,
-        _request: Request<pb::ContainerStatusRequest>,
+        request: Request<pb::ContainerStatusRequest>,
     ) -> Result<Response<pb::ContainerStatusResponse>, Status> {
-        call("ContainerStatus", not_yet("ContainerStatus")).await
+        call(
+            "ContainerStatus",
+            runtime::container_status::container_status(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn update_container_resources(
         &self,
-        _request: Request<pb::UpdateContainerResourcesRequest>,
+        request: Request<pb::UpdateContainerResourcesRequest>,
     ) -> Result<Response<pb::UpdateContainerResourcesResponse>, Status> {
-        call("UpdateContainerResources", not_yet("UpdateContainerResources")).await
+        call(
+            "UpdateContainerResources",
+            runtime::update_container_resources::update_container_resources(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn reopen_container_log(
         &self,
-        _request: Request<pb::ReopenContainerLogRequest>,
+        request: Request<pb::ReopenContainerLogRequest>,
     ) -> Result<Response<pb::ReopenContainerLogResponse>, Status> {
-        call("ReopenContainerLog", not_yet("ReopenContainerLog")).await
+        call(
+            "ReopenContainerLog",
+            runtime::reopen_container_log::reopen_container_log(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
-    async fn exec_sync(
-        &self,
-        _request: Request<pb::ExecSyncRequest>,
-    ) -> Result<Response<pb::ExecSyncResponse>, Status> {
-        call("ExecSync", not_yet("ExecSync")).await
+    async fn exec_sync(&self, request: Request<pb::ExecSyncRequest>) -> Result<Response<pb::ExecSyncResponse>, Status> {
+        call(
+            "ExecSync",
+            runtime::exec_sync::exec_sync(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn exec(&self, _request: Request<pb::ExecRequest>) -> Result<Response<pb::ExecResponse>, Status> {
@@ -288,9 +321,14 @@ impl RuntimeService for Cri {
 
     async fn stream_containers(
         &self,
-        _request: Request<pb::StreamContainersRequest>,
+        request: Request<pb::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        call("StreamContainers", not_yet("StreamContainers")).await
+        let pages = call(
+            "StreamContainers",
+            runtime::stream_containers::stream_containers(&self.daemon, request.into_inner()),
+        )
+        .await?;
+        Ok(Response::new(stream_of(pages.into_inner())))
     }
 
     type StreamContainerStatsStream = BoxStream<pb::StreamContainerStatsResponse>;

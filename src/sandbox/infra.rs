@@ -1,6 +1,6 @@
 //! Starting, watching and stopping a sandbox's infra process (`berth-pause`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -108,18 +108,4 @@ pub async fn stop(pid: u32, started: u64, grace: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// `berth-pause` beside the running berthd binary, else on PATH.
-pub fn default_binary() -> PathBuf {
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        let beside = dir.join("berth-pause");
-        if beside.is_file() {
-            return beside;
-        }
-    }
-    PathBuf::from("berth-pause")
 }

@@ -442,7 +442,8 @@ fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn new_id() -> String {
+/// A new random 64-hex-digit id.
+pub fn new_id() -> String {
     use std::io::Read as _;
     let mut bytes = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {

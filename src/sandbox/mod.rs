@@ -7,8 +7,7 @@ mod files;
 mod infra;
 mod lifecycle;
 
-pub use infra::default_binary as default_infra_binary;
-pub use lifecycle::{SandboxError, Sandboxes, SandboxesOptions};
+pub use lifecycle::{new_id, SandboxError, Sandboxes, SandboxesOptions};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -14,15 +14,17 @@ use serde::Serialize;
 pub enum Table {
     Images,
     Sandboxes,
+    Containers,
 }
 
 impl Table {
-    const ALL: [Table; 2] = [Table::Images, Table::Sandboxes];
+    const ALL: [Table; 3] = [Table::Images, Table::Sandboxes, Table::Containers];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             Table::Images => TableDefinition::new("images"),
             Table::Sandboxes => TableDefinition::new("sandboxes"),
+            Table::Containers => TableDefinition::new("containers"),
         }
     }
 }

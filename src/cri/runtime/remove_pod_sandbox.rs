@@ -4,12 +4,18 @@ use crate::cri::{convert, instrument};
 use crate::daemon::Daemon;
 use crate::error::Result;
 
-/// `RemovePodSandbox`: stops the sandbox if needed and removes all its state: network
+/// `RemovePodSandbox`: removes the pod's containers (killing running ones), stops the
+/// sandbox if needed and removes all its state: network
 /// (CNI DEL again), netns, files, /dev/shm, cgroup and record. Idempotent: removing a
 /// sandbox that is gone is not an error.
 pub async fn remove_pod_sandbox(d: &Daemon, req: pb::RemovePodSandboxRequest) -> Result<pb::RemovePodSandboxResponse> {
     let id = convert::required_id(&req.pod_sandbox_id, "pod_sandbox_id")?;
     instrument::record_id(id);
+    if let Ok(sandbox) = d.sandboxes.get(id) {
+        for c in d.containers.in_sandbox(&sandbox.id).await {
+            d.containers.remove(&c.id).await?;
+        }
+    }
     d.sandboxes.remove(id).await?;
     Ok(pb::RemovePodSandboxResponse {})
 }

@@ -4,11 +4,16 @@ use crate::cri::{convert, instrument};
 use crate::daemon::Daemon;
 use crate::error::Result;
 
-/// `StopPodSandbox`: tears the pod network down (CNI DEL) and ends the infra process.
-/// Idempotent: a stopped or unknown sandbox is not an error.
+/// `StopPodSandbox`: kills the pod's running containers, tears the pod network down (CNI
+/// DEL) and ends the infra process. Idempotent: a stopped or unknown sandbox is not an error.
 pub async fn stop_pod_sandbox(d: &Daemon, req: pb::StopPodSandboxRequest) -> Result<pb::StopPodSandboxResponse> {
     let id = convert::required_id(&req.pod_sandbox_id, "pod_sandbox_id")?;
     instrument::record_id(id);
+    if let Ok(sandbox) = d.sandboxes.get(id) {
+        for c in d.containers.in_sandbox(&sandbox.id).await {
+            d.containers.stop(&c.id, std::time::Duration::ZERO).await?;
+        }
+    }
     d.sandboxes.stop(id).await?;
     Ok(pb::StopPodSandboxResponse {})
 }

@@ -1,0 +1,538 @@
+//! Containers end to end: images the test builds (static busybox), a real registry, a
+//! real pod sandbox with CNI, runc through Berth's shim, real cgroups.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_e2e::cri::{v1 as cri, Cri};
+use berth_e2e::image::{busybox_layer, push_image, Compression, ImageSpec};
+use berth_e2e::pod::{pod_config, run, TestNet};
+use berth_e2e::registry::{RegistryOpts, TestRegistry};
+use berth_e2e::{Berthd, BerthdOpts};
+use tonic::Code;
+
+struct Env {
+    _reg: TestRegistry,
+    _net: TestNet,
+    berthd: Berthd,
+    cri: Cri,
+    image: String,
+    logs: tempfile::TempDir,
+}
+
+/// A registry with a busybox image (USER app = 1000 when `user` is set), a berthd that
+/// can reach it and a CNI network.
+async fn env(user: Option<&str>) -> Env {
+    let reg = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
+    let spec = ImageSpec {
+        layers: vec![busybox_layer(Compression::Gzip)],
+        user: user.map(Into::into),
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    push_image(&reg.addr(), "e2e/busybox", "1", &spec, None)
+        .await
+        .expect("push");
+    let net = TestNet::new();
+    let hosts = tempfile::tempdir().expect("tempdir").keep();
+    std::fs::create_dir_all(hosts.join(reg.addr())).expect("mkdir");
+    std::fs::write(
+        hosts.join(reg.addr()).join("hosts.toml"),
+        format!("server = \"http://{}\"\n", reg.addr()),
+    )
+    .expect("hosts");
+    let berthd = Berthd::start(BerthdOpts {
+        registry_config_dir: Some(hosts),
+        extra_args: vec![
+            "--cni-conf-dir".into(),
+            net.conf_dir().display().to_string(),
+            "--cni-bin-dir".into(),
+            "/usr/lib/cni".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("berthd");
+    let mut c = Cri::connect(berthd.socket()).await.expect("connect");
+    let image = format!("{}/e2e/busybox:1", reg.addr());
+    c.pull(&image, None).await.expect("pull");
+    Env {
+        _reg: reg,
+        _net: net,
+        berthd,
+        cri: c,
+        image,
+        logs: tempfile::tempdir().expect("logs"),
+    }
+}
+
+impl Env {
+    async fn pod(&mut self, name: &str) -> (String, cri::PodSandboxConfig) {
+        let mut config = pod_config(name);
+        config.log_directory = self.logs.path().join(name).display().to_string();
+        let id = run(&mut self.cri, config.clone()).await.expect("run pod");
+        (id, config)
+    }
+
+    fn container(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(cri::LinuxContainerConfig::default()),
+            ..Default::default()
+        }
+    }
+
+    async fn create(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        config: cri::ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.0.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.1.clone()),
+        };
+        Ok(self.cri.runtime.create_container(req).await?.into_inner().container_id)
+    }
+
+    async fn start(&mut self, id: &str) {
+        self.cri
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .expect("start");
+    }
+
+    async fn status(&mut self, id: &str) -> cri::ContainerStatus {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.cri
+            .runtime
+            .container_status(req)
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status")
+    }
+
+    /// Waits until the container exited and returns its status.
+    async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = self.status(id).await;
+            if st.state == cri::ContainerState::ContainerExited as i32 {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "container {id} did not exit: {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        };
+        Ok(self.cri.runtime.exec_sync(req).await?.into_inner())
+    }
+
+    /// Runs `cmd` to completion in a new container of `pod`; returns (exit code, log text).
+    async fn run_to_exit(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        config: cri::ContainerConfig,
+    ) -> (i32, String, String) {
+        let name = config.metadata.as_ref().expect("meta").name.clone();
+        let id = self.create(pod, config).await.expect("create");
+        self.start(&id).await;
+        let st = self.wait_exit(&id).await;
+        let log =
+            std::fs::read_to_string(Path::new(&pod.1.log_directory).join(format!("{name}.log"))).unwrap_or_default();
+        (st.exit_code, st.reason, log)
+    }
+}
+
+fn log_lines(log: &str) -> Vec<(String, String)> {
+    log.lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let ts = parts.next().unwrap_or("");
+            assert!(ts.ends_with('Z') && ts.contains('T'), "timestamp {ts:?}");
+            let stream = parts.next().unwrap_or("").to_string();
+            assert_eq!(parts.next(), Some("F"), "full line in {l:?}");
+            (stream, parts.next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn container_prints_exits_and_logs_in_cri_format() {
+    let mut e = env(None).await;
+    let pod = e.pod("logs").await;
+    let (code, reason, log) = e
+        .run_to_exit(
+            &pod,
+            e.container("hello", &["sh", "-c", "echo hello; echo oops >&2; exit 0"]),
+        )
+        .await;
+    assert_eq!((code, reason.as_str()), (0, "Completed"));
+    let lines = log_lines(&log);
+    assert!(lines.contains(&("stdout".into(), "hello".into())), "{lines:?}");
+    assert!(lines.contains(&("stderr".into(), "oops".into())), "{lines:?}");
+    let (code, reason, _) = e.run_to_exit(&pod, e.container("fail", &["sh", "-c", "exit 3"])).await;
+    assert_eq!((code, reason.as_str()), (3, "Error"));
+    // Names are unique per sandbox.
+    let err = e
+        .create(&pod, e.container("fail", &["true"]))
+        .await
+        .expect_err("same name");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    // Unknown sandbox / image.
+    let err = e
+        .create(&("0123456789abcdef".into(), pod.1.clone()), e.container("x", &["true"]))
+        .await
+        .expect_err("no sandbox");
+    assert_eq!(err.code(), Code::NotFound);
+    let mut no_image = e.container("y", &["true"]);
+    no_image.image = Some(cri::ImageSpec {
+        image: "never/pulled:1".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        e.create(&pod, no_image).await.expect_err("no image").code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn oom_kill_is_reported() {
+    let mut e = env(None).await;
+    let pod = e.pod("oom").await;
+    let mut c = e.container("hog", &["sh", "-c", "tail /dev/zero"]);
+    c.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let (code, reason, _) = e.run_to_exit(&pod, c).await;
+    assert_eq!(reason, "OOMKilled", "exit {code}");
+    assert_eq!(code, 137);
+}
+
+#[tokio::test]
+async fn mounts_users_and_security() {
+    let mut e = env(Some("1000")).await;
+    let pod = e.pod("sec").await;
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("greeting"), "from the host").expect("write");
+    let mut c = e.container(
+        "mount",
+        &[
+            "sh",
+            "-c",
+            "cat /data/greeting; echo; id -u; touch /data/new && echo writable || echo readonly",
+        ],
+    );
+    c.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: host.path().display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    let (code, _, log) = e.run_to_exit(&pod, c).await;
+    let out: Vec<String> = log_lines(&log)
+        .into_iter()
+        .filter(|(s, _)| s == "stdout")
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(out, vec!["from the host", "1000", "readonly"], "exit {code}");
+
+    // Read-only root filesystem.
+    let mut c = e.container(
+        "rofs",
+        &["sh", "-c", "touch /newfile && echo writable || echo readonly"],
+    );
+    c.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            readonly_rootfs: true,
+            run_as_user: Some(cri::Int64Value { value: 0 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let (_, _, log) = e.run_to_exit(&pod, c).await;
+    assert!(log.contains("stdout F readonly"), "{log}");
+
+    // A dropped capability is enforced: root without CHOWN cannot chown.
+    let run_as_root_dropping = |drop: Vec<String>| cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: 0 }),
+            capabilities: Some(cri::Capability {
+                drop_capabilities: drop,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut c = e.container(
+        "chown-ok",
+        &["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f && echo chowned"],
+    );
+    c.linux = Some(run_as_root_dropping(vec![]));
+    let (code, _, _) = e.run_to_exit(&pod, c).await;
+    assert_eq!(code, 0, "root may chown by default");
+    let mut c = e.container("chown-denied", &["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f"]);
+    c.linux = Some(run_as_root_dropping(vec!["CHOWN".into()]));
+    let (code, _, _) = e.run_to_exit(&pod, c).await;
+    assert_ne!(code, 0, "chown without CAP_CHOWN must fail");
+
+    // RuntimeDefault seccomp blocks swapoff even with every capability: EPERM instead of ENOENT.
+    let seccomp = |kind: i32| cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: 0 }),
+            capabilities: Some(cri::Capability {
+                add_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: kind,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut c = e.container("seccomp-default", &["sh", "-c", "swapoff /nonexistent-swap 2>&1; true"]);
+    c.linux = Some(seccomp(cri::security_profile::ProfileType::RuntimeDefault as i32));
+    let (_, _, log) = e.run_to_exit(&pod, c).await;
+    assert!(log.contains("not permitted"), "seccomp should refuse swapoff: {log}");
+    let mut c = e.container(
+        "seccomp-unconfined",
+        &["sh", "-c", "swapoff /nonexistent-swap 2>&1; true"],
+    );
+    c.linux = Some(seccomp(cri::security_profile::ProfileType::Unconfined as i32));
+    let (_, _, log) = e.run_to_exit(&pod, c).await;
+    assert!(
+        !log.contains("not permitted") && log.contains("No such file"),
+        "unconfined swapoff reaches the kernel: {log}"
+    );
+}
+
+#[tokio::test]
+async fn resources_exec_and_stop_timeout() {
+    let mut e = env(None).await;
+    let pod = e.pod("res").await;
+    let mut c = e.container("limited", &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]);
+    c.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = e.create(&pod, c).await.expect("create");
+    e.start(&id).await;
+    let info = e
+        .cri
+        .runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    let rec: serde_json::Value = serde_json::from_str(&info.info["info"]).expect("json");
+    let cgroup = rec["cgroup"]
+        .as_str()
+        .expect("cgroup")
+        .trim_start_matches('/')
+        .to_string();
+    let limit_file = Path::new("/sys/fs/cgroup/memory")
+        .join(&cgroup)
+        .join("memory.limit_in_bytes");
+    let v2_file = Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.max");
+    let read_limit = || {
+        std::fs::read_to_string(&limit_file)
+            .or_else(|_| std::fs::read_to_string(&v2_file))
+            .expect("memory limit file")
+    };
+    assert_eq!(read_limit().trim(), (64u64 << 20).to_string());
+
+    let req = cri::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    e.cri.runtime.update_container_resources(req).await.expect("update");
+    assert_eq!(
+        read_limit().trim(),
+        (96u64 << 20).to_string(),
+        "UpdateContainerResources applied"
+    );
+
+    let r = e
+        .exec(&id, &["sh", "-c", "echo out; echo err >&2; exit 7"], 0)
+        .await
+        .expect("exec");
+    assert_eq!(
+        (r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()),
+        (7, &b"out\n"[..], &b"err\n"[..])
+    );
+    let t = Instant::now();
+    let err = e.exec(&id, &["sleep", "30"], 1).await.expect_err("timeout");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert!(t.elapsed() < Duration::from_secs(10));
+
+    // The container ignores SIGTERM: stop waits the timeout, then kills.
+    let t = Instant::now();
+    e.cri
+        .runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .expect("stop");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "stop took {took:?}"
+    );
+    let st = e.status(&id).await;
+    assert_eq!(
+        (st.state, st.exit_code),
+        (cri::ContainerState::ContainerExited as i32, 137)
+    );
+    e.cri
+        .runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .expect("stop again");
+    e.cri
+        .runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("remove");
+    e.cri
+        .runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("remove again");
+    let err = e
+        .cri
+        .runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id,
+            verbose: false,
+        })
+        .await
+        .expect_err("gone");
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn containers_survive_kill_9_of_berthd() {
+    let mut e = env(None).await;
+    let pod = e.pod("survive").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = e
+            .create(&pod, e.container(&format!("c{i}"), &["sleep", "1000"]))
+            .await
+            .expect("create");
+        e.start(&id).await;
+        ids.push(id);
+    }
+    e.berthd.kill9();
+    e.berthd.restart().await.expect("restart");
+    e.cri = Cri::connect(e.berthd.socket()).await.expect("reconnect");
+    let list = e
+        .cri
+        .runtime
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner();
+    let running: HashMap<String, i32> = list.containers.iter().map(|c| (c.id.clone(), c.state)).collect();
+    for id in &ids {
+        assert_eq!(
+            running.get(id),
+            Some(&(cri::ContainerState::ContainerRunning as i32)),
+            "{id} still running"
+        );
+    }
+    // An exit after the restart is reported.
+    let r = e.exec(&ids[0], &["kill", "1"], 5).await;
+    assert!(r.is_ok(), "{r:?}");
+    e.cri
+        .runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: ids[1].clone(),
+            timeout: 1,
+        })
+        .await
+        .expect("stop");
+    let st = e.wait_exit(&ids[1]).await;
+    assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+    // Removing the pod removes its containers and their shims.
+    e.cri
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .expect("stop pod");
+    e.cri
+        .runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .expect("remove pod");
+    let list = e
+        .cri
+        .runtime
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(list.containers.is_empty());
+    assert_eq!(
+        std::fs::read_dir(e.berthd.state().join("containers"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "bundles removed"
+    );
+}

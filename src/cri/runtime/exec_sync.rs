@@ -1,0 +1,30 @@
+use std::time::Duration;
+
+use base64::Engine as _;
+use berth_proto as pb;
+
+use crate::cri::{convert, instrument};
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+
+/// `ExecSync`: runs a command in a running container and returns its exit code and
+/// output (each stream capped at 16 MiB, as kubelet caps it). A `timeout` (seconds) that
+/// passes kills the command and answers DeadlineExceeded.
+pub async fn exec_sync(d: &Daemon, req: pb::ExecSyncRequest) -> Result<pb::ExecSyncResponse> {
+    let id = convert::required_id(&req.container_id, "container_id")?;
+    instrument::record_id(id);
+    let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
+    let r = d.containers.exec_sync(id, req.cmd, timeout).await?;
+    if r.timed_out {
+        return Err(Error::DeadlineExceeded(format!(
+            "command timed out after {}s",
+            req.timeout
+        )));
+    }
+    let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default();
+    Ok(pb::ExecSyncResponse {
+        stdout: decode(&r.stdout),
+        stderr: decode(&r.stderr),
+        exit_code: r.exit_code,
+    })
+}
