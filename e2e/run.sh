@@ -13,7 +13,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-PACKAGES=(docker-registry apache2-utils busybox-static runc protobuf-compiler curl python3 ca-certificates)
+PACKAGES=(docker-registry apache2-utils busybox-static runc crun containernetworking-plugins iptables protobuf-compiler curl python3 ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -38,8 +38,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `cgroupfs` or `systemd`; reported to kubelet by `RuntimeConfig`.
     pub cgroup_driver: CgroupDriver,
-    /// OCI runtime binary used for the default runtime handler.
+    /// OCI runtime binary used for the default runtime handler ("").
     pub default_runtime: String,
+    /// Named runtime handlers (what a RuntimeClass's `handler` names) to OCI runtime binaries
+    /// with the runc command line (runc, crun, youki).
+    pub runtime_handlers: std::collections::BTreeMap<String, String>,
     /// Directory of CNI network configs; the first valid file (by name) is used.
     pub cni_conf_dir: PathBuf,
     /// Directories searched, in order, for CNI plugin binaries.
@@ -115,6 +118,10 @@ impl Default for Config {
             log_format: LogFormat::Text,
             cgroup_driver: CgroupDriver::Cgroupfs,
             default_runtime: "runc".into(),
+            runtime_handlers: [("runc", "runc"), ("crun", "crun"), ("youki", "youki")]
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             cni_conf_dir: "/etc/cni/net.d".into(),
             cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
             cni_timeout_secs: 60,

@@ -133,7 +133,7 @@ impl Daemon {
                 .shim_binary
                 .clone()
                 .unwrap_or_else(|| beside_berthd("berth-shim")),
-            runtime: find_in_path(&config.default_runtime).unwrap_or_else(|| config.default_runtime.clone().into()),
+            runtimes: runtime_binaries(&config),
             cgroup_driver: config.cgroup_driver,
         };
         let containers = Arc::new(Containers::open(
@@ -154,6 +154,14 @@ impl Daemon {
     /// The runtime handlers this daemon offers: the default ("") and its runtime by name.
     pub fn check_runtime_handler(&self, handler: &str) -> Result<(), crate::error::Error> {
         if handler.is_empty() || handler == self.config.default_runtime {
+            return Ok(());
+        }
+        if let Some(binary) = self.config.runtime_handlers.get(handler) {
+            if find_in_path(binary).is_none() {
+                return Err(crate::error::Error::FailedPrecondition(format!(
+                    "runtime handler {handler:?}: OCI runtime {binary:?} is not installed"
+                )));
+            }
             return Ok(());
         }
         Err(crate::error::Error::InvalidArgument(format!(
@@ -196,6 +204,18 @@ impl Daemon {
     pub fn config_json(&self) -> String {
         format!("{:?}", self.config)
     }
+}
+
+/// Runtime handler name ("" for the default) to the OCI runtime binary's path.
+fn runtime_binaries(config: &Config) -> std::collections::BTreeMap<String, PathBuf> {
+    let resolve = |b: &str| find_in_path(b).unwrap_or_else(|| b.into());
+    let mut out: std::collections::BTreeMap<String, PathBuf> = config
+        .runtime_handlers
+        .iter()
+        .map(|(k, v)| (k.clone(), resolve(v)))
+        .collect();
+    out.insert(String::new(), resolve(&config.default_runtime));
+    out
 }
 
 /// A helper binary installed beside berthd, else found on PATH.

@@ -24,6 +24,10 @@ struct Env {
 /// A registry with a busybox image (USER app = 1000 when `user` is set), a berthd that
 /// can reach it and a CNI network.
 async fn env(user: Option<&str>) -> Env {
+    env_with(user, None).await
+}
+
+async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
     let reg = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
     let spec = ImageSpec {
         layers: vec![busybox_layer(Compression::Gzip)],
@@ -50,6 +54,7 @@ async fn env(user: Option<&str>) -> Env {
             "--cni-bin-dir".into(),
             "/usr/lib/cni".into(),
         ],
+        config_toml,
         ..Default::default()
     })
     .await
@@ -535,4 +540,50 @@ async fn containers_survive_kill_9_of_berthd() {
         0,
         "bundles removed"
     );
+}
+
+/// A RuntimeClass handler maps to its own OCI runtime binary: here a wrapper that records
+/// each call and then runs runc. (Debian's crun 1.8 refuses this machine's hybrid cgroup
+/// layout, whose v2 tree holds the hugetlb controller, so runc stands behind the wrapper.)
+#[tokio::test]
+async fn runtime_handlers_pick_their_own_runtime() {
+    let bin = tempfile::tempdir().expect("tempdir");
+    let calls = bin.path().join("calls.log");
+    let wrapper = bin.path().join("wrapped-runc");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\necho \"$@\" >> {}\nexec runc \"$@\"\n", calls.display()),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let toml = format!("[runtime_handlers]\nwrapped = \"{}\"\n", wrapper.display());
+    let mut e = env_with(None, Some(toml)).await;
+    let mut config = pod_config("wrapped-pod");
+    config.log_directory = e.logs.path().join("wrapped-pod").display().to_string();
+    let req = cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: "wrapped".into(),
+    };
+    let pod_id = e
+        .cri
+        .runtime
+        .run_pod_sandbox(req)
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let pod = (pod_id, config);
+    let (code, reason, log) = e
+        .run_to_exit(&pod, e.container("via-handler", &["sh", "-c", "echo handled"]))
+        .await;
+    assert_eq!((code, reason.as_str()), (0, "Completed"));
+    assert!(log.contains("stdout F handled"), "{log}");
+    let seen = std::fs::read_to_string(&calls).expect("the handler's runtime was called");
+    assert!(seen.contains("create") && seen.contains("start"), "{seen}");
+    let bad = cri::RunPodSandboxRequest {
+        config: Some(pod_config("nope")),
+        runtime_handler: "no-such-handler".into(),
+    };
+    let err = e.cri.runtime.run_pod_sandbox(bad).await.expect_err("unknown handler");
+    assert_eq!(err.code(), Code::InvalidArgument);
 }

@@ -54,6 +54,9 @@ pub struct ContainerRecord {
     pub additional_gids: Vec<u32>,
     pub env: Vec<String>,
     pub cwd: String,
+    /// The sandbox's runtime handler ("" = default).
+    #[serde(default)]
+    pub runtime_handler: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -88,7 +91,8 @@ pub struct ContainersOptions {
     pub state_dir: PathBuf,
     pub root_dir: PathBuf,
     pub shim_binary: PathBuf,
-    pub runtime: PathBuf,
+    /// Runtime handler ("" = default) to OCI runtime binary.
+    pub runtimes: std::collections::BTreeMap<String, PathBuf>,
     pub cgroup_driver: CgroupDriver,
 }
 
@@ -153,8 +157,16 @@ impl Containers {
         RootfsPaths::new(&self.opts.root_dir.join("containers"), id)
     }
 
-    fn runtime_root(&self) -> PathBuf {
-        self.opts.state_dir.join("runc")
+    /// The OCI runtime binary of a runtime handler, and its own state root (runtimes do not
+    /// share state formats).
+    fn runtime(&self, handler: &str) -> Result<(PathBuf, PathBuf), ContainerError> {
+        let binary = self
+            .opts
+            .runtimes
+            .get(handler)
+            .ok_or_else(|| ContainerError::Invalid(format!("unknown runtime handler {handler:?}")))?;
+        let name = if handler.is_empty() { "default" } else { handler };
+        Ok((binary.clone(), self.opts.state_dir.join("runtimes").join(name)))
     }
 
     fn save(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
@@ -298,14 +310,14 @@ impl Containers {
         match self.setup(&id, &sandbox, &image, spec).await {
             Ok(rec) => {
                 if let Err(e) = self.save(&rec) {
-                    self.teardown(&id).await;
+                    self.teardown(&id, &sandbox.spec.runtime_handler).await;
                     self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
                     return Err(e);
                 }
                 Ok(id)
             }
             Err(e) => {
-                self.teardown(&id).await;
+                self.teardown(&id, &sandbox.spec.runtime_handler).await;
                 self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
                 Err(e)
             }
@@ -390,12 +402,13 @@ impl Containers {
         };
         let process = oci.process().clone().unwrap_or_default();
         let user = process.user();
+        let (runtime, runtime_root) = self.runtime(&sandbox.spec.runtime_handler)?;
         let pid = shim::start(shim::StartArgs {
             binary: &self.opts.shim_binary,
             id,
             bundle: &bundle,
-            runtime: &self.opts.runtime,
-            runtime_root: &self.runtime_root(),
+            runtime: &runtime,
+            runtime_root: &runtime_root,
             log_path: Path::new(if log_path.is_empty() { "/dev/null" } else { &log_path }),
             stdin: spec.stdin,
             stdin_once: spec.stdin_once,
@@ -431,26 +444,29 @@ impl Containers {
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
             env: process.env().clone().unwrap_or_default(),
             cwd: process.cwd().display().to_string(),
+            runtime_handler: sandbox.spec.runtime_handler.clone(),
             spec,
         })
     }
 
     /// Removes whatever `setup` may have left: shim and runc state, rootfs, bundle.
-    async fn teardown(&self, id: &str) {
+    async fn teardown(&self, id: &str, handler: &str) {
         let bundle = self.bundle(id);
         if shim::socket(&bundle).exists() {
             let _ = shim::kill(&bundle, 9, true).await;
             let _ = shim::wait(&bundle, Duration::from_secs(5)).await;
             let _ = shim::delete(&bundle).await;
         }
-        // A shim that died leaves runc state; take it back directly.
-        let _ = tokio::process::Command::new(&self.opts.runtime)
-            .arg("--root")
-            .arg(self.runtime_root())
-            .args(["delete", "--force", id])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await;
+        // A shim that died leaves runtime state; take it back directly.
+        if let Ok((runtime, root)) = self.runtime(handler) {
+            let _ = tokio::process::Command::new(runtime)
+                .arg("--root")
+                .arg(root)
+                .args(["delete", "--force", id])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await;
+        }
         if let Err(e) = self.rootfs(id).remove() {
             tracing::warn!(container = id, error = %e, "removing the root filesystem");
         }
@@ -510,7 +526,7 @@ impl Containers {
         let Ok(rec) = self.find(id) else { return Ok(()) };
         let _lock = self.locks.lock(&rec.id).await;
         let Ok(rec) = self.find(&rec.id) else { return Ok(()) };
-        self.teardown(&rec.id).await;
+        self.teardown(&rec.id, &rec.runtime_handler).await;
         self.meta.delete(Table::Containers, &rec.id)?;
         self.records.write().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
         self.names
@@ -615,9 +631,10 @@ impl Containers {
         if !r.unified.is_empty() {
             body["unified"] = serde_json::to_value(&r.unified).unwrap_or_default();
         }
-        let mut child = tokio::process::Command::new(&self.opts.runtime)
+        let (runtime, root) = self.runtime(&rec.runtime_handler)?;
+        let mut child = tokio::process::Command::new(runtime)
             .arg("--root")
-            .arg(self.runtime_root())
+            .arg(root)
             .args(["update", "--resources", "-", &rec.id])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())

@@ -2,7 +2,11 @@
 //! Berth and containerd are measured alike. Prints one JSON object on stdout.
 //!
 //! ```text
-//! cri-bench sandboxes ENDPOINT [COUNT]   RunPodSandbox one after another, then stop+remove
+//! cri-bench sandboxes ENDPOINT [COUNT]      RunPodSandbox one after another, then stop+remove
+//! cri-bench pods ENDPOINT IMAGE [COUNT]      RunPodSandbox + CreateContainer + StartContainer
+//!                                            one pod after another; pods are left running
+//!                                            (the caller measures memory, then `cleanup`)
+//! cri-bench cleanup ENDPOINT                 stop and remove every pod
 //! ```
 
 use std::time::{Duration, Instant};
@@ -35,7 +39,7 @@ fn pod(i: usize) -> cri::PodSandboxConfig {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(endpoint)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: cri-bench sandboxes ENDPOINT [COUNT]");
+        anyhow::bail!("usage: cri-bench sandboxes|pods|cleanup ENDPOINT [IMAGE] [COUNT]");
     };
     let count: usize = args.get(3).map(|c| c.parse()).transpose()?.unwrap_or(30);
     let socket = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
@@ -73,6 +77,85 @@ async fn main() -> anyhow::Result<()> {
                 "stop_remove_total_ms": teardown.as_secs_f64() * 1000.0,
             });
             println!("{out}");
+        }
+        "pods" => {
+            let image = args
+                .get(3)
+                .ok_or_else(|| anyhow::anyhow!("pods needs an IMAGE"))?
+                .clone();
+            let count: usize = args.get(4).map(|c| c.parse()).transpose()?.unwrap_or(30);
+            c.pull(&image, None).await?;
+            let (mut runp, mut create, mut start, mut total) = (vec![], vec![], vec![], vec![]);
+            for i in 0..count {
+                let config = pod(i);
+                let t0 = Instant::now();
+                let req = cri::RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                };
+                let pod_id = c.runtime.run_pod_sandbox(req).await?.into_inner().pod_sandbox_id;
+                let t1 = Instant::now();
+                let ctr = cri::ContainerConfig {
+                    metadata: Some(cri::ContainerMetadata {
+                        name: "app".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(cri::ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "3600".into()],
+                    linux: Some(cri::LinuxContainerConfig::default()),
+                    ..Default::default()
+                };
+                let req = cri::CreateContainerRequest {
+                    pod_sandbox_id: pod_id,
+                    config: Some(ctr),
+                    sandbox_config: Some(config),
+                };
+                let id = c.runtime.create_container(req).await?.into_inner().container_id;
+                let t2 = Instant::now();
+                c.runtime
+                    .start_container(cri::StartContainerRequest { container_id: id })
+                    .await?;
+                let t3 = Instant::now();
+                runp.push(t1 - t0);
+                create.push(t2 - t1);
+                start.push(t3 - t2);
+                total.push(t3 - t0);
+            }
+            let out = serde_json::json!({
+                "run_pod_sandbox": summary(runp),
+                "create_container": summary(create),
+                "start_container": summary(start),
+                "pod_start_total": summary(total),
+            });
+            println!("{out}");
+        }
+        "cleanup" => {
+            let pods = c
+                .runtime
+                .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                .await?
+                .into_inner()
+                .items;
+            let t = Instant::now();
+            for p in &pods {
+                c.runtime
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: p.id.clone(),
+                    })
+                    .await?;
+                c.runtime
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: p.id.clone(),
+                    })
+                    .await?;
+            }
+            println!(
+                "{}",
+                serde_json::json!({"pods": pods.len(), "stop_remove_total_ms": t.elapsed().as_secs_f64() * 1000.0})
+            );
         }
         other => anyhow::bail!("unknown mode {other:?}"),
     }
