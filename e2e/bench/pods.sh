@@ -20,13 +20,7 @@ BENCH=$ROOT/target/release/cri-bench
 EXTRA_CLEANUP="ip link del bbench0 2>/dev/null || true; rm -rf /var/lib/cni/networks/berth-bench"
 # shellcheck source=e2e/bench/lib.sh
 source "$HERE/lib.sh"
-mkdir -p "$WORK/cni"
-cat >"$WORK/cni/10-bench.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "berth-bench", "plugins": [
-  {"type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/16"}]]}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-JSON
+write_bench_cni
 
 # RSS and PSS (kB) summed over the given pids, and their count.
 mem() { local rss=0 pss=0 n=0; for p in "$@"; do
@@ -48,28 +42,8 @@ berth_rss=$(awk '/^Rss:/{print $2}' "/proc/${PIDS[0]}/smaps_rollup")
 
 ctrd="null"; ctrd_mem="null"; ctrd_rss=0
 if command -v containerd >/dev/null; then
+    start_containerd
     C=$WORK/ctrd
-    mkdir -p "$C"
-    cat >"$C/config.toml" <<TOML
-version = 2
-root = "$C/root"
-state = "$C/state"
-[grpc]
-  address = "$C/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.6"
-  restrict_oom_score_adj = true
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "/usr/lib/cni"
-  conf_dir = "$WORK/cni"
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "$KIT/certs.d"
-TOML
-    containerd --config "$C/config.toml" >"$WORK/containerd.log" 2>&1 &
-    PIDS+=($!)
-    wait_sock "$C/containerd.sock"
-    sleep 1
-    "$KIT/bin/crictl" -r "unix://$C/containerd.sock" -i "unix://$C/containerd.sock" pull registry.k8s.io/pause:3.6 >/dev/null 2>&1
     ctrd=$("$BENCH" pods "unix://$C/containerd.sock" "$IMAGE" "$COUNT")
     # containerd's shims (one per pod) are the processes whose command line names our socket.
     shims=()

@@ -19,13 +19,7 @@ EXTRA_CLEANUP="ip link del bbench0 2>/dev/null || true; rm -rf /var/lib/cni/netw
 # shellcheck source=e2e/bench/lib.sh
 source "$HERE/lib.sh"
 
-mkdir -p "$WORK/cni"
-cat >"$WORK/cni/10-bench.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "berth-bench", "plugins": [
-  {"type": "bridge", "bridge": "bbench0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/16"}]]}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-JSON
+write_bench_cni
 
 
 # berthd
@@ -39,30 +33,8 @@ berth=$("$BENCH" sandboxes "unix://$B/berth.sock" "$COUNT")
 ctrd="null"
 if command -v containerd >/dev/null; then
     "$KIT/registry.sh" start >/dev/null && "$KIT/build-images.sh" >/dev/null
+    start_containerd
     C=$WORK/ctrd
-    mkdir -p "$C"
-    cat >"$C/config.toml" <<TOML
-version = 2
-root = "$C/root"
-state = "$C/state"
-[grpc]
-  address = "$C/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.6"
-  # This machine lacks CAP_SYS_RESOURCE: a negative oom_score_adj (containerd gives pause
-  # -998) cannot be set, and runc fails. Keep containerd's scores no lower than its own.
-  restrict_oom_score_adj = true
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "/usr/lib/cni"
-  conf_dir = "$WORK/cni"
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "$KIT/certs.d"
-TOML
-    containerd --config "$C/config.toml" >"$WORK/containerd.log" 2>&1 &
-    PIDS+=($!)
-    wait_sock "$C/containerd.sock"
-    sleep 1
-    "$KIT/bin/crictl" -r "unix://$C/containerd.sock" -i "unix://$C/containerd.sock" pull registry.k8s.io/pause:3.6 >/dev/null 2>&1
     ctrd=$("$BENCH" sandboxes "unix://$C/containerd.sock" "$COUNT")
 fi
 
