@@ -41,11 +41,11 @@ async fn main() -> anyhow::Result<()> {
     let (Some(mode), Some(endpoint)) = (args.get(1), args.get(2)) else {
         anyhow::bail!("usage: cri-bench sandboxes|pods|cleanup ENDPOINT [IMAGE] [COUNT]");
     };
-    let count: usize = args.get(3).map(|c| c.parse()).transpose()?.unwrap_or(30);
     let socket = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
     let mut c = Cri::connect(std::path::Path::new(socket)).await?;
     match mode.as_str() {
         "sandboxes" => {
+            let count: usize = args.get(3).map(|c| c.parse()).transpose()?.unwrap_or(30);
             let mut run = Vec::new();
             let mut ids = Vec::new();
             for i in 0..count {
