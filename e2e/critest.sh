@@ -16,9 +16,14 @@ FOCUS=${1:-}
 
 WORK=$(mktemp -d /tmp/berth-critest.XXXXXX)
 PID=""
+SOCK=$WORK/state/berth.sock
 # The kit's CNI config uses bridge cni0; remove it afterwards if this run created it.
 BRIDGE_EXISTED=$(ip link show cni0 >/dev/null 2>&1 && echo yes || echo no)
 cleanup() {
+    # Pods outlive berthd by design: remove what critest left before stopping it.
+    if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
+        "$KIT/bin/crictl" -r "unix://$SOCK" -i "unix://$SOCK" rmp -a -f >/dev/null 2>&1 || true
+    fi
     if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
         kill "$PID"
         for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
@@ -34,7 +39,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SOCK=$WORK/state/berth.sock
 mkdir -p "$WORK/cni"
 cp "$KIT/10-critest-bridge.conflist" "$WORK/cni/"
 "$BERTHD" --listen "unix://$SOCK" --root "$WORK/root" --state "$WORK/state" \

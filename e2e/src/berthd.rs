@@ -224,10 +224,69 @@ impl Berthd {
     }
 }
 
+impl Berthd {
+    /// Stops and removes every pod through the CRI (which ends their containers, shims and
+    /// infra processes and tears their networks down): pods outlive berthd by design, so a
+    /// test's berthd must take its pods with it.
+    fn remove_all_pods(&mut self) {
+        if !self.is_running() {
+            return;
+        }
+        let socket = self.socket().to_path_buf();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                use crate::cri::v1 as cri;
+                let mut c = crate::cri::Cri::connect(&socket).await.ok()?;
+                let pods = c.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.ok()?;
+                for p in pods.into_inner().items {
+                    let id = p.id;
+                    let _ = c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await;
+                    let _ = c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }).await;
+                }
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
+    }
+
+    /// Last resort for what berthd could not take down (it died, or a test killed it):
+    /// containers in the runtimes' state roots, then the shims and infra processes whose
+    /// command line names this test's directory (all started by this test's berthd).
+    fn sweep(dir: &Path) {
+        if let Ok(roots) = fs::read_dir(dir.join("state/runtimes")) {
+            for root in roots.flatten() {
+                let out = std::process::Command::new("runc").arg("--root").arg(root.path()).args(["list", "-q"]).output();
+                for id in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+                    let _ = std::process::Command::new("runc")
+                        .arg("--root")
+                        .arg(root.path())
+                        .args(["delete", "--force", id])
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
+            }
+        }
+        let needle = dir.to_string_lossy().into_owned();
+        if let Ok(procs) = fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+                let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if pid as u32 != std::process::id() && cmdline.contains(&needle) {
+                    let _ = sys::signal(pid as u32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Berthd {
     fn drop(&mut self) {
+        self.remove_all_pods();
         self.stop();
         let Some(dir) = self.dir.take() else { return };
+        Self::sweep(dir.path());
         unmount_under(dir.path());
         let left = mounts_under(dir.path());
         if !left.is_empty() {
