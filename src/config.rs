@@ -57,6 +57,43 @@ pub struct Config {
     pub shim_binary: Option<PathBuf>,
     /// Upper bounds that protect the node from hostile images.
     pub limits: Limits,
+    /// The exec/attach/port-forward streaming server.
+    pub streaming: Streaming,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Streaming {
+    /// Address the streaming server listens on (loopback by default: kubelet proxies).
+    pub address: String,
+    /// TCP port; 0 picks a free one at start.
+    pub port: u16,
+    /// PEM certificate chain and key: both set serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long a URL returned by Exec/Attach/PortForward stays valid (single use).
+    pub token_ttl_secs: u64,
+    /// Most sessions open at once; more are refused with 503.
+    pub max_sessions: usize,
+    /// A session with no traffic for this long is closed (kubelet's default: 4h).
+    pub idle_timeout_secs: u64,
+    /// How long a client may take to open all streams of a SPDY session.
+    pub stream_creation_timeout_secs: u64,
+}
+
+impl Default for Streaming {
+    fn default() -> Self {
+        Streaming {
+            address: "127.0.0.1".into(),
+            port: 0,
+            tls_cert: None,
+            tls_key: None,
+            token_ttl_secs: 60,
+            max_sessions: 128,
+            idle_timeout_secs: 4 * 3600,
+            stream_creation_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -129,6 +166,7 @@ impl Default for Config {
             infra_binary: None,
             shim_binary: None,
             limits: Limits::default(),
+            streaming: Streaming::default(),
         }
     }
 }
@@ -232,6 +270,23 @@ impl Config {
         if self.limits.max_layers == 0 || self.limits.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }
+        let st = &self.streaming;
+        if st.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "streaming.address {:?} must be an IP address",
+                st.address
+            )));
+        }
+        if st.tls_cert.is_some() != st.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "streaming.tls_cert and streaming.tls_key go together".into(),
+            ));
+        }
+        if st.token_ttl_secs == 0 || st.max_sessions == 0 || st.stream_creation_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "streaming.token_ttl_secs, max_sessions and stream_creation_timeout_secs must be positive".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -265,6 +320,26 @@ mod tests {
         assert_eq!(cfg, Config::default());
         cfg.validate().expect("defaults are valid");
         assert!(Config::load(Path::new("/nonexistent/berth.toml"), true).is_err());
+    }
+
+    #[test]
+    fn shipped_config_is_the_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.toml");
+        let cfg = Config::load(&shipped, true).expect("deploy/config.toml parses");
+        assert_eq!(cfg, Config::default(), "deploy/config.toml and the defaults disagree");
+    }
+
+    #[test]
+    fn streaming_settings_are_checked() {
+        let mut cfg = Config::default();
+        cfg.streaming.address = "localhost".into();
+        assert!(cfg.validate().is_err(), "an address must be an IP");
+        let mut cfg = Config::default();
+        cfg.streaming.tls_cert = Some("/etc/berth/s.crt".into());
+        assert!(cfg.validate().is_err(), "cert without key");
+        let mut cfg = Config::default();
+        cfg.streaming.max_sessions = 0;
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct Daemon {
     pub images: Arc<Images>,
     pub sandboxes: Arc<Sandboxes>,
     pub containers: Arc<Containers>,
+    pub streams: Arc<crate::stream::StreamServer>,
 }
 
 /// One condition of `Status`.
@@ -65,6 +66,12 @@ pub enum StartError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Container(#[from] crate::container::lifecycle::ContainerError),
+    #[error("starting the streaming server on {address}:{port}: {source}")]
+    Streaming {
+        address: String,
+        port: u16,
+        source: std::io::Error,
+    },
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), StartError> {
@@ -143,11 +150,19 @@ impl Daemon {
             snapshots,
             sandboxes.clone(),
         )?);
+        let streams = crate::stream::StreamServer::start(&config.streaming, containers.clone())
+            .await
+            .map_err(|source| StartError::Streaming {
+                address: config.streaming.address.clone(),
+                port: config.streaming.port,
+                source,
+            })?;
         Ok(Daemon {
             config,
             images,
             sandboxes,
             containers,
+            streams,
         })
     }
 

@@ -24,6 +24,8 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("{0} is not implemented by this version of Berth")]
     Unimplemented(&'static str),
     #[error(transparent)]
@@ -45,6 +47,7 @@ impl Error {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Internal(_) => Code::Internal,
             Error::Image(e) => image_code(e),

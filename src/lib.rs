@@ -19,4 +19,5 @@ pub mod sandbox;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod stream;
 pub mod sys;

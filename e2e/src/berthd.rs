@@ -234,15 +234,30 @@ impl Berthd {
         }
         let socket = self.socket().to_path_buf();
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 use crate::cri::v1 as cri;
                 let mut c = crate::cri::Cri::connect(&socket).await.ok()?;
-                let pods = c.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.ok()?;
+                let pods = c
+                    .runtime
+                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                    .await
+                    .ok()?;
                 for p in pods.into_inner().items {
                     let id = p.id;
-                    let _ = c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await;
-                    let _ = c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }).await;
+                    let _ = c
+                        .runtime
+                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = c
+                        .runtime
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
                 }
                 Some(())
             })
@@ -256,8 +271,16 @@ impl Berthd {
     fn sweep(dir: &Path) {
         if let Ok(roots) = fs::read_dir(dir.join("state/runtimes")) {
             for root in roots.flatten() {
-                let out = std::process::Command::new("runc").arg("--root").arg(root.path()).args(["list", "-q"]).output();
-                for id in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+                let out = std::process::Command::new("runc")
+                    .arg("--root")
+                    .arg(root.path())
+                    .args(["list", "-q"])
+                    .output();
+                for id in out
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+                    .lines()
+                {
                     let _ = std::process::Command::new("runc")
                         .arg("--root")
                         .arg(root.path())
@@ -270,7 +293,9 @@ impl Berthd {
         let needle = dir.to_string_lossy().into_owned();
         if let Ok(procs) = fs::read_dir("/proc") {
             for p in procs.flatten() {
-                let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+                let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
                 let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
                 if pid as u32 != std::process::id() && cmdline.contains(&needle) {

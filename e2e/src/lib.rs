@@ -18,6 +18,7 @@ pub mod pod;
 pub mod proxy;
 pub mod registry;
 mod sys;
+pub mod workload;
 
 pub use berthd::{wait_for_socket, Berthd, BerthdOpts};
 pub use image::{

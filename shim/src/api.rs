@@ -13,6 +13,7 @@
 //! | `{"op":"reopen_log"}` | `{"ok":true}` |
 //! | `{"op":"delete"}` | `{"ok":true}`, then the shim exits |
 //! | `{"op":"stdin","data":"<base64>","close":bool}` | `{"ok":true}` |
+//! | `{"op":"attach","stdin":bool,"stdout":bool,"stderr":bool}` | `{"ok":true}`, then frames ([`crate::attach`]) |
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,16 @@ pub enum Request {
         data: String,
         #[serde(default)]
         close: bool,
+    },
+    /// Attach to the container's stdio: after `{"ok":true}` the connection carries
+    /// [`crate::attach`] frames until the container stops or either side closes.
+    Attach {
+        #[serde(default)]
+        stdin: bool,
+        #[serde(default)]
+        stdout: bool,
+        #[serde(default)]
+        stderr: bool,
     },
 }
 

@@ -19,5 +19,6 @@
 //! added behind berthd's runtime handlers without touching this shim.
 
 pub mod api;
+pub mod attach;
 pub mod b64;
 pub mod client;

@@ -30,12 +30,14 @@ use berth_shim::api::{
     ExecRequest, ExecResponse, Exit, ExitRecord, Request, Response, StateResponse, Status, WaitResponse, EXIT_FILE,
     PID_FILE, SOCKET,
 };
+use berth_shim::attach::{self, Hub};
 use berth_shim::b64;
 use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::process::{kill_process, test_kill_process, Pid, Signal};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader, Interest};
 use tokio::net::unix::pipe::{Receiver, Sender};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{oneshot, watch, Mutex};
@@ -182,6 +184,8 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
             exec_seq: Cell::new(0),
             log: Rc::new(RefCell::new(log)),
             stdin: Mutex::new(None),
+            hub: Rc::new(Hub::default()),
+            console: RefCell::new(None),
         });
         Ok((listener, shim, container))
     }
@@ -274,6 +278,13 @@ fn read_pid(file: impl AsRef<Path>) -> Option<i32> {
         .filter(|&p: &i32| p > 0)
 }
 
+#[derive(Debug, Clone, Copy)]
+struct AttachFlags {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
 /// Where the container's input goes: a pipe's write end, or (a dup of) the pty master.
 struct StdinSink {
     tx: Sender,
@@ -286,6 +297,7 @@ struct Container {
     init_exit: oneshot::Receiver<i32>,
     outputs: Vec<(&'static str, Receiver)>,
     stdin: Option<StdinSink>,
+    console: Option<OwnedFd>,
 }
 
 async fn create(args: &Args, runc: &Runc, reaper: &Reaper) -> Result<Container, String> {
@@ -300,7 +312,7 @@ async fn create(args: &Args, runc: &Runc, reaper: &Reaper) -> Result<Container, 
     // runc's stderr: the container's stderr without a tty, only runc's errors with one.
     let (err_r, err_w) = fdio::pipe().map_err(|e| io_err("pipe", e))?;
     let err_rx = fdio::receiver(err_r).map_err(|e| io_err("pipe", e))?;
-    let (outputs, stdin) = if args.tty {
+    let (outputs, stdin, console) = if args.tty {
         let console = UnixListener::bind(CONSOLE_SOCKET).map_err(|e| io_err(CONSOLE_SOCKET, e))?;
         // Relative: runc resolves it in the bundle directory, where it also runs; this
         // keeps long bundle paths clear of the 108-byte socket path limit.
@@ -329,6 +341,7 @@ async fn create(args: &Args, runc: &Runc, reaper: &Reaper) -> Result<Container, 
             Some(Err(e)) => return Err(format!("receiving the console from runc: {e}")),
             None => return Err("runc create sent no console".into()),
         };
+        let console = rustix::io::fcntl_dupfd_cloexec(&master, 3).map_err(|e| io_err("dup", e.into()))?;
         let stdin = if args.stdin {
             let dup = rustix::io::fcntl_dupfd_cloexec(&master, 3).map_err(|e| io_err("dup", e.into()))?;
             Some(StdinSink {
@@ -341,6 +354,7 @@ async fn create(args: &Args, runc: &Runc, reaper: &Reaper) -> Result<Container, 
         (
             vec![("stdout", fdio::receiver(master).map_err(|e| io_err("console", e))?)],
             stdin,
+            Some(console),
         )
     } else {
         let (out_r, out_w) = fdio::pipe().map_err(|e| io_err("pipe", e))?;
@@ -364,7 +378,7 @@ async fn create(args: &Args, runc: &Runc, reaper: &Reaper) -> Result<Container, 
             }),
             None => None,
         };
-        (vec![("stdout", out_rx), ("stderr", err_rx)], stdin)
+        (vec![("stdout", out_rx), ("stderr", err_rx)], stdin, None)
     };
     let init_pid = read_pid(INIT_PID_FILE).ok_or_else(|| format!("runc create left no readable {INIT_PID_FILE}"))?;
     // Registered before any await: an init that already died is in the reaper's
@@ -375,6 +389,7 @@ async fn create(args: &Args, runc: &Runc, reaper: &Reaper) -> Result<Container, 
         init_exit,
         outputs,
         stdin,
+        console,
     })
 }
 
@@ -438,15 +453,20 @@ struct Shim {
     exec_seq: Cell<u64>,
     log: Rc<RefCell<LogFile>>,
     stdin: Mutex<Option<StdinSink>>,
+    /// Attached clients.
+    hub: Rc<Hub>,
+    /// A dup of the pty master (containers with a tty), for resizes.
+    console: RefCell<Option<OwnedFd>>,
 }
 
 impl Shim {
     async fn run(self: Rc<Self>, listener: UnixListener, container: Container) -> i32 {
         *self.stdin.lock().await = container.stdin;
+        *self.console.borrow_mut() = container.console;
         let pumps: Vec<JoinHandle<()>> = container
             .outputs
             .into_iter()
-            .map(|(stream, fd)| spawn_pump(fd, stream, self.log.clone()))
+            .map(|(stream, fd)| spawn_pump(fd, stream, self.log.clone(), self.hub.clone()))
             .collect();
         spawn_local(self.clone().on_init_exit(container.init_exit, pumps));
         loop {
@@ -477,6 +497,7 @@ impl Shim {
         if drained.is_err() {
             log!("output still open {DRAIN_TIMEOUT:?} after the init exited; reporting the exit anyway");
         }
+        self.hub.close();
         let record = ExitRecord {
             exit_code,
             finished_at,
@@ -513,6 +534,10 @@ impl Shim {
                 )
             } else {
                 match serde_json::from_slice::<Request>(&line) {
+                    Ok(Request::Attach { stdin, stdout, stderr }) => {
+                        let flags = AttachFlags { stdin, stdout, stderr };
+                        return self.attach(r, w, flags).await;
+                    }
                     Ok(req) => self.handle(req).await,
                     Err(e) => (Response::error(format!("bad request: {e}")), false),
                 }
@@ -556,6 +581,8 @@ impl Shim {
             },
             Request::Delete => return self.delete().await,
             Request::Stdin { data, close } => self.stdin(&data, close).await,
+            // Switches the connection to frames: taken in `connection`.
+            Request::Attach { .. } => Response::error("attach is answered on its own connection"),
         };
         (r, false)
     }
@@ -657,24 +684,31 @@ impl Shim {
     }
 
     async fn stdin(&self, data: &str, close: bool) -> Response {
-        if !self.has_stdin {
-            return Response::error("the container was created without stdin");
-        }
         let data = match b64::decode(data) {
             Ok(d) => d,
             Err(e) => return Response::error(format!("stdin data: {e}")),
         };
+        match self.write_stdin(&data, close).await {
+            Ok(()) => Response::ok(),
+            Err(e) => Response::error(e),
+        }
+    }
+
+    async fn write_stdin(&self, data: &[u8], close: bool) -> Result<(), String> {
+        if !self.has_stdin {
+            return Err("the container was created without stdin".into());
+        }
         let mut sink = self.stdin.lock().await;
         let Some(s) = sink.as_ref() else {
             return if data.is_empty() {
-                Response::ok()
+                Ok(())
             } else {
-                Response::error("stdin is closed")
+                Err("stdin is closed".into())
             };
         };
-        if let Err(e) = fdio::write_all(&s.tx, &data).await {
-            return Response::error(format!("writing stdin: {e}"));
-        }
+        fdio::write_all(&s.tx, data)
+            .await
+            .map_err(|e| format!("writing stdin: {e}"))?;
         if close && self.stdin_once {
             if s.pty {
                 // A pty has no write end to close: send the EOF character (^D).
@@ -682,7 +716,91 @@ impl Shim {
             }
             *sink = None;
         }
-        Response::ok()
+        Ok(())
+    }
+
+    /// One attach session: output frames out, input frames in, until the container's
+    /// output ends or berthd closes the connection.
+    async fn attach(self: Rc<Self>, r: BufReader<OwnedReadHalf>, mut w: OwnedWriteHalf, f: AttachFlags) {
+        if f.stdin && !self.has_stdin {
+            let _ = w
+                .write_all(b"{\"error\":\"the container was created without stdin\"}\n")
+                .await;
+            return;
+        }
+        let sub = if f.stdout || f.stderr {
+            self.hub.subscribe(f.stdout, f.stderr)
+        } else {
+            None
+        };
+        if w.write_all(b"{\"ok\":true}\n").await.is_err() {
+            if let Some((id, _)) = sub {
+                self.hub.unsubscribe(id);
+            }
+            return;
+        }
+        let hub = self.hub.clone();
+        let mut stopped = self.stopped.subscribe();
+        let sub_id = sub.as_ref().map(|(id, _)| *id);
+        let output = async move {
+            if let Some((_, mut rx)) = sub {
+                while let Some((kind, data)) = rx.recv().await {
+                    if attach::write_frame(&mut w, kind, &data).await.is_err() {
+                        return;
+                    }
+                }
+            } else {
+                // Input only: the session still ends when the container does.
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+            if hub.is_closed() {
+                let _ = attach::write_frame(&mut w, attach::EXIT, &[]).await;
+            }
+            let _ = w.shutdown().await;
+        };
+        let shim = self.clone();
+        let input = async move {
+            let mut r = r;
+            while let Ok(Some((kind, data))) = attach::read_frame(&mut r).await {
+                match kind {
+                    attach::STDIN if f.stdin => {
+                        if let Err(e) = shim.write_stdin(&data, false).await {
+                            log!("attach: {e}");
+                        }
+                    }
+                    attach::STDIN_CLOSE if f.stdin => {
+                        let _ = shim.write_stdin(&[], true).await;
+                    }
+                    attach::RESIZE if data.len() == 4 => shim.resize(&data),
+                    _ => {}
+                }
+            }
+        };
+        tokio::select! {
+            _ = output => {}
+            _ = input => {}
+        }
+        if let Some(id) = sub_id {
+            self.hub.unsubscribe(id);
+        }
+    }
+
+    fn resize(&self, data: &[u8]) {
+        let (width, height) = (
+            u16::from_be_bytes([data[0], data[1]]),
+            u16::from_be_bytes([data[2], data[3]]),
+        );
+        if let Some(console) = self.console.borrow().as_ref() {
+            let size = rustix::termios::Winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            if let Err(e) = rustix::termios::tcsetwinsize(console, size) {
+                log!("resizing the console: {e}");
+            }
+        }
     }
 
     async fn exec(&self, req: ExecRequest) -> Response {
@@ -860,7 +978,12 @@ fn write_exit(record: &ExitRecord) -> io::Result<()> {
 }
 
 /// Copies one output stream into the log until EOF.
-fn spawn_pump(rx: Receiver, stream: &'static str, log: Rc<RefCell<LogFile>>) -> JoinHandle<()> {
+fn spawn_pump(rx: Receiver, stream: &'static str, log: Rc<RefCell<LogFile>>, hub: Rc<Hub>) -> JoinHandle<()> {
+    let kind = if stream == "stderr" {
+        attach::STDERR
+    } else {
+        attach::STDOUT
+    };
     spawn_local(async move {
         let mut buf = vec![0u8; 8 * 1024];
         let mut splitter = Splitter::new(MAX_LINE);
@@ -873,6 +996,7 @@ fn spawn_pump(rx: Receiver, stream: &'static str, log: Rc<RefCell<LogFile>>) -> 
                     break;
                 }
             };
+            hub.publish(kind, &buf[..n]);
             let mut log = log.borrow_mut();
             splitter.push(&buf[..n], &mut |tag, content| log.write(stream, tag, content));
         }

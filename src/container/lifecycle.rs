@@ -557,6 +557,34 @@ impl Containers {
         Ok(())
     }
 
+    /// Where a running container lives in its OCI runtime, for interactive exec.
+    pub async fn running_target(
+        &self,
+        id: &str,
+    ) -> Result<(ContainerRecord, crate::runtime::exec::RuntimeTarget), ContainerError> {
+        let rec = self.get(id).await?;
+        if rec.state != ContainerState::Running {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let (runtime, runtime_root) = self.runtime(&rec.runtime_handler)?;
+        let target = crate::runtime::exec::RuntimeTarget {
+            id: rec.id.clone(),
+            bundle: self.bundle(&rec.id),
+            runtime,
+            runtime_root,
+            systemd_cgroup: self.opts.cgroup_driver == CgroupDriver::Systemd,
+        };
+        Ok((rec, target))
+    }
+
+    /// The shim directory of a container (its API socket lives there).
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.bundle(id)
+    }
+
     /// Runs a command in a running container and returns its output (kubelet's exec probes).
     pub async fn exec_sync(
         &self,

@@ -202,19 +202,23 @@ impl RuntimeService for Cri {
         .await
     }
 
-    async fn exec(&self, _request: Request<pb::ExecRequest>) -> Result<Response<pb::ExecResponse>, Status> {
-        call("Exec", not_yet("Exec")).await
+    async fn exec(&self, request: Request<pb::ExecRequest>) -> Result<Response<pb::ExecResponse>, Status> {
+        call("Exec", runtime::exec::exec(&self.daemon, request.into_inner())).await
     }
 
-    async fn attach(&self, _request: Request<pb::AttachRequest>) -> Result<Response<pb::AttachResponse>, Status> {
-        call("Attach", not_yet("Attach")).await
+    async fn attach(&self, request: Request<pb::AttachRequest>) -> Result<Response<pb::AttachResponse>, Status> {
+        call("Attach", runtime::attach::attach(&self.daemon, request.into_inner())).await
     }
 
     async fn port_forward(
         &self,
-        _request: Request<pb::PortForwardRequest>,
+        request: Request<pb::PortForwardRequest>,
     ) -> Result<Response<pb::PortForwardResponse>, Status> {
-        call("PortForward", not_yet("PortForward")).await
+        call(
+            "PortForward",
+            runtime::port_forward::port_forward(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn container_stats(

@@ -1,3 +1,5 @@
-//! Talking to per-container shims: starting `berth-shim` and calling its API.
+//! Talking to per-container shims (starting `berth-shim`, calling its API) and running
+//! interactive execs through the OCI runtime.
 
+pub mod exec;
 pub mod shim;

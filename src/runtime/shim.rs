@@ -239,3 +239,49 @@ pub async fn exec(bundle: &Path, a: ExecArgs) -> Result<ExecResult, ShimError> {
 pub fn read_exit(bundle: &Path) -> Option<Exit> {
     serde_json::from_slice(&std::fs::read(bundle.join("exit.json")).ok()?).ok()
 }
+
+/// An attach session with a container's shim (see `berth_shim::attach` for the frames).
+pub struct Attached {
+    pub reader: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    pub writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+/// Opens an attach session: the shim answers, then streams the container's output.
+pub async fn attach(bundle: &Path, stdin: bool, stdout: bool, stderr: bool) -> Result<Attached, ShimError> {
+    let path = socket(bundle);
+    let gone = || ShimError::Gone { path: path.clone() };
+    let dir = std::fs::File::open(bundle).map_err(|_| gone())?;
+    let short = format!("/proc/self/fd/{}/shim.sock", std::os::fd::AsRawFd::as_raw_fd(&dir));
+    let stream = tokio::net::UnixStream::connect(&short).await.map_err(|_| gone())?;
+    drop(dir);
+    let (r, mut writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(r);
+    let mut line = serde_json::to_vec(&json!({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}))
+        .unwrap_or_default();
+    line.push(b'\n');
+    let call_err = |message: String| ShimError::Call {
+        path: path.clone(),
+        message,
+    };
+    let answer = async {
+        writer.write_all(&line).await.map_err(|e| call_err(e.to_string()))?;
+        let mut response = String::new();
+        if reader
+            .read_line(&mut response)
+            .await
+            .map_err(|e| call_err(e.to_string()))?
+            == 0
+        {
+            return Err(gone());
+        }
+        let value: Value = serde_json::from_str(&response).map_err(|e| call_err(format!("bad response: {e}")))?;
+        match value.get("error").and_then(Value::as_str) {
+            Some(err) => Err(call_err(err.to_string())),
+            None => Ok(()),
+        }
+    };
+    tokio::time::timeout(QUICK, answer)
+        .await
+        .map_err(|_| ShimError::Timeout(QUICK))??;
+    Ok(Attached { reader, writer })
+}

@@ -46,6 +46,37 @@ pub fn remove_netns(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Connects to `port` on the loopback (127.0.0.1, then ::1) of the network namespace
+/// pinned at `netns`. A fresh thread enters the namespace, makes the connection and exits:
+/// the socket stays in the namespace it was made in, no pooled thread is ever moved.
+pub async fn connect_loopback_in(
+    netns: &Path,
+    port: u16,
+    timeout: std::time::Duration,
+) -> io::Result<std::net::TcpStream> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(netns)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("netns-connect".into())
+        .spawn(move || {
+            let result =
+                rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+                    .map_err(io::Error::from)
+                    .and_then(|()| {
+                        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                        TcpStream::connect_timeout(&v4, timeout).or_else(|e| {
+                            let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+                            TcpStream::connect_timeout(&v6, timeout).map_err(|_| e)
+                        })
+                    });
+            let _ = tx.send(result);
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("netns connect thread ended without an answer"))?
+}
+
 /// Whether `path` is a pinned network namespace (an nsfs mount).
 pub fn is_netns(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -83,5 +114,22 @@ mod tests {
         remove_netns(&path).expect("remove");
         assert!(!path.exists());
         remove_netns(&path).expect("idempotent");
+    }
+
+    #[tokio::test]
+    async fn connects_inside_the_namespace_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ns2");
+        create_netns(&path).expect("create");
+        // A listener on the host's loopback is not reachable from the new namespace (whose
+        // loopback is even down).
+        let host = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = host.local_addr().expect("addr").port();
+        let r = connect_loopback_in(&path, port, std::time::Duration::from_secs(1)).await;
+        assert!(r.is_err(), "reached the host from inside a pod namespace");
+        remove_netns(&path).expect("remove");
+        assert!(connect_loopback_in(&path, port, std::time::Duration::from_secs(1))
+            .await
+            .is_err());
     }
 }

@@ -1,0 +1,172 @@
+//! A workload environment for container-level tests: a real registry holding a static
+//! busybox image, a CNI network, a berthd that can reach both, and CRI helpers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cri::{v1 as cri, Cri};
+use crate::image::{busybox_layer, push_image, Compression, ImageSpec};
+use crate::pod::{pod_config, run, TestNet};
+use crate::registry::{RegistryOpts, TestRegistry};
+use crate::{Berthd, BerthdOpts};
+
+pub struct Env {
+    _reg: TestRegistry,
+    _net: TestNet,
+    pub berthd: Berthd,
+    pub cri: Cri,
+    pub image: String,
+    pub logs: tempfile::TempDir,
+}
+
+/// A registry with a busybox image (USER app = 1000 when `user` is set), a berthd that
+/// can reach it and a CNI network.
+pub async fn env(user: Option<&str>) -> Env {
+    env_with(user, None).await
+}
+
+pub async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
+    let reg = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
+    let spec = ImageSpec {
+        layers: vec![busybox_layer(Compression::Gzip)],
+        user: user.map(Into::into),
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    push_image(&reg.addr(), "e2e/busybox", "1", &spec, None)
+        .await
+        .expect("push");
+    let net = TestNet::new();
+    let hosts = tempfile::tempdir().expect("tempdir").keep();
+    std::fs::create_dir_all(hosts.join(reg.addr())).expect("mkdir");
+    std::fs::write(
+        hosts.join(reg.addr()).join("hosts.toml"),
+        format!("server = \"http://{}\"\n", reg.addr()),
+    )
+    .expect("hosts");
+    let berthd = Berthd::start(BerthdOpts {
+        registry_config_dir: Some(hosts),
+        extra_args: vec![
+            "--cni-conf-dir".into(),
+            net.conf_dir().display().to_string(),
+            "--cni-bin-dir".into(),
+            "/usr/lib/cni".into(),
+        ],
+        config_toml,
+        ..Default::default()
+    })
+    .await
+    .expect("berthd");
+    let mut c = Cri::connect(berthd.socket()).await.expect("connect");
+    let image = format!("{}/e2e/busybox:1", reg.addr());
+    c.pull(&image, None).await.expect("pull");
+    Env {
+        _reg: reg,
+        _net: net,
+        berthd,
+        cri: c,
+        image,
+        logs: tempfile::tempdir().expect("logs"),
+    }
+}
+
+impl Env {
+    pub async fn pod(&mut self, name: &str) -> (String, cri::PodSandboxConfig) {
+        let mut config = pod_config(name);
+        config.log_directory = self.logs.path().join(name).display().to_string();
+        let id = run(&mut self.cri, config.clone()).await.expect("run pod");
+        (id, config)
+    }
+
+    pub fn container(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(cri::LinuxContainerConfig::default()),
+            ..Default::default()
+        }
+    }
+
+    pub async fn create(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        config: cri::ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.0.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.1.clone()),
+        };
+        Ok(self.cri.runtime.create_container(req).await?.into_inner().container_id)
+    }
+
+    pub async fn start(&mut self, id: &str) {
+        self.cri
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .expect("start");
+    }
+
+    pub async fn status(&mut self, id: &str) -> cri::ContainerStatus {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.cri
+            .runtime
+            .container_status(req)
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status")
+    }
+
+    /// Waits until the container exited and returns its status.
+    pub async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = self.status(id).await;
+            if st.state == cri::ContainerState::ContainerExited as i32 {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "container {id} did not exit: {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        let req = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        };
+        Ok(self.cri.runtime.exec_sync(req).await?.into_inner())
+    }
+
+    /// Runs `cmd` to completion in a new container of `pod`; returns (exit code, log text).
+    pub async fn run_to_exit(
+        &mut self,
+        pod: &(String, cri::PodSandboxConfig),
+        config: cri::ContainerConfig,
+    ) -> (i32, String, String) {
+        let name = config.metadata.as_ref().expect("meta").name.clone();
+        let id = self.create(pod, config).await.expect("create");
+        self.start(&id).await;
+        let st = self.wait_exit(&id).await;
+        let log =
+            std::fs::read_to_string(Path::new(&pod.1.log_directory).join(format!("{name}.log"))).unwrap_or_default();
+        (st.exit_code, st.reason, log)
+    }
+}

@@ -1,0 +1,247 @@
+//! Interactive exec for the streaming server: berthd runs `<runtime> exec` in the
+//! foreground as its own child, with pipes or a pty it owns as the process's stdio, so the
+//! bytes of a session never pass through the shim.
+//!
+//! The exec'd process is a child of the runtime (it clones the process into the container
+//! as its own child and waits for it), so the runtime's exit status is the process's.
+//! Dropping an [`ExecProcess`] before it has exited SIGKILLs the process (by the pid the
+//! runtime wrote) and the runtime, and removes the files it used: a dying stream leaves
+//! nothing behind.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustix::process::{kill_process, Pid, Signal};
+use serde_json::{json, Value};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+
+use crate::sys::pty;
+
+/// Which OCI runtime state a container lives in.
+#[derive(Debug, Clone)]
+pub struct RuntimeTarget {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub runtime: PathBuf,
+    pub runtime_root: PathBuf,
+    pub systemd_cgroup: bool,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// The process's stdio, as berthd holds it.
+pub enum ExecIo {
+    /// A pty: one master for input and (merged) output.
+    Tty(OwnedFd),
+    Pipes {
+        stdin: Option<ChildStdin>,
+        stdout: Option<ChildStdout>,
+        stderr: Option<ChildStderr>,
+    },
+}
+
+pub struct ExecProcess {
+    child: Child,
+    runtime_pid: Option<i32>,
+    process_file: PathBuf,
+    pid_file: PathBuf,
+    exited: bool,
+    reaped: Arc<AtomicBool>,
+}
+
+/// Tells the runtime of an exec that its pty changed size.
+#[derive(Clone)]
+pub struct Winch {
+    runtime_pid: Option<i32>,
+    reaped: Arc<AtomicBool>,
+}
+
+impl Winch {
+    /// The runtime copies the pty's new size onto the container's console on SIGWINCH.
+    pub fn send(&self) {
+        if self.reaped.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(pid) = self.runtime_pid.and_then(Pid::from_raw) {
+            let _ = kill_process(pid, Signal::WINCH);
+        }
+    }
+}
+
+fn unique(bundle: &Path, what: &str) -> PathBuf {
+    use std::sync::atomic::AtomicU64;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    bundle.join(format!("stream-exec-{}-{n}.{what}", std::process::id()))
+}
+
+/// The OCI process for an exec: the container's own `process` (so user, capabilities,
+/// rlimits, no_new_privileges and env carry over) with new args and terminal.
+pub fn exec_process(config: &Value, args: &[String], tty: bool) -> Result<Value, String> {
+    let mut process = config.get("process").cloned().unwrap_or_else(|| json!({}));
+    let p = process.as_object_mut().ok_or("config.json: process is not an object")?;
+    p.insert("args".into(), json!(args));
+    p.insert("terminal".into(), json!(tty));
+    p.remove("consoleSize");
+    if !p.contains_key("cwd") {
+        p.insert("cwd".into(), json!("/"));
+    }
+    Ok(process)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Starts `<runtime> exec` for a running container.
+pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, ExecIo)> {
+    let config: Value = std::fs::read(t.bundle.join("config.json"))
+        .and_then(|b| serde_json::from_slice(&b).map_err(io::Error::other))?;
+    let process = exec_process(&config, &o.args, o.tty).map_err(io::Error::other)?;
+    let process_file = unique(&t.bundle, "json");
+    let pid_file = unique(&t.bundle, "pid");
+    write_private(&process_file, &serde_json::to_vec(&process).map_err(io::Error::other)?)?;
+    let mut cmd = tokio::process::Command::new(&t.runtime);
+    cmd.arg("--root")
+        .arg(&t.runtime_root)
+        .arg("--log")
+        .arg(t.bundle.join("runc.log"))
+        .arg("--log-format")
+        .arg("json");
+    if t.systemd_cgroup {
+        cmd.arg("--systemd-cgroup");
+    }
+    cmd.arg("exec")
+        .arg("--process")
+        .arg(&process_file)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&t.id)
+        .kill_on_drop(true);
+    let mut master = None;
+    if o.tty {
+        let p = pty::open()?;
+        cmd.stdin(p.slave.try_clone()?)
+            .stdout(p.slave.try_clone()?)
+            .stderr(p.slave);
+        master = Some(p.master);
+    } else {
+        let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        cmd.stdin(pipe(o.stdin)).stdout(pipe(o.stdout)).stderr(pipe(o.stderr));
+    }
+    let spawned = cmd.spawn();
+    // The slave copies went to the child; ours close with `cmd`.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&process_file);
+            return Err(io::Error::new(e.kind(), format!("{}: {e}", t.runtime.display())));
+        }
+    };
+    let io = match master {
+        Some(m) => ExecIo::Tty(m),
+        None => ExecIo::Pipes {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        },
+    };
+    let runtime_pid = child.id().map(|p| p as i32);
+    Ok((
+        ExecProcess {
+            child,
+            runtime_pid,
+            process_file,
+            pid_file,
+            exited: false,
+            reaped: Arc::new(AtomicBool::new(false)),
+        },
+        io,
+    ))
+}
+
+impl ExecProcess {
+    /// Waits for the exec'd process; its exit status (128 + signal when killed).
+    pub async fn wait(&mut self) -> io::Result<i32> {
+        let status = self.child.wait().await?;
+        self.exited = true;
+        self.reaped.store(true, Ordering::Release);
+        self.cleanup_files();
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    pub fn winch(&self) -> Winch {
+        Winch {
+            runtime_pid: self.runtime_pid,
+            reaped: self.reaped.clone(),
+        }
+    }
+
+    /// SIGKILLs the exec'd process (and the runtime) unless it has exited.
+    pub fn kill(&mut self) {
+        if self.exited {
+            return;
+        }
+        let pid = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .and_then(Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = kill_process(pid, Signal::KILL);
+        }
+        let _ = self.child.start_kill();
+    }
+
+    fn cleanup_files(&self) {
+        let _ = std::fs::remove_file(&self.process_file);
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+impl Drop for ExecProcess {
+    fn drop(&mut self) {
+        self.kill();
+        self.cleanup_files();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_process_keeps_the_container_identity() {
+        let config = json!({"process": {"args": ["sleep"], "user": {"uid": 5, "gid": 6}, "env": ["A=1"],
+            "terminal": false, "consoleSize": {"height": 1, "width": 2}, "noNewPrivileges": true}});
+        let p = exec_process(&config, &["sh".into(), "-i".into()], true).expect("process");
+        assert_eq!(p["args"], json!(["sh", "-i"]));
+        assert_eq!(p["terminal"], json!(true));
+        assert_eq!(p["user"]["uid"], json!(5));
+        assert_eq!(p["env"], json!(["A=1"]));
+        assert_eq!(p["cwd"], json!("/"));
+        assert_eq!(p["noNewPrivileges"], json!(true));
+        assert!(p.get("consoleSize").is_none());
+        assert!(exec_process(&json!({"process": 3}), &[], false).is_err());
+    }
+}
