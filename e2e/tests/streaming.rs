@@ -392,3 +392,64 @@ async fn port_forward_reaches_the_pod_loopback() {
     // Nothing listens on the host's loopback port 8080 for the pod: the forward really went
     // into the pod's namespace (a host listener would have answered differently).
 }
+
+#[tokio::test]
+async fn streaming_server_serves_tls_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("s.crt"), dir.path().join("s.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian's openssl package)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let toml = format!(
+        "[streaming]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let mut e = berth_e2e::workload::env_with(None, Some(toml)).await;
+    let pod = e.pod("tls").await;
+    let id = running(&mut e, &pod, "sleeper", &["sleep", "3600"]).await;
+    let url = e
+        .cri
+        .runtime
+        .exec(cri::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".into()],
+            tty: false,
+            stdin: false,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("exec")
+        .into_inner()
+        .url;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let r = client
+        .get(&url)
+        .send()
+        .await
+        .expect("TLS handshake with the streaming server");
+    assert_eq!(r.status().as_u16(), 400, "a TLS request without an upgrade is refused");
+    // crictl runs an exec over the TLS streaming server (SPDY inside TLS).
+    let (code, out, err) = run_crictl(&e, &["exec", &id, "echo", "over-tls"], None);
+    assert_eq!((code, out.trim()), (0, "over-tls"), "{err}");
+}
