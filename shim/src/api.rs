@@ -199,6 +199,22 @@ impl Response {
     }
 }
 
+/// The OCI process of an exec: the container's own `process` from its config.json (so
+/// user, capabilities, rlimits, no_new_privileges and env carry over) with new `args` and
+/// `terminal`; `cwd` defaults to `/`. Used by the shim (ExecSync) and by berthd (streaming).
+pub fn exec_process(config: &serde_json::Value, args: &[String], tty: bool) -> Result<serde_json::Value, String> {
+    use serde_json::json;
+    let mut process = config.get("process").cloned().unwrap_or_else(|| json!({}));
+    let p = process.as_object_mut().ok_or("config.json: process is not an object")?;
+    p.insert("args".into(), json!(args));
+    p.insert("terminal".into(), json!(tty));
+    p.remove("consoleSize");
+    if !p.contains_key("cwd") {
+        p.insert("cwd".into(), json!("/"));
+    }
+    Ok(process)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +276,20 @@ mod tests {
             let back: Response = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
             assert_eq!(back, r);
         }
+    }
+
+    #[test]
+    fn exec_process_keeps_the_container_identity() {
+        let config = serde_json::json!({"process": {"args": ["sleep"], "user": {"uid": 5, "gid": 6}, "env": ["A=1"],
+            "terminal": false, "consoleSize": {"height": 1, "width": 2}, "noNewPrivileges": true}});
+        let p = exec_process(&config, &["sh".into(), "-i".into()], true).expect("process");
+        assert_eq!(p["args"], serde_json::json!(["sh", "-i"]));
+        assert_eq!(p["terminal"], serde_json::json!(true));
+        assert_eq!(p["user"]["uid"], serde_json::json!(5));
+        assert_eq!(p["env"], serde_json::json!(["A=1"]));
+        assert_eq!(p["cwd"], serde_json::json!("/"));
+        assert_eq!(p["noNewPrivileges"], serde_json::json!(true));
+        assert!(p.get("consoleSize").is_none());
+        assert!(exec_process(&serde_json::json!({"process": 3}), &[], false).is_err());
     }
 }

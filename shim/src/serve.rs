@@ -924,19 +924,13 @@ fn exec_process(req: &ExecRequest) -> Result<Value, String> {
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| format!("config.json: {e}"))?;
-    let mut process = config.get("process").cloned().unwrap_or_else(|| json!({}));
+    let mut process = berth_shim::api::exec_process(&config, &req.args, false)?;
     let p = process.as_object_mut().ok_or("config.json: process is not an object")?;
-    p.insert("args".into(), json!(req.args));
-    p.insert("terminal".into(), json!(false));
-    p.remove("consoleSize");
     if !req.env.is_empty() {
         p.insert("env".into(), json!(req.env));
     }
     if !req.cwd.is_empty() {
         p.insert("cwd".into(), json!(req.cwd));
-    }
-    if !p.contains_key("cwd") {
-        p.insert("cwd".into(), json!("/"));
     }
     if let Some(u) = &req.user {
         let mut user = json!({"uid": u.uid, "gid": u.gid});

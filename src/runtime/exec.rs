@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustix::process::{kill_process, Pid, Signal};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 use crate::sys::pty;
@@ -87,20 +87,6 @@ fn unique(bundle: &Path, what: &str) -> PathBuf {
     bundle.join(format!("stream-exec-{}-{n}.{what}", std::process::id()))
 }
 
-/// The OCI process for an exec: the container's own `process` (so user, capabilities,
-/// rlimits, no_new_privileges and env carry over) with new args and terminal.
-pub fn exec_process(config: &Value, args: &[String], tty: bool) -> Result<Value, String> {
-    let mut process = config.get("process").cloned().unwrap_or_else(|| json!({}));
-    let p = process.as_object_mut().ok_or("config.json: process is not an object")?;
-    p.insert("args".into(), json!(args));
-    p.insert("terminal".into(), json!(tty));
-    p.remove("consoleSize");
-    if !p.contains_key("cwd") {
-        p.insert("cwd".into(), json!("/"));
-    }
-    Ok(process)
-}
-
 fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -116,7 +102,7 @@ fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
 pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, ExecIo)> {
     let config: Value = std::fs::read(t.bundle.join("config.json"))
         .and_then(|b| serde_json::from_slice(&b).map_err(io::Error::other))?;
-    let process = exec_process(&config, &o.args, o.tty).map_err(io::Error::other)?;
+    let process = berth_shim::api::exec_process(&config, &o.args, o.tty).map_err(io::Error::other)?;
     let process_file = unique(&t.bundle, "json");
     let pid_file = unique(&t.bundle, "pid");
     write_private(&process_file, &serde_json::to_vec(&process).map_err(io::Error::other)?)?;
@@ -223,25 +209,5 @@ impl Drop for ExecProcess {
     fn drop(&mut self) {
         self.kill();
         self.cleanup_files();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exec_process_keeps_the_container_identity() {
-        let config = json!({"process": {"args": ["sleep"], "user": {"uid": 5, "gid": 6}, "env": ["A=1"],
-            "terminal": false, "consoleSize": {"height": 1, "width": 2}, "noNewPrivileges": true}});
-        let p = exec_process(&config, &["sh".into(), "-i".into()], true).expect("process");
-        assert_eq!(p["args"], json!(["sh", "-i"]));
-        assert_eq!(p["terminal"], json!(true));
-        assert_eq!(p["user"]["uid"], json!(5));
-        assert_eq!(p["env"], json!(["A=1"]));
-        assert_eq!(p["cwd"], json!("/"));
-        assert_eq!(p["noNewPrivileges"], json!(true));
-        assert!(p.get("consoleSize").is_none());
-        assert!(exec_process(&json!({"process": 3}), &[], false).is_err());
     }
 }

@@ -116,18 +116,20 @@ pub fn socket(bundle: &Path) -> PathBuf {
     bundle.join("shim.sock")
 }
 
+/// Connects to a shim's socket. A socket path may hold at most 107 bytes; it is reached
+/// through the bundle directory's fd so long state directories work too.
+async fn connect(bundle: &Path) -> Result<tokio::net::UnixStream, ShimError> {
+    let gone = || ShimError::Gone { path: socket(bundle) };
+    let dir = std::fs::File::open(bundle).map_err(|_| gone())?;
+    let short = format!("/proc/self/fd/{}/shim.sock", std::os::fd::AsRawFd::as_raw_fd(&dir));
+    tokio::net::UnixStream::connect(&short).await.map_err(|_| gone())
+}
+
 /// One request, one response line.
 pub async fn call(bundle: &Path, request: Value, timeout: Duration) -> Result<Value, ShimError> {
     let path = socket(bundle);
     let fut = async {
-        // A socket path may hold at most 107 bytes; reach it through the bundle directory's
-        // fd so long state directories work too.
-        let dir = std::fs::File::open(bundle).map_err(|_| ShimError::Gone { path: path.clone() })?;
-        let short = format!("/proc/self/fd/{}/shim.sock", std::os::fd::AsRawFd::as_raw_fd(&dir));
-        let mut stream = tokio::net::UnixStream::connect(&short)
-            .await
-            .map_err(|_| ShimError::Gone { path: path.clone() })?;
-        drop(dir);
+        let mut stream = connect(bundle).await?;
         let mut line = serde_json::to_vec(&request).unwrap_or_default();
         line.push(b'\n');
         stream.write_all(&line).await.map_err(|e| ShimError::Call {
@@ -250,10 +252,7 @@ pub struct Attached {
 pub async fn attach(bundle: &Path, stdin: bool, stdout: bool, stderr: bool) -> Result<Attached, ShimError> {
     let path = socket(bundle);
     let gone = || ShimError::Gone { path: path.clone() };
-    let dir = std::fs::File::open(bundle).map_err(|_| gone())?;
-    let short = format!("/proc/self/fd/{}/shim.sock", std::os::fd::AsRawFd::as_raw_fd(&dir));
-    let stream = tokio::net::UnixStream::connect(&short).await.map_err(|_| gone())?;
-    drop(dir);
+    let stream = connect(bundle).await?;
     let (r, mut writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(r);
     let mut line = serde_json::to_vec(&json!({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}))
