@@ -85,6 +85,38 @@ pub fn leaf_path(driver: CgroupDriver, parent: &str, id: &str) -> Result<String,
     })
 }
 
+/// The hierarchy path of an OCI `cgroupsPath`: a path as it is, or the systemd driver's
+/// `SLICE:PREFIX:NAME` as the scope `PREFIX-NAME.scope` inside the slice's nested path.
+pub fn runtime_path(cgroups_path: &str) -> Result<String, String> {
+    match cgroups_path.split(':').collect::<Vec<_>>()[..] {
+        [path] => Ok(path.to_string()),
+        [slice, prefix, name] => {
+            let parent = if slice.is_empty() { "-.slice" } else { slice };
+            let parent = if parent == "-.slice" {
+                String::new()
+            } else {
+                expand_slice(parent)?
+            };
+            Ok(format!("{parent}/{prefix}-{name}.scope"))
+        }
+        _ => Err(format!(
+            "cgroups path {cgroups_path:?} is neither a path nor SLICE:PREFIX:NAME"
+        )),
+    }
+}
+
+/// The pod-level cgroup kubelet made (`cgroup_parent`), as a hierarchy path; `None` when the
+/// sandbox has no parent of its own (then nothing but the sandbox's members are in it).
+pub fn pod_path(driver: CgroupDriver, parent: &str) -> Option<String> {
+    if parent.is_empty() {
+        return None;
+    }
+    match driver {
+        CgroupDriver::Cgroupfs => Some(parent.trim_end_matches('/').to_string()),
+        CgroupDriver::Systemd => expand_slice(parent).ok(),
+    }
+}
+
 /// `a-b-c.slice` → `/a.slice/a-b.slice/a-b-c.slice`.
 pub fn expand_slice(slice: &str) -> Result<String, String> {
     let name = slice.strip_suffix(".slice").ok_or_else(|| {
@@ -178,6 +210,21 @@ mod tests {
         );
         assert!(expand_slice("/kubepods").is_err());
         assert!(expand_slice("a--b.slice").is_err());
+    }
+
+    #[test]
+    fn runtime_paths() {
+        assert_eq!(runtime_path("/kubepods/pod1/c1").as_deref(), Ok("/kubepods/pod1/c1"));
+        assert_eq!(
+            runtime_path("kubepods-pod1.slice:berth:c1").as_deref(),
+            Ok("/kubepods.slice/kubepods-pod1.slice/berth-c1.scope")
+        );
+        assert!(runtime_path("a:b").is_err());
+        assert_eq!(pod_path(CgroupDriver::Cgroupfs, ""), None);
+        assert_eq!(
+            pod_path(CgroupDriver::Systemd, "kubepods-pod1.slice").as_deref(),
+            Some("/kubepods.slice/kubepods-pod1.slice")
+        );
     }
 
     #[test]

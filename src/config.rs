@@ -59,6 +59,15 @@ pub struct Config {
     pub limits: Limits,
     /// The exec/attach/port-forward streaming server.
     pub streaming: Streaming,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:PORT` serving `/metrics` over HTTP; empty: no endpoint.
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -167,6 +176,7 @@ impl Default for Config {
             shim_binary: None,
             limits: Limits::default(),
             streaming: Streaming::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -269,6 +279,12 @@ impl Config {
         }
         if self.limits.max_layers == 0 || self.limits.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
+        }
+        if !self.metrics.address.is_empty() && self.metrics.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.address {:?} must be IP:PORT",
+                self.metrics.address
+            )));
         }
         let st = &self.streaming;
         if st.address.parse::<std::net::IpAddr>().is_err() {

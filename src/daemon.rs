@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::container::lifecycle::{Containers, ContainersOptions};
+use crate::container::lifecycle::{ContainerFilter, ContainerState, Containers, ContainersOptions};
+use crate::events::EventBus;
 use crate::image::content::ContentStore;
 use crate::image::hosts::HostsConfig;
 use crate::image::registry::RegistryClient;
@@ -22,6 +23,8 @@ pub struct Daemon {
     pub sandboxes: Arc<Sandboxes>,
     pub containers: Arc<Containers>,
     pub streams: Arc<crate::stream::StreamServer>,
+    pub events: Arc<EventBus>,
+    pub stats: Arc<crate::stats::Collector>,
 }
 
 /// One condition of `Status`.
@@ -131,7 +134,8 @@ impl Daemon {
             shm_size: config.sandbox_shm_size,
             stop_grace: Duration::from_secs(2),
         };
-        let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network)?);
+        let events = Arc::new(EventBus::default());
+        let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network, events.clone())?);
         sandboxes.recover().await;
         let container_opts = ContainersOptions {
             state_dir: config.state.clone(),
@@ -149,7 +153,9 @@ impl Daemon {
             images.clone(),
             snapshots,
             sandboxes.clone(),
+            events.clone(),
         )?);
+        containers.watch_running();
         let streams = crate::stream::StreamServer::start(&config.streaming, containers.clone())
             .await
             .map_err(|source| StartError::Streaming {
@@ -157,13 +163,38 @@ impl Daemon {
                 port: config.streaming.port,
                 source,
             })?;
+        let stats = Arc::new(crate::stats::Collector::new(config.cgroup_driver));
         Ok(Daemon {
             config,
             images,
             sandboxes,
             containers,
             streams,
+            events,
+            stats,
         })
+    }
+
+    /// Counts by state for the metrics endpoint (records as last seen; no shim is asked).
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let containers = self.containers.records(&ContainerFilter::default());
+        let count = |s: ContainerState| containers.iter().filter(|c| c.state == s).count() as i64;
+        let sandboxes = self.sandboxes.list(&Default::default());
+        let ready = sandboxes
+            .iter()
+            .filter(|s| s.state == crate::sandbox::SandboxState::Ready)
+            .count() as i64;
+        crate::metrics::Snapshot {
+            containers: vec![
+                ("created", count(ContainerState::Created)),
+                ("running", count(ContainerState::Running)),
+                ("exited", count(ContainerState::Exited)),
+                ("unknown", count(ContainerState::Unknown)),
+            ],
+            sandboxes: vec![("ready", ready), ("notready", sandboxes.len() as i64 - ready)],
+            shims: self.containers.live_shims() as i64,
+            event_subscribers: self.events.subscribers() as i64,
+        }
     }
 
     /// The runtime handlers this daemon offers: the default ("") and its runtime by name.

@@ -110,6 +110,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let socket = config.socket_path()?;
     let listener = berth::server::bind(&socket)?;
     let daemon = Arc::new(berth::daemon::Daemon::open(config).await?);
+    if !daemon.config.metrics.address.is_empty() {
+        let d = Arc::clone(&daemon);
+        let addr =
+            berth::metrics::server::start(&daemon.config.metrics.address, Arc::new(move || d.metrics_snapshot()))
+                .await
+                .with_context(|| format!("metrics endpoint on {}", daemon.config.metrics.address))?;
+        tracing::info!(address = %addr, "serving Prometheus metrics at /metrics");
+    }
     tracing::info!(socket = %socket.display(), root = %daemon.config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI");
     berth::server::serve(
         listener,

@@ -16,6 +16,17 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 wait_sock() { for _ in $(seq 1 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; return 1; }
 
+# Starts the release berthd on $WORK/berth (the kit's registry mapping, the bench CNI
+# config), sets B to its directory and appends its pid to PIDS.
+start_berthd() {
+    B=$WORK/berth
+    "$ROOT/target/release/berthd" --listen "unix://$B/berth.sock" --root "$B/root" --state "$B/state" \
+        --registry-config-path "$KIT/certs.d" --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni \
+        --log-level warn 2>"$WORK/berthd.log" &
+    PIDS+=($!)
+    wait_sock "$B/berth.sock"
+}
+
 # The CNI network both runtimes use: bridge bbench0, 10.244.0.0/16, portmap.
 write_bench_cni() {
     mkdir -p "$WORK/cni"

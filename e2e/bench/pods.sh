@@ -29,11 +29,7 @@ mem() { local rss=0 pss=0 n=0; for p in "$@"; do
     rss=$((rss + r)); pss=$((pss + s)); n=$((n + 1)); done
     echo "{\"shims\": $n, \"rss_kb\": $rss, \"pss_kb\": $pss}"; }
 
-B=$WORK/berth
-"$ROOT/target/release/berthd" --listen "unix://$B/berth.sock" --root "$B/root" --state "$B/state" \
-    --registry-config-path "$KIT/certs.d" --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni --log-level warn 2>"$WORK/berthd.log" &
-PIDS+=($!)
-wait_sock "$B/berth.sock"
+start_berthd
 berth=$("$BENCH" pods "unix://$B/berth.sock" "$IMAGE" "$COUNT")
 mapfile -t shims < <(cat "$B"/state/containers/*/shim.pid 2>/dev/null)
 berth_mem=$(mem "${shims[@]}")

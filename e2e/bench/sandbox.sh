@@ -23,11 +23,7 @@ write_bench_cni
 
 
 # berthd
-B=$WORK/berth
-"$ROOT/target/release/berthd" --listen "unix://$B/berth.sock" --root "$B/root" --state "$B/state" \
-    --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni --log-level warn 2>"$WORK/berthd.log" &
-PIDS+=($!)
-wait_sock "$B/berth.sock"
+start_berthd
 berth=$("$BENCH" sandboxes "unix://$B/berth.sock" "$COUNT")
 
 ctrd="null"

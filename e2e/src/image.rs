@@ -599,7 +599,7 @@ async fn upload_blob(
 /// Applets linked to busybox by [`busybox_layer`].
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "ls", "echo", "cat", "sleep", "id", "env", "true", "false", "touch", "mkdir", "rm", "grep", "wc", "head",
-    "stat", "hostname", "kill", "ps", "readlink", "test",
+    "stat", "hostname", "kill", "ps", "readlink", "test", "nc", "dd",
 ];
 
 /// A minimal root filesystem: `/bin/busybox` (the host's static `/bin/busybox`, package

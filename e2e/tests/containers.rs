@@ -348,20 +348,7 @@ async fn containers_survive_kill_9_of_berthd() {
     let st = e.wait_exit(&ids[1]).await;
     assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
     // Removing the pod removes its containers and their shims.
-    e.cri
-        .runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod.0.clone(),
-        })
-        .await
-        .expect("stop pod");
-    e.cri
-        .runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.0.clone(),
-        })
-        .await
-        .expect("remove pod");
+    berth_e2e::pod::stop_remove(&mut e.cri, &pod.0).await;
     let list = e
         .cri
         .runtime

@@ -14,6 +14,7 @@ use super::model::ContainerSpec;
 use super::rootfs::RootfsPaths;
 use super::spec::{self, ImageDefaults, SpecError, SpecInput};
 use crate::config::CgroupDriver;
+use crate::events::{self, Event, EventBus, EventKind};
 use crate::image::{ImageRecord, Images};
 use crate::locks::KeyedLocks;
 use crate::runtime::shim::{self, ExecArgs, ExecResult, ShimError};
@@ -105,6 +106,18 @@ pub struct ContainerFilter {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+impl ContainerFilter {
+    pub fn matches(&self, rec: &ContainerRecord) -> bool {
+        self.id_prefix.as_ref().is_none_or(|p| rec.id.starts_with(p.as_str()))
+            && self
+                .sandbox_id
+                .as_ref()
+                .is_none_or(|s| rec.sandbox_id.starts_with(s.as_str()))
+            && self.state.is_none_or(|s| s == rec.state)
+            && self.labels.iter().all(|(k, v)| rec.spec.labels.get(k) == Some(v))
+    }
+}
+
 pub struct Containers {
     opts: ContainersOptions,
     meta: Arc<MetaStore>,
@@ -114,6 +127,7 @@ pub struct Containers {
     records: RwLock<HashMap<String, ContainerRecord>>,
     names: Mutex<HashMap<String, String>>,
     locks: KeyedLocks,
+    events: Arc<EventBus>,
 }
 
 fn setup_err(id: &str) -> impl Fn(String) -> ContainerError + '_ {
@@ -130,6 +144,7 @@ impl Containers {
         images: Arc<Images>,
         snapshots: Arc<dyn Snapshotter>,
         sandboxes: Arc<Sandboxes>,
+        events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
         let mut records = HashMap::new();
         let mut names = HashMap::new();
@@ -146,6 +161,7 @@ impl Containers {
             records: RwLock::new(records),
             names: Mutex::new(names),
             locks: KeyedLocks::default(),
+            events,
         })
     }
 
@@ -171,11 +187,49 @@ impl Containers {
 
     fn save(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
         self.meta.put(Table::Containers, &rec.id, rec)?;
-        self.records
+        let old = self
+            .records
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(rec.id.clone(), rec.clone());
+            .insert(rec.id.clone(), rec.clone())
+            .map(|r| r.state);
+        self.announce(rec, old, Some(rec.state));
         Ok(())
+    }
+
+    /// Publishes the lifecycle events of a record's move between states, with the pod's
+    /// sandbox and containers as they are now.
+    fn announce(&self, rec: &ContainerRecord, old: Option<ContainerState>, new: Option<ContainerState>) {
+        let kinds = events::container_transition(old, new);
+        if kinds.is_empty() {
+            return;
+        }
+        let containers: Vec<ContainerRecord> = self
+            .records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.sandbox_id == rec.sandbox_id)
+            .cloned()
+            .collect();
+        let sandbox = self.sandboxes.get(&rec.sandbox_id).ok();
+        for kind in kinds {
+            let at = match kind {
+                EventKind::Created => rec.created_at,
+                EventKind::Started => rec.started_at,
+                EventKind::Stopped => rec.finished_at,
+                EventKind::Deleted => crate::cri::convert::now_nanos(),
+            };
+            self.events.publish(Event {
+                kind,
+                container_id: rec.id.clone(),
+                sandbox_id: rec.sandbox_id.clone(),
+                at,
+                sandbox: sandbox.clone(),
+                containers: Some(containers.clone()),
+                oom_killed: kind == EventKind::Stopped && rec.reason == "OOMKilled",
+            });
+        }
     }
 
     fn find(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
@@ -246,35 +300,57 @@ impl Containers {
         Ok(rec)
     }
 
-    pub async fn list(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
-        let all: Vec<ContainerRecord> = self
+    /// Records as last seen, without asking the shims (state filters apply to that state).
+    pub fn records(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
+        let mut out: Vec<ContainerRecord> = self
             .records
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .filter(|rec| filter.matches(rec))
             .cloned()
             .collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Containers matching `filter`, their states brought up to date first.
+    pub async fn list(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
+        let unfiltered = ContainerFilter {
+            state: None,
+            ..filter.clone()
+        };
         let mut out = Vec::new();
-        for rec in all {
-            if filter
-                .id_prefix
-                .as_ref()
-                .is_some_and(|p| !rec.id.starts_with(p.as_str()))
-                || filter
-                    .sandbox_id
-                    .as_ref()
-                    .is_some_and(|s| !rec.sandbox_id.starts_with(s.as_str()))
-                || !filter.labels.iter().all(|(k, v)| rec.spec.labels.get(k) == Some(v))
-            {
-                continue;
-            }
+        for rec in self.records(&unfiltered) {
             let rec = self.refresh(rec.clone()).await.unwrap_or(rec);
             if filter.state.is_none_or(|s| s == rec.state) {
                 out.push(rec);
             }
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         out
+    }
+
+    /// Shim processes alive now (one per container until it is removed).
+    pub fn live_shims(&self) -> usize {
+        let ids: Vec<String> = self
+            .records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ids.iter()
+            .filter_map(|id| std::fs::read_to_string(self.bundle(id).join(berth_shim::api::PID_FILE)).ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{}/comm", pid.trim()))
+                    .is_ok_and(|comm| comm.starts_with("berth-shim"))
+            })
+            .count()
+    }
+
+    /// The container's writable layer (the overlay's upper directory).
+    pub fn writable_layer(&self, id: &str) -> PathBuf {
+        self.rootfs(id).upper()
     }
 
     /// Creates a container in a ready sandbox; returns its id.
@@ -473,7 +549,7 @@ impl Containers {
         let _ = std::fs::remove_dir_all(&bundle);
     }
 
-    pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
         let rec = self.get(id).await?;
         let _lock = self.locks.lock(&rec.id).await;
         let mut rec = self.get(&rec.id).await?;
@@ -487,7 +563,48 @@ impl Containers {
         rec.state = ContainerState::Running;
         rec.started_at = crate::cri::convert::now_nanos();
         self.save(&rec)?;
+        self.watch_exit(&rec.id);
         Ok(())
+    }
+
+    /// Follows every running container (after a restart).
+    pub fn watch_running(self: &Arc<Self>) {
+        let running: Vec<String> = self
+            .records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| r.state == ContainerState::Running)
+            .map(|r| r.id.clone())
+            .collect();
+        for id in running {
+            self.watch_exit(&id);
+        }
+    }
+
+    /// Follows a running container until it exits, so its stop is recorded (and announced)
+    /// when it happens rather than at the next look. Holds one shim connection meanwhile.
+    fn watch_exit(self: &Arc<Self>, id: &str) {
+        const ROUND: Duration = Duration::from_secs(3600);
+        let weak = Arc::downgrade(self);
+        let bundle = self.bundle(id);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            loop {
+                let waited = shim::wait(&bundle, ROUND).await;
+                let Some(this) = weak.upgrade() else { return };
+                if matches!(waited, Ok(false)) {
+                    continue;
+                }
+                match this.get(&id).await {
+                    Ok(rec) if rec.state == ContainerState::Running => {}
+                    _ => return,
+                }
+                drop(this);
+                // The shim answered with an error yet the container runs: try again shortly.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// Sends the stop signal, waits up to `timeout`, then kills. Idempotent: a stopped or
@@ -528,7 +645,13 @@ impl Containers {
         let Ok(rec) = self.find(&rec.id) else { return Ok(()) };
         self.teardown(&rec.id, &rec.runtime_handler).await;
         self.meta.delete(Table::Containers, &rec.id)?;
-        self.records.write().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
+        let old = self
+            .records
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rec.id)
+            .map(|r| r.state);
+        self.announce(&rec, old, None);
         self.names
             .lock()
             .unwrap_or_else(|p| p.into_inner())

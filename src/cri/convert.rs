@@ -157,7 +157,7 @@ pub fn sandbox_spec(c: &pb::PodSandboxConfig, runtime_handler: &str) -> Result<S
     })
 }
 
-fn sandbox_metadata(s: &SandboxSpec) -> pb::PodSandboxMetadata {
+pub(crate) fn sandbox_metadata(s: &SandboxSpec) -> pb::PodSandboxMetadata {
     pb::PodSandboxMetadata {
         name: s.name.clone(),
         uid: s.uid.clone(),
@@ -393,7 +393,7 @@ fn container_state(s: ContainerState) -> i32 {
     }
 }
 
-fn container_metadata(r: &ContainerRecord) -> pb::ContainerMetadata {
+pub(crate) fn container_metadata(r: &ContainerRecord) -> pb::ContainerMetadata {
     pb::ContainerMetadata {
         name: r.spec.name.clone(),
         attempt: r.spec.attempt,

@@ -17,8 +17,11 @@ pub async fn call<T>(
     let span = tracing::info_span!("cri", rpc, id = tracing::field::Empty);
     let started = Instant::now();
     let result = handler.instrument(span.clone()).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let seconds = started.elapsed().as_secs_f64();
+    let ms = seconds * 1000.0;
     let _entered = span.enter();
+    let code = result.as_ref().map_or_else(|e| e.code(), |_| Code::Ok);
+    crate::metrics::global().cri_request(rpc, code, seconds);
     match result {
         Ok(value) => {
             tracing::debug!(ms, "ok");

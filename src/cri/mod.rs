@@ -7,6 +7,7 @@ pub mod convert;
 pub mod image;
 pub mod instrument;
 pub mod runtime;
+pub mod stats;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +39,15 @@ impl Cri {
 
 fn not_yet<T>(rpc: &'static str) -> impl std::future::Future<Output = Result<T, Error>> {
     std::future::ready(Err(Error::Unimplemented(rpc)))
+}
+
+/// Splits a listing into pages of `size` for the `Stream*` RPCs; an empty listing is one
+/// empty page (the client sees an answer rather than a bare end of stream).
+pub fn pages<T: Clone, R: Default>(items: &[T], size: usize, page: impl Fn(Vec<T>) -> R) -> Vec<R> {
+    if items.is_empty() {
+        return vec![R::default()];
+    }
+    items.chunks(size).map(|c| page(c.to_vec())).collect()
 }
 
 /// Wraps a finished list of messages as a stream.
@@ -223,30 +233,46 @@ impl RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _request: Request<pb::ContainerStatsRequest>,
+        request: Request<pb::ContainerStatsRequest>,
     ) -> Result<Response<pb::ContainerStatsResponse>, Status> {
-        call("ContainerStats", not_yet("ContainerStats")).await
+        call(
+            "ContainerStats",
+            runtime::container_stats::container_stats(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<pb::ListContainerStatsRequest>,
+        request: Request<pb::ListContainerStatsRequest>,
     ) -> Result<Response<pb::ListContainerStatsResponse>, Status> {
-        call("ListContainerStats", not_yet("ListContainerStats")).await
+        call(
+            "ListContainerStats",
+            runtime::list_container_stats::list_container_stats(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<pb::PodSandboxStatsRequest>,
+        request: Request<pb::PodSandboxStatsRequest>,
     ) -> Result<Response<pb::PodSandboxStatsResponse>, Status> {
-        call("PodSandboxStats", not_yet("PodSandboxStats")).await
+        call(
+            "PodSandboxStats",
+            runtime::pod_sandbox_stats::pod_sandbox_stats(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<pb::ListPodSandboxStatsRequest>,
+        request: Request<pb::ListPodSandboxStatsRequest>,
     ) -> Result<Response<pb::ListPodSandboxStatsResponse>, Status> {
-        call("ListPodSandboxStats", not_yet("ListPodSandboxStats")).await
+        call(
+            "ListPodSandboxStats",
+            runtime::list_pod_sandbox_stats::list_pod_sandbox_stats(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn update_runtime_config(
@@ -273,16 +299,24 @@ impl RuntimeService for Cri {
 
     async fn list_metric_descriptors(
         &self,
-        _request: Request<pb::ListMetricDescriptorsRequest>,
+        request: Request<pb::ListMetricDescriptorsRequest>,
     ) -> Result<Response<pb::ListMetricDescriptorsResponse>, Status> {
-        call("ListMetricDescriptors", not_yet("ListMetricDescriptors")).await
+        call(
+            "ListMetricDescriptors",
+            runtime::list_metric_descriptors::list_metric_descriptors(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
-        _request: Request<pb::ListPodSandboxMetricsRequest>,
+        request: Request<pb::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<pb::ListPodSandboxMetricsResponse>, Status> {
-        call("ListPodSandboxMetrics", not_yet("ListPodSandboxMetrics")).await
+        call(
+            "ListPodSandboxMetrics",
+            runtime::list_pod_sandbox_metrics::list_pod_sandbox_metrics(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn runtime_config(
@@ -339,36 +373,55 @@ impl RuntimeService for Cri {
 
     async fn stream_container_stats(
         &self,
-        _request: Request<pb::StreamContainerStatsRequest>,
+        request: Request<pb::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        call("StreamContainerStats", not_yet("StreamContainerStats")).await
+        let pages = call(
+            "StreamContainerStats",
+            runtime::stream_container_stats::stream_container_stats(&self.daemon, request.into_inner()),
+        )
+        .await?;
+        Ok(Response::new(stream_of(pages.into_inner())))
     }
 
     type StreamPodSandboxStatsStream = BoxStream<pb::StreamPodSandboxStatsResponse>;
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _request: Request<pb::StreamPodSandboxStatsRequest>,
+        request: Request<pb::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        call("StreamPodSandboxStats", not_yet("StreamPodSandboxStats")).await
+        let pages = call(
+            "StreamPodSandboxStats",
+            runtime::stream_pod_sandbox_stats::stream_pod_sandbox_stats(&self.daemon, request.into_inner()),
+        )
+        .await?;
+        Ok(Response::new(stream_of(pages.into_inner())))
     }
 
     type StreamPodSandboxMetricsStream = BoxStream<pb::StreamPodSandboxMetricsResponse>;
 
     async fn stream_pod_sandbox_metrics(
         &self,
-        _request: Request<pb::StreamPodSandboxMetricsRequest>,
+        request: Request<pb::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        call("StreamPodSandboxMetrics", not_yet("StreamPodSandboxMetrics")).await
+        let pages = call(
+            "StreamPodSandboxMetrics",
+            runtime::stream_pod_sandbox_metrics::stream_pod_sandbox_metrics(&self.daemon, request.into_inner()),
+        )
+        .await?;
+        Ok(Response::new(stream_of(pages.into_inner())))
     }
 
     type GetContainerEventsStream = BoxStream<pb::ContainerEventResponse>;
 
     async fn get_container_events(
         &self,
-        _request: Request<pb::GetEventsRequest>,
+        request: Request<pb::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        call("GetContainerEvents", not_yet("GetContainerEvents")).await
+        call(
+            "GetContainerEvents",
+            runtime::get_container_events::get_container_events(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 }
 

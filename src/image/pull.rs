@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::try_join_all;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use super::auth::{self, AuthInput, Credentials};
 use super::layer::{self, LayerError, LayerJob};
@@ -23,6 +24,13 @@ impl Images {
     /// Pulls `image` and returns its record. Concurrent pulls of one reference share the
     /// work: the second waits for the first and then finds everything in place.
     pub async fn pull(&self, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
+        let started = std::time::Instant::now();
+        let result = self.pull_once(image, auth).await;
+        crate::metrics::global().pull_finished(result.is_ok(), started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn pull_once(&self, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(image)?;
         let credentials = self.credentials_for(&reference, auth)?;
         let _one_at_a_time = self.pull_locks.lock(&reference.to_string()).await;
@@ -58,7 +66,10 @@ impl Images {
                         .acquire()
                         .await
                         .map_err(|e| ImageError::Internal(e.to_string()))?;
-                    self.ensure_layer(reference, credentials, desc, diff, chain).await
+                    let span = tracing::info_span!("layer", digest = %desc.digest, size = desc.size);
+                    self.ensure_layer(reference, credentials, desc, diff, chain)
+                        .instrument(span)
+                        .await
                 }
             });
         try_join_all(jobs).await?;
@@ -294,6 +305,7 @@ impl Images {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     received += chunk.len() as u64;
+                    crate::metrics::global().pulled_bytes(chunk.len() as u64);
                     if received > desc.size as u64 {
                         transport_error = Some(format!(
                             "registry sent more than the {} bytes the manifest declares",

@@ -225,6 +225,7 @@ impl Images {
                 removed_snaps += 1;
             }
         }
+        crate::metrics::global().gc_run((removed_blobs + removed_snaps) as u64);
         if removed_blobs + removed_snaps > 0 {
             tracing::info!(blobs = removed_blobs, snapshots = removed_snaps, "garbage collected");
         }

@@ -11,6 +11,7 @@ use super::infra::{self, InfraArgs};
 use super::{files, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState};
 use crate::cgroup::{self, Hierarchy};
 use crate::config::CgroupDriver;
+use crate::events::{self, Event, EventBus, EventKind};
 use crate::locks::KeyedLocks;
 use crate::network::{NetworkError, PodNetwork, PodNetworkRequest};
 use crate::store::{MetaStore, StoreError, Table};
@@ -49,6 +50,7 @@ pub struct Sandboxes {
     /// Reserved names (`name_namespace_uid_attempt`) to sandbox ids.
     names: Mutex<HashMap<String, String>>,
     locks: KeyedLocks,
+    events: Arc<EventBus>,
 }
 
 fn setup_err(id: &str) -> impl Fn(String) -> SandboxError + '_ {
@@ -63,6 +65,7 @@ impl Sandboxes {
         opts: SandboxesOptions,
         meta: Arc<MetaStore>,
         network: Arc<dyn PodNetwork>,
+        events: Arc<EventBus>,
     ) -> Result<Sandboxes, SandboxError> {
         let cgroups = Hierarchy::detect()
             .map_err(|e| tracing::warn!(error = %e, "no cgroups: sandboxes run without a cgroup"))
@@ -86,6 +89,7 @@ impl Sandboxes {
             records: RwLock::new(records),
             names: Mutex::new(names),
             locks: KeyedLocks::default(),
+            events,
         })
     }
 
@@ -115,11 +119,32 @@ impl Sandboxes {
 
     fn save(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         self.meta.put(Table::Sandboxes, &rec.id, rec)?;
-        self.records
+        let old = self
+            .records
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(rec.id.clone(), rec.clone());
+            .insert(rec.id.clone(), rec.clone())
+            .map(|r| r.state);
+        self.announce(rec, old, Some(rec.state));
         Ok(())
+    }
+
+    fn announce(&self, rec: &SandboxRecord, old: Option<SandboxState>, new: Option<SandboxState>) {
+        for kind in events::sandbox_transition(old, new) {
+            self.events.publish(Event {
+                kind,
+                container_id: rec.id.clone(),
+                sandbox_id: rec.id.clone(),
+                at: if kind == EventKind::Created {
+                    rec.created_at
+                } else {
+                    crate::cri::convert::now_nanos()
+                },
+                sandbox: Some(rec.clone()),
+                containers: None,
+                oom_killed: false,
+            });
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
@@ -330,7 +355,13 @@ impl Sandboxes {
         }
         self.purge(&rec)?;
         self.meta.delete(Table::Sandboxes, &rec.id)?;
-        self.records.write().unwrap_or_else(|p| p.into_inner()).remove(&rec.id);
+        let old = self
+            .records
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rec.id)
+            .map(|r| r.state);
+        self.announce(&rec, old, None);
         self.names
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -239,6 +239,23 @@ pub fn utimes_at(dir: BorrowedFd<'_>, name: &[u8], sec: i64, nsec: u32) -> io::R
     )?)
 }
 
+/// Size and inodes of the filesystem holding a path (`statvfs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FsSpace {
+    pub bytes: u64,
+    pub inodes: u64,
+    pub inodes_free: u64,
+}
+
+pub fn space(path: &Path) -> io::Result<FsSpace> {
+    let st = rfs::statvfs(path)?;
+    Ok(FsSpace {
+        bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        inodes: st.f_files,
+        inodes_free: st.f_ffree,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

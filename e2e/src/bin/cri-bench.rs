@@ -6,6 +6,8 @@
 //! cri-bench pods ENDPOINT IMAGE [COUNT]      RunPodSandbox + CreateContainer + StartContainer
 //!                                            one pod after another; pods are left running
 //!                                            (the caller measures memory, then `cleanup`)
+//! cri-bench stats ENDPOINT [ROUNDS]          ListContainerStats ROUNDS times (after one
+//!                                            warm-up call) over whatever runs there
 //! cri-bench cleanup ENDPOINT                 stop and remove every pod
 //! ```
 
@@ -39,7 +41,7 @@ fn pod(i: usize) -> cri::PodSandboxConfig {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(endpoint)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: cri-bench sandboxes|pods|cleanup ENDPOINT [IMAGE] [COUNT]");
+        anyhow::bail!("usage: cri-bench sandboxes|pods|stats|cleanup ENDPOINT [IMAGE] [COUNT]");
     };
     let socket = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
     let mut c = Cri::connect(std::path::Path::new(socket)).await?;
@@ -129,6 +131,24 @@ async fn main() -> anyhow::Result<()> {
                 "create_container": summary(create),
                 "start_container": summary(start),
                 "pod_start_total": summary(total),
+            });
+            println!("{out}");
+        }
+        "stats" => {
+            let rounds: usize = args.get(3).map(|c| c.parse()).transpose()?.unwrap_or(50);
+            let list = || cri::ListContainerStatsRequest { filter: None };
+            let warm = c.runtime.list_container_stats(list()).await?.into_inner().stats;
+            let with_cpu = warm.iter().filter(|s| s.cpu.is_some()).count();
+            let mut samples = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                c.runtime.list_container_stats(list()).await?;
+                samples.push(t.elapsed());
+            }
+            let out = serde_json::json!({
+                "containers": warm.len(),
+                "with_cpu": with_cpu,
+                "list_container_stats": summary(samples),
             });
             println!("{out}");
         }

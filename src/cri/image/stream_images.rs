@@ -10,11 +10,7 @@ const PAGE: usize = 100;
 /// `StreamImages`: the same answer as `ListImages`, in pages.
 pub async fn stream_images(d: &Daemon, req: pb::StreamImagesRequest) -> Result<Vec<pb::StreamImagesResponse>> {
     let images = list_images::matching(d, req.filter.as_ref());
-    if images.is_empty() {
-        return Ok(vec![pb::StreamImagesResponse::default()]);
-    }
-    Ok(images
-        .chunks(PAGE)
-        .map(|c| pb::StreamImagesResponse { images: c.to_vec() })
-        .collect())
+    Ok(crate::cri::pages(&images, PAGE, |page| pb::StreamImagesResponse {
+        images: page,
+    }))
 }

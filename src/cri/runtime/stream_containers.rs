@@ -12,11 +12,7 @@ pub async fn stream_containers(
     req: pb::StreamContainersRequest,
 ) -> Result<Vec<pb::StreamContainersResponse>> {
     let items = list_containers::matching(d, req.filter.as_ref()).await;
-    if items.is_empty() {
-        return Ok(vec![pb::StreamContainersResponse::default()]);
-    }
-    Ok(items
-        .chunks(PAGE)
-        .map(|c| pb::StreamContainersResponse { containers: c.to_vec() })
-        .collect())
+    Ok(crate::cri::pages(&items, PAGE, |page| pb::StreamContainersResponse {
+        containers: page,
+    }))
 }

@@ -12,13 +12,7 @@ pub async fn stream_pod_sandboxes(
     req: pb::StreamPodSandboxesRequest,
 ) -> Result<Vec<pb::StreamPodSandboxesResponse>> {
     let items = list_pod_sandbox::matching(d, req.filter.as_ref());
-    if items.is_empty() {
-        return Ok(vec![pb::StreamPodSandboxesResponse::default()]);
-    }
-    Ok(items
-        .chunks(PAGE)
-        .map(|c| pb::StreamPodSandboxesResponse {
-            pod_sandboxes: c.to_vec(),
-        })
-        .collect())
+    Ok(crate::cri::pages(&items, PAGE, |page| pb::StreamPodSandboxesResponse {
+        pod_sandboxes: page,
+    }))
 }

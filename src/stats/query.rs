@@ -1,0 +1,95 @@
+//! Which objects a stats request covers, and collecting their figures off the async
+//! threads (cgroup files and layer walks are blocking reads).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{ContainerSample, PodSample};
+use crate::container::lifecycle::{ContainerFilter, ContainerRecord};
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+use crate::sandbox::{SandboxFilter, SandboxRecord, SandboxState};
+
+/// Figures of the containers matching `filter` (their states refreshed first).
+pub async fn containers(d: &Daemon, filter: &ContainerFilter) -> Result<Vec<ContainerSample>> {
+    let records = d.containers.list(filter).await;
+    prune(d);
+    collect(d, move |c, layers| {
+        records
+            .into_iter()
+            .map(|r| {
+                let upper = layers(&r.id);
+                c.container(r, &upper, false)
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Figures of the sandboxes matching `filter`; listings leave out sandboxes that are not
+/// ready (nothing runs in them), a request for one id does not. `detail` adds the finer
+/// figures metrics need.
+pub async fn pods(d: &Daemon, filter: &SandboxFilter, ready_only: bool, detail: bool) -> Result<Vec<PodSample>> {
+    let sandboxes: Vec<SandboxRecord> = d
+        .sandboxes
+        .list(filter)
+        .into_iter()
+        .filter(|s| !ready_only || s.state == SandboxState::Ready)
+        .collect();
+    prune(d);
+    let mut by_pod: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+    for c in d.containers.list(&ContainerFilter::default()).await {
+        by_pod.entry(c.sandbox_id.clone()).or_default().push(c);
+    }
+    collect(d, move |c, layers| {
+        sandboxes
+            .into_iter()
+            .map(|s| {
+                let members = by_pod
+                    .remove(&s.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| {
+                        let upper = layers(&r.id);
+                        c.container(r, &upper, detail)
+                    })
+                    .collect();
+                c.pod(s, members, detail)
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Lets the collector forget containers and sandboxes that are gone (cheap: records only).
+fn prune(d: &Daemon) {
+    let containers: Vec<(String, PathBuf)> = d
+        .containers
+        .records(&ContainerFilter::default())
+        .into_iter()
+        .map(|r| {
+            let layer = d.containers.writable_layer(&r.id);
+            (r.id, layer)
+        })
+        .collect();
+    let sandboxes: Vec<String> = d
+        .sandboxes
+        .list(&SandboxFilter::default())
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    d.stats.retain(&containers, &sandboxes);
+}
+
+/// Runs `work` on a blocking thread with the collector and a way to find writable layers.
+async fn collect<T: Send + 'static>(
+    d: &Daemon,
+    work: impl FnOnce(&super::Collector, &dyn Fn(&str) -> std::path::PathBuf) -> T + Send + 'static,
+) -> Result<T> {
+    let collector = d.stats.clone();
+    let containers = Arc::clone(&d.containers);
+    tokio::task::spawn_blocking(move || work(&collector, &|id: &str| containers.writable_layer(id)))
+        .await
+        .map_err(|e| Error::Internal(format!("collecting stats: {e}")))
+}
