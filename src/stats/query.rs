@@ -38,8 +38,16 @@ pub async fn pods(d: &Daemon, filter: &SandboxFilter, ready_only: bool, detail: 
         .filter(|s| !ready_only || s.state == SandboxState::Ready)
         .collect();
     prune(d);
+    // Only the chosen pods' containers are brought up to date (each costs a shim call).
+    let wanted = match &sandboxes[..] {
+        [one] => ContainerFilter {
+            sandbox_id: Some(one.id.clone()),
+            ..Default::default()
+        },
+        _ => ContainerFilter::default(),
+    };
     let mut by_pod: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
-    for c in d.containers.list(&ContainerFilter::default()).await {
+    for c in d.containers.list(&wanted).await {
         by_pod.entry(c.sandbox_id.clone()).or_default().push(c);
     }
     collect(d, move |c, layers| {
