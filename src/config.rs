@@ -61,6 +61,37 @@ pub struct Config {
     pub streaming: Streaming,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Container Device Interface (GPUs and other devices).
+    pub cdi: CdiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdiConfig {
+    /// Inject CDI devices requested through `cdi_devices` and `cdi.k8s.io/*` annotations.
+    pub enabled: bool,
+    /// Directories of CDI spec files, lowest priority first.
+    pub spec_dirs: Vec<PathBuf>,
+    /// Generate an NVIDIA spec at start when `/dev/nvidia*` exist and no spec declares
+    /// `nvidia.com/gpu`.
+    pub nvidia_discovery: bool,
+    /// Where NVIDIA's driver libraries and tools are installed ("/" normally; the root of a
+    /// driver container otherwise).
+    pub nvidia_driver_root: PathBuf,
+    /// Root under which `/dev/nvidia*` are found ("/" normally).
+    pub nvidia_dev_root: PathBuf,
+}
+
+impl Default for CdiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
+            nvidia_discovery: true,
+            nvidia_driver_root: "/".into(),
+            nvidia_dev_root: "/".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -177,6 +208,7 @@ impl Default for Config {
             limits: Limits::default(),
             streaming: Streaming::default(),
             metrics: MetricsConfig::default(),
+            cdi: CdiConfig::default(),
         }
     }
 }
@@ -284,6 +316,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "metrics.address {:?} must be IP:PORT",
                 self.metrics.address
+            )));
+        }
+        if let Some(d) = self.cdi.spec_dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(ConfigError::Invalid(format!(
+                "cdi.spec_dirs: {} is not an absolute path",
+                d.display()
             )));
         }
         let st = &self.streaming;

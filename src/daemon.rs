@@ -25,6 +25,7 @@ pub struct Daemon {
     pub streams: Arc<crate::stream::StreamServer>,
     pub events: Arc<EventBus>,
     pub stats: Arc<crate::stats::Collector>,
+    pub cdi: Arc<crate::cdi::Cdi>,
 }
 
 /// One condition of `Status`.
@@ -137,6 +138,7 @@ impl Daemon {
         let events = Arc::new(EventBus::default());
         let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network, events.clone())?);
         sandboxes.recover().await;
+        let cdi = Arc::new(crate::cdi::Cdi::start(&config.cdi, config.cgroup_driver));
         let container_opts = ContainersOptions {
             state_dir: config.state.clone(),
             root_dir: config.root.clone(),
@@ -146,6 +148,7 @@ impl Daemon {
                 .unwrap_or_else(|| beside_berthd("berth-shim")),
             runtimes: runtime_binaries(&config),
             cgroup_driver: config.cgroup_driver,
+            cdi: cdi.clone(),
         };
         let containers = Arc::new(Containers::open(
             container_opts,
@@ -172,6 +175,7 @@ impl Daemon {
             streams,
             events,
             stats,
+            cdi,
         })
     }
 

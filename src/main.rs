@@ -38,6 +38,85 @@ struct Args {
     /// Log format: text or json [default: text].
     #[arg(long, env = "BERTH_LOG_FORMAT")]
     log_format: Option<String>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+/// Commands besides serving CRI (the default).
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Container Device Interface: list the devices, or generate the NVIDIA spec now.
+    Cdi {
+        #[command(subcommand)]
+        cmd: CdiCmd,
+    },
+    /// Hooks that Berth's generated CDI specs make the OCI runtime run.
+    #[command(name = "cdi-hook", hide = true)]
+    CdiHook {
+        #[command(subcommand)]
+        cmd: HookCmd,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CdiCmd {
+    /// The devices the configured spec dirs declare, and any spec errors (JSON).
+    List,
+    /// Discover NVIDIA GPUs and (re)write the generated spec, as berthd does at start.
+    GenerateNvidia {
+        /// Write it even if another spec already declares nvidia.com/gpu.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum HookCmd {
+    /// createContainer hook: refresh the container's ld.so.cache to include FOLDERs (the OCI
+    /// state arrives on stdin).
+    UpdateLdcache {
+        #[arg(long = "folder")]
+        folders: Vec<PathBuf>,
+    },
+}
+
+fn run_command(cmd: &Cmd, args: &Args) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::CdiHook {
+            cmd: HookCmd::UpdateLdcache { folders },
+        } => {
+            let mut state = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut state)?;
+            berth::cdi::nvidia::update_ldcache(&state, folders)?;
+        }
+        Cmd::Cdi { cmd } => {
+            let config = load(args)?;
+            match cmd {
+                CdiCmd::List => {
+                    let listing = berth::cdi::Registry::new(config.cdi.spec_dirs.clone()).listing();
+                    println!("{}", serde_json::to_string_pretty(&listing)?);
+                }
+                CdiCmd::GenerateNvidia { force } => match berth::cdi::discover_nvidia(&config.cdi, *force) {
+                    Ok(Some(r)) => {
+                        for w in &r.warnings {
+                            eprintln!("warning: {w}");
+                        }
+                        println!(
+                            "{}: {} GPU(s); devices: {}",
+                            r.path.display(),
+                            r.gpus,
+                            r.devices.join(" ")
+                        );
+                    }
+                    Ok(None) => {
+                        println!("no spec written: no NVIDIA GPU, or another spec declares nvidia.com/gpu (--force)")
+                    }
+                    Err(e) => anyhow::bail!(e),
+                },
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
@@ -100,6 +179,9 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(cmd) = &args.cmd {
+        return run_command(cmd, &args);
+    }
     let config = load(&args)?;
     init_tracing(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

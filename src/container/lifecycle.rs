@@ -95,6 +95,8 @@ pub struct ContainersOptions {
     /// Runtime handler ("" = default) to OCI runtime binary.
     pub runtimes: std::collections::BTreeMap<String, PathBuf>,
     pub cgroup_driver: CgroupDriver,
+    /// CDI devices (GPUs and others) containers may ask for.
+    pub cdi: Arc<crate::cdi::Cdi>,
 }
 
 /// A listing filter.
@@ -370,6 +372,8 @@ impl Containers {
             .resolve(&spec.image)
             .ok_or_else(|| ContainerError::NotFound(format!("image {}", spec.image)))?;
         spec.image_id = image.id.clone();
+        // Unknown CDI devices fail the request before anything is set up.
+        let cdi_devices = self.opts.cdi.requested(&spec).map_err(ContainerError::Invalid)?;
         let id = crate::sandbox::new_id();
         let name = reserved_name(&sandbox.id, &spec);
         {
@@ -383,7 +387,7 @@ impl Containers {
             names.insert(name.clone(), id.clone());
         }
         let _lock = self.locks.lock(&id).await;
-        match self.setup(&id, &sandbox, &image, spec).await {
+        match self.setup(&id, &sandbox, &image, spec, &cdi_devices).await {
             Ok(rec) => {
                 if let Err(e) = self.save(&rec) {
                     self.teardown(&id, &sandbox.spec.runtime_handler).await;
@@ -406,6 +410,7 @@ impl Containers {
         sandbox: &SandboxRecord,
         image: &ImageRecord,
         spec: ContainerSpec,
+        cdi_devices: &[String],
     ) -> Result<ContainerRecord, ContainerError> {
         let err = setup_err(id);
         let bundle = self.bundle(id);
@@ -464,7 +469,11 @@ impl Containers {
             volumes_dir: &rootfs.volumes(),
             min_oom_score_adj: min_oom,
         };
-        let oci = spec::generate(&input)?;
+        let mut oci = spec::generate(&input)?;
+        self.opts
+            .cdi
+            .inject(&mut oci, cdi_devices)
+            .map_err(ContainerError::Invalid)?;
         let stop_signal = spec::stop_signal(&spec, &defaults)?;
         let config = serde_json::to_vec_pretty(&oci).map_err(|e| err(format!("config.json: {e}")))?;
         std::fs::write(bundle.join("config.json"), config).map_err(|e| err(format!("config.json: {e}")))?;

@@ -4,7 +4,7 @@
 pub mod lifecycle;
 pub mod model;
 mod mounts;
-mod resources;
+pub(crate) mod resources;
 pub mod rootfs;
 mod security;
 pub mod spec;

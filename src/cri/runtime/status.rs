@@ -21,6 +21,9 @@ pub async fn status(d: &Daemon, req: pb::StatusRequest) -> Result<pb::StatusResp
     let mut info = HashMap::new();
     if req.verbose {
         info.insert("config".to_string(), d.config_json());
+        if let Some(cdi) = d.cdi.listing() {
+            info.insert("cdi".to_string(), serde_json::to_string(&cdi).unwrap_or_default());
+        }
     }
     Ok(pb::StatusResponse {
         status: Some(pb::RuntimeStatus { conditions }),

@@ -2,6 +2,8 @@
 //! over the unix socket given by `--runtime-endpoint`, `BERTH_ENDPOINT`, the
 //! `runtime-endpoint` of `/etc/crictl.yaml`, or the default `unix:///run/berth/berth.sock`.
 
+mod run;
+
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,8 @@ enum Command {
     },
     /// Show image filesystem usage as JSON.
     Imagefsinfo,
+    /// Run a command in a new pod and container (docker run style).
+    Run(run::RunArgs),
 }
 
 fn endpoint(cli: &Cli) -> String {
@@ -152,6 +156,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut images = ImageServiceClient::new(channel).max_decoding_message_size(16 << 20);
     let t = cli.timeout;
     match cli.command {
+        Command::Run(args) => {
+            let code = run::run(&mut runtime, &mut images, args).await?;
+            std::process::exit(code);
+        }
         Command::Version => {
             let v = runtime
                 .version(request(pb::VersionRequest::default(), t))
