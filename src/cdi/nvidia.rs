@@ -10,7 +10,12 @@
 //! container's linker cache with the host's `ldconfig -r <rootfs>`. That also creates the soname links
 //! (`libcuda.so.1` → `libcuda.so.<version>`) next to the mounted files, so only the real, versioned files are mounted.
 
+mod gpus_flag;
+mod hook;
 mod ldcache;
+
+pub use gpus_flag::gpus_flag_to_cdi;
+pub use hook::update_ldcache;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +35,6 @@ const CDI_VERSION: &str = "0.5.0";
 /// Options of every bind mount in the spec.
 const MOUNT_OPTIONS: [&str; 4] = ["ro", "nosuid", "nodev", "bind"];
 /// Name of the file written under the container's `/etc/ld.so.conf.d`.
-const LDCONF_NAME: &str = "00-berth-cdi.conf";
 /// How long `nvidia-smi -L` may run.
 const SMI_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -283,157 +287,6 @@ pub fn write_spec(dir: &Path, name: &str, spec: &serde_json::Value) -> std::io::
         let _ = d.sync_all();
     }
     Ok(target)
-}
-
-/// The createContainer hook body: given the OCI state JSON (read from stdin by the caller) and the folders, write
-/// `<rootfs>/etc/ld.so.conf.d/00-berth-cdi.conf` listing the folders (one per line) and run `ldconfig -r <rootfs>`.
-///
-/// The host's ldconfig is used (`/sbin/ldconfig`, `/usr/sbin/ldconfig`, then `ldconfig` on `PATH`); it chroots into
-/// the rootfs, rebuilds `/etc/ld.so.cache` there and creates the soname links in the folders it scans. The folders
-/// are also given on its command line, so they are cached even when the image's `/etc/ld.so.conf` does not include
-/// `ld.so.conf.d`. rootfs comes from the state's `bundle` + `<bundle>/config.json` `root.path` (relative to the
-/// bundle unless absolute).
-///
-/// Symlinks on the way to `<rootfs>/etc/ld.so.conf.d` are followed as the host would follow them, and the write is
-/// refused when any of them leads outside the rootfs (missing folders are created).
-pub fn update_ldcache(state_json: &[u8], folders: &[PathBuf]) -> std::io::Result<()> {
-    let state: Value = serde_json::from_slice(state_json)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid OCI state: {e}")))?;
-    let bundle = state
-        .get("bundle")
-        .and_then(Value::as_str)
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "OCI state has no \"bundle\""))?;
-    let bundle = PathBuf::from(bundle);
-    let config_path = bundle.join("config.json");
-    let config: Value = serde_json::from_slice(&fs::read(&config_path)?).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: invalid JSON: {e}", config_path.display()),
-        )
-    })?;
-    let root = config
-        .pointer("/root/path")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: no root.path", config_path.display()),
-            )
-        })?;
-    let rootfs = fs::canonicalize(bundle.join(root))?;
-
-    let mut conf = String::new();
-    for folder in folders {
-        let text = folder.to_str().unwrap_or_default();
-        if !folder.is_absolute() || text.is_empty() || text.contains(['\n', '\r', '\0']) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid library folder {folder:?}: must be an absolute path on one line"),
-            ));
-        }
-        conf.push_str(text);
-        conf.push('\n');
-    }
-
-    let conf_dir = ensure_dir_inside(&rootfs, &["etc", "ld.so.conf.d"])?;
-    write_atomic(&conf_dir, &conf_dir.join(LDCONF_NAME), conf.as_bytes())?;
-
-    let ldconfig =
-        find_ldconfig().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "ldconfig not found on the host"))?;
-    let output = Command::new(&ldconfig)
-        .arg("-r")
-        .arg(&rootfs)
-        .args(folders)
-        .stdin(Stdio::null())
-        .output()?;
-    if !output.status.success() {
-        return Err(io::Error::other(format!(
-            "{} -r {} failed ({}): {}",
-            ldconfig.display(),
-            rootfs.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// Maps a docker-style `--gpus` value to CDI device names: "all" → ["nvidia.com/gpu=all"]; "2" (count N) →
-/// ["nvidia.com/gpu=0","nvidia.com/gpu=1"]; "device=0,2" or "device=GPU-xxxx" or "\"device=0,1\"" (docker allows the
-/// quoted form) → one name each; "count=2" too; errors (Err(String) with a clear message) on empty, zero, garbage.
-///
-/// As with docker, the value is a comma-separated list of `key=value` options (`count`, `device`, `capabilities`,
-/// `driver`, `options`) or a bare count; a list holding only options other than `count`/`device` means one GPU.
-/// Unlike docker, bare items after `device=` (or `capabilities=`) continue that list, so the unquoted `device=0,2`
-/// works.
-/// `capabilities` and `options` are accepted and ignored.
-pub fn gpus_flag_to_cdi(value: &str) -> Result<Vec<String>, String> {
-    let trimmed = strip_outer_quotes(value.trim());
-    if trimmed.trim().is_empty() {
-        return Err("empty --gpus value: expected \"all\", a count, or device=ID[,ID...]".to_string());
-    }
-    let fields = split_csv(trimmed).map_err(|e| format!("invalid --gpus value {value:?}: {e}"))?;
-
-    let mut count: Option<GpuCount> = None;
-    let mut devices: Vec<String> = Vec::new();
-    let mut seen = BTreeSet::new();
-    // Key whose comma-separated list the current bare item continues (docker needs quotes for that).
-    let mut list_key: Option<String> = None;
-    for field in &fields {
-        let field = field.trim();
-        match field.split_once('=') {
-            None if list_key.as_deref() == Some("device") => devices.push(field.to_string()),
-            None if list_key.is_some() => {}
-            None => {
-                if !seen.insert("count".to_string()) {
-                    return Err(format!("--gpus: count given more than once in {value:?}"));
-                }
-                count = Some(GpuCount::parse(field)?);
-            }
-            Some((key, val)) => {
-                let key = key.trim();
-                let val = val.trim();
-                if !seen.insert(key.to_string()) {
-                    return Err(format!("--gpus: option {key:?} given more than once in {value:?}"));
-                }
-                list_key = matches!(key, "device" | "capabilities").then(|| key.to_string());
-                match key {
-                    "device" => devices.extend(val.split(',').map(|d| d.trim().to_string())),
-                    "count" => count = Some(GpuCount::parse(val)?),
-                    "driver" => {
-                        if !val.is_empty() && val != "nvidia" {
-                            return Err(format!("--gpus: unsupported driver {val:?} (only \"nvidia\")"));
-                        }
-                    }
-                    "capabilities" | "options" => {}
-                    _ => return Err(format!("--gpus: unknown option {key:?} in {value:?}")),
-                }
-            }
-        }
-    }
-
-    if !devices.is_empty() || seen.contains("device") {
-        if count.is_some() {
-            return Err(format!("--gpus: count and device cannot both be given ({value:?})"));
-        }
-        let mut names = Vec::new();
-        for device in devices {
-            if !valid_device_name(&device) {
-                return Err(format!("--gpus: invalid device id {device:?} in {value:?}"));
-            }
-            let name = format!("{KIND}={device}");
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        return Ok(names);
-    }
-    Ok(match count.unwrap_or(GpuCount::N(1)) {
-        GpuCount::All => vec![format!("{KIND}=all")],
-        GpuCount::N(n) => (0..n).map(|i| format!("{KIND}={i}")).collect(),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -817,29 +670,6 @@ impl Ctx<'_> {
             out.push(find_cap_node(&self.opts.dev_root, cap_minor)?);
         }
         Some(out)
-    }
-}
-
-/// The number of GPUs a `--gpus` value asks for.
-enum GpuCount {
-    All,
-    N(u32),
-}
-
-impl GpuCount {
-    fn parse(text: &str) -> Result<GpuCount, String> {
-        let text = text.trim();
-        if text == "all" || text == "-1" {
-            return Ok(GpuCount::All);
-        }
-        match text.parse::<u32>() {
-            Ok(0) => Err("--gpus: a count of 0 requests no GPU".to_string()),
-            Ok(n) if n > 1024 => Err(format!("--gpus: count {n} is not plausible")),
-            Ok(n) => Ok(GpuCount::N(n)),
-            Err(_) => Err(format!(
-                "--gpus: {text:?} is neither \"all\", a count, nor key=value (e.g. device=0,1)"
-            )),
-        }
     }
 }
 
@@ -1235,57 +1065,6 @@ fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
     Ok(out)
 }
 
-/// Makes sure `rootfs/<components…>` is a folder inside `rootfs` (following symlinks as the host does, refusing any
-/// that leads outside), creating missing folders. Returns its host path, free of symlinks.
-fn ensure_dir_inside(rootfs: &Path, components: &[&str]) -> io::Result<PathBuf> {
-    let mut current = rootfs.to_path_buf();
-    for name in components {
-        let next = current.join(name);
-        match fs::symlink_metadata(&next) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let real = fs::canonicalize(&next).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!("refusing {}: symlink cannot be resolved ({e})", next.display()),
-                    )
-                })?;
-                if !real.starts_with(rootfs) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!(
-                            "refusing {}: symlink leads outside the container rootfs to {}",
-                            next.display(),
-                            real.display()
-                        ),
-                    ));
-                }
-                if !fs::metadata(&real)?.is_dir() {
-                    return Err(io::Error::other(format!("{} is not a folder", next.display())));
-                }
-                current = real;
-            }
-            Ok(meta) if meta.is_dir() => current = next,
-            Ok(_) => return Err(io::Error::other(format!("{} is not a folder", next.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match fs::create_dir(&next) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(io::Error::other(format!(
-                            "{} appeared while creating it",
-                            next.display()
-                        )))
-                    }
-                    Err(e) => return Err(e),
-                }
-                fs::set_permissions(&next, fs::Permissions::from_mode(0o755))?;
-                current = next;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(current)
-}
-
 /// Writes `target` (mode 0644) through a temporary file in `dir` and a rename, never following a symlink.
 fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> io::Result<()> {
     let name = target
@@ -1316,18 +1095,6 @@ fn write_atomic(dir: &Path, target: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
-fn find_ldconfig() -> Option<PathBuf> {
-    for p in ["/sbin/ldconfig", "/usr/sbin/ldconfig"] {
-        if Path::new(p).is_file() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("ldconfig"))
-        .find(|p| p.is_file())
-}
-
 /// Whether YAML text has a top-level `kind: nvidia.com/gpu` line (the value optionally quoted).
 fn yaml_declares_kind(text: &str) -> bool {
     text.lines().any(|line| {
@@ -1348,33 +1115,6 @@ fn strip_outer_quotes(text: &str) -> &str {
         }
     }
     text
-}
-
-/// Splits a CSV line as docker's `--gpus` parser does: commas separate fields, double quotes group.
-fn split_csv(text: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("unbalanced double quote".to_string());
-    }
-    fields.push(field);
-    if fields.iter().any(|f| f.trim().is_empty()) {
-        return Err("empty item".to_string());
-    }
-    Ok(fields)
 }
 
 #[cfg(test)]

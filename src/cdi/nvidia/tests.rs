@@ -1,5 +1,6 @@
 //! Tests of NVIDIA discovery over fake device and driver trees.
 
+use super::hook::find_ldconfig;
 use super::*;
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
