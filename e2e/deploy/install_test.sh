@@ -158,6 +158,30 @@ else
     bad "second root back as it was"; diff <(echo "$before") <(listing "$R") || true
 fi
 
+echo "[a live target whose PID 1 is not systemd]"
+R=$WORK/root4
+new_root "$R"
+# Reports that systemd is not booted (sd_booted); reads /proc/1/comm; anything else
+# (process scans, ip link) is a no-op so the test never touches this machine's state.
+cat >"$WORK/no-systemd" <<'EOF'
+#!/bin/sh
+case $1 in
+test) exit 1 ;;
+cat) exec "$@" ;;
+esac
+exit 0
+EOF
+chmod +x "$WORK/no-systemd"
+if "$DEPLOY/install.sh" --root "$R" --bin-dir "$BIN_DIR" --no-deps --host-exec "$WORK/no-systemd" >"$WORK/install4.log" 2>&1; then
+    ok "install.sh succeeds without systemd"
+else
+    bad "install.sh succeeds without systemd"; cat "$WORK/install4.log"
+fi
+expect "it says how to start berthd by hand" grep -q 'start it by hand' "$WORK/install4.log"
+"$DEPLOY/uninstall.sh" --root "$R" --host-exec "$WORK/no-systemd" >"$WORK/uninstall4.log" 2>&1 ||
+    { bad "uninstall.sh without systemd"; cat "$WORK/uninstall4.log"; }
+expect "nothing left without systemd either" test ! -e "$R/etc/berth" -a ! -e "$R/usr/local/bin/berthd"
+
 if [[ -n $RENDERED && -d $RENDERED/all-on/configmap ]]; then
     echo "[the chart's node script (DaemonSet init container) with the rendered ConfigMap]"
     # The image's layout: /opt/berth = deploy/ + bin/.
