@@ -27,6 +27,8 @@ fi
 
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
+# Deployment: shellcheck, the Helm chart (lint, render, parse), install/uninstall in throwaway roots.
+bash e2e/deploy/check.sh target/debug
 
 if [[ -n ${SKIP_CRITEST:-} && ${CI:-} != true ]]; then
     echo "critest skipped (SKIP_CRITEST set)"
