@@ -3,8 +3,8 @@
 //!
 //! A container asks through the CRI `ContainerConfig.cdi_devices` field or through
 //! `cdi.k8s.io/*` annotations (what device plugins send), each naming fully qualified devices
-//! (`vendor.com/class=name`, comma-separated in annotations). [`Cdi::inject`] resolves them in
-//! the [`registry::Registry`] and applies their edits to the generated OCI spec. NVIDIA GPUs are
+//! (`vendor.com/class=name`, comma-separated in annotations). [`Cdi::resolve`] looks them up in
+//! the [`registry::Registry`] and [`Cdi::inject`] applies their edits to the generated OCI spec. NVIDIA GPUs are
 //! discovered at start ([`nvidia`]) into a generated spec when the node has no NVIDIA spec.
 
 pub mod inject;
@@ -67,30 +67,24 @@ impl Cdi {
         self.registry.as_ref().map(Registry::listing)
     }
 
-    /// Checks that every device `container` asks for is known; returns the names. Cheap when
-    /// none is asked for (no file is read).
-    pub fn requested(&self, container: &ContainerSpec) -> Result<Vec<String>, String> {
+    /// Resolves the devices `container` asks for into the edits to apply (an error names an
+    /// unknown device). Cheap when none is asked for (no file is read).
+    pub fn resolve(&self, container: &ContainerSpec) -> Result<Vec<registry::Edit>, String> {
         let names = requested(container)?;
         if names.is_empty() {
-            return Ok(names);
+            return Ok(Vec::new());
         }
         let Some(reg) = &self.registry else {
             return Err(format!(
                 "CDI devices {names:?} requested but CDI is disabled ([cdi] enabled = false)"
             ));
         };
-        reg.resolve(&names)?;
-        Ok(names)
+        reg.resolve(&names)
     }
 
-    /// Injects the devices named in `names` (from [`Cdi::requested`]) into `oci`.
-    pub fn inject(&self, oci: &mut Spec, names: &[String]) -> Result<(), String> {
-        let Some(reg) = &self.registry else { return Ok(()) };
-        if names.is_empty() {
-            return Ok(());
-        }
-        let edits = reg.resolve(names)?;
-        let nodes = inject::apply(oci, &edits)?;
+    /// Applies `edits` (from [`Cdi::resolve`]) to `oci`.
+    pub fn inject(&self, oci: &mut Spec, edits: &[registry::Edit]) -> Result<(), String> {
+        let nodes = inject::apply(oci, edits)?;
         if self.dev_links {
             // Without these links systemd drops the device from the container's cgroup allow
             // list on its next daemon-reload, and the GPU vanishes from a running container.
@@ -226,12 +220,12 @@ mod tests {
     #[test]
     fn disabled_cdi_rejects_requests_only() {
         let cdi = Cdi::new(None, false);
-        assert!(cdi.requested(&ContainerSpec::default()).unwrap().is_empty());
+        assert!(cdi.resolve(&ContainerSpec::default()).unwrap().is_empty());
         let c = ContainerSpec {
             cdi_devices: vec!["v.com/c=0".into()],
             ..Default::default()
         };
-        assert!(cdi.requested(&c).unwrap_err().contains("disabled"));
+        assert!(cdi.resolve(&c).unwrap_err().contains("disabled"));
     }
 
     #[test]

@@ -373,7 +373,7 @@ impl Containers {
             .ok_or_else(|| ContainerError::NotFound(format!("image {}", spec.image)))?;
         spec.image_id = image.id.clone();
         // Unknown CDI devices fail the request before anything is set up.
-        let cdi_devices = self.opts.cdi.requested(&spec).map_err(ContainerError::Invalid)?;
+        let cdi_edits = self.opts.cdi.resolve(&spec).map_err(ContainerError::Invalid)?;
         let id = crate::sandbox::new_id();
         let name = reserved_name(&sandbox.id, &spec);
         {
@@ -387,7 +387,7 @@ impl Containers {
             names.insert(name.clone(), id.clone());
         }
         let _lock = self.locks.lock(&id).await;
-        match self.setup(&id, &sandbox, &image, spec, &cdi_devices).await {
+        match self.setup(&id, &sandbox, &image, spec, &cdi_edits).await {
             Ok(rec) => {
                 if let Err(e) = self.save(&rec) {
                     self.teardown(&id, &sandbox.spec.runtime_handler).await;
@@ -410,7 +410,7 @@ impl Containers {
         sandbox: &SandboxRecord,
         image: &ImageRecord,
         spec: ContainerSpec,
-        cdi_devices: &[String],
+        cdi_edits: &[crate::cdi::registry::Edit],
     ) -> Result<ContainerRecord, ContainerError> {
         let err = setup_err(id);
         let bundle = self.bundle(id);
@@ -472,7 +472,7 @@ impl Containers {
         let mut oci = spec::generate(&input)?;
         self.opts
             .cdi
-            .inject(&mut oci, cdi_devices)
+            .inject(&mut oci, cdi_edits)
             .map_err(ContainerError::Invalid)?;
         let stop_signal = spec::stop_signal(&spec, &defaults)?;
         let config = serde_json::to_vec_pretty(&oci).map_err(|e| err(format!("config.json: {e}")))?;
