@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh — shared by the benchmark scripts: a work dir, processes started here stopped by
 # PID on exit, mounts under the work dir detached, and a wait for a socket.
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
@@ -14,16 +15,23 @@ bench_cleanup() {
     rm -rf "$WORK"
 }
 trap bench_cleanup EXIT
+# Stops one process started here (by PID) and waits for it.
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+}
 wait_sock() { for _ in $(seq 1 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; return 1; }
 
 # Starts the release berthd on $WORK/berth (the kit's registry mapping, the bench CNI
-# config), sets B to its directory and appends its pid to PIDS.
+# config), sets B to its directory and BERTHD_PID.
 start_berthd() {
     B=$WORK/berth
     "$ROOT/target/release/berthd" --listen "unix://$B/berth.sock" --root "$B/root" --state "$B/state" \
         --registry-config-path "$KIT/certs.d" --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni \
-        --log-level warn 2>"$WORK/berthd.log" &
-    PIDS+=($!)
+        --log-level ${BERTH_LOG_LEVEL:-warn} 2>"$WORK/berthd.log" &
+    BERTHD_PID=$!
+    PIDS+=("$BERTHD_PID")
     wait_sock "$B/berth.sock"
 }
 
@@ -39,7 +47,8 @@ JSON
 }
 
 # Starts Debian's containerd with its CRI plugin on $WORK/ctrd (same CNI config, the kit's
-# registry mapping, pause image pre-pulled) and appends its pid to PIDS.
+# registry mapping, pause image pre-pulled, a `crun` runtime handler beside runc) and sets
+# CTRD_PID.
 start_containerd() {
     local C=$WORK/ctrd
     mkdir -p "$C"
@@ -54,6 +63,12 @@ state = "$C/state"
   # This machine lacks CAP_SYS_RESOURCE: a negative oom_score_adj (containerd gives pause
   # -998) cannot be set, and runc fails. Keep containerd's scores no lower than its own.
   restrict_oom_score_adj = true
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
+  BinaryName = "/usr/bin/crun"
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "$WORK/cni"
@@ -61,7 +76,8 @@ state = "$C/state"
   config_path = "$KIT/certs.d"
 TOML
     containerd --config "$C/config.toml" >"$WORK/containerd.log" 2>&1 &
-    PIDS+=($!)
+    CTRD_PID=$!
+    PIDS+=("$CTRD_PID")
     wait_sock "$C/containerd.sock"
     sleep 1
     "$KIT/bin/crictl" -r "unix://$C/containerd.sock" -i "unix://$C/containerd.sock" pull registry.k8s.io/pause:3.6 >/dev/null 2>&1

@@ -257,7 +257,12 @@ impl Sandboxes {
             rec.cgroup_dirs = cgroup::create(h, &rec.cgroup).map_err(|e| err(format!("cgroup {}: {e}", rec.cgroup)))?;
         }
         let sysctls: Vec<(String, String)> = rec.spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let pid = infra::start(InfraArgs {
+        // The infra process and the CNI plugins work on the same, already created network
+        // namespace, so they run side by side (pod start waits for the slower one, not
+        // both). Pod `net.*` sysctls are the exception: they are applied by the infra
+        // process before the plugins run, as a pod that sets them expects.
+        let net_sysctls = sysctls.iter().any(|(k, _)| k.starts_with("net."));
+        let infra = infra::start(InfraArgs {
             binary: &self.opts.infra_binary,
             netns: rec.netns.as_deref(),
             uts: !host_net,
@@ -265,16 +270,31 @@ impl Sandboxes {
             ipc: !host_ipc,
             pid: rec.spec.namespaces.pid == NsMode::Pod,
             sysctls,
-        })
-        .await
-        .map_err(&err)?;
-        rec.infra_pid = Some(pid);
-        rec.infra_start = infra::start_time(pid).unwrap_or(0);
+        });
+        let net_req = rec.netns.clone().map(|ns| network_request(rec, &ns));
+        let network = async {
+            match &net_req {
+                Some(req) => self.network.setup(req).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (pid, net) = if net_sysctls {
+            let pid = infra.await;
+            (pid, network.await)
+        } else {
+            tokio::join!(infra, network)
+        };
+        // Recorded before any error is returned, so that `undo` stops what did start.
+        if let Ok(pid) = &pid {
+            rec.infra_pid = Some(*pid);
+            rec.infra_start = infra::start_time(*pid).unwrap_or(0);
+        }
+        let pid = pid.map_err(&err)?;
+        let net = net?;
         if let Some(h) = &self.cgroups {
             cgroup::add_process(h, &rec.cgroup, pid).map_err(|e| err(format!("moving infra into its cgroup: {e}")))?;
         }
-        if let Some(ns) = rec.netns.clone() {
-            let status = self.network.setup(&network_request(rec, &ns)).await?;
+        if let Some(status) = net {
             rec.ips = status.ips.iter().map(|ip| ip.to_string()).collect();
             files::write(&dir.join("hosts"), &files::hosts(&hostname, &rec.ips))
                 .map_err(|e| err(format!("hosts: {e}")))?;

@@ -1,0 +1,326 @@
+//! The side-by-side table: Berth's numbers, containerd's from the same run, their ratio and
+//! the goal each is held to. Reads the JSON files `e2e/bench/run.sh` leaves in one dir and
+//! writes `summary.json` next to them.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+/// What a row is held to.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    None,
+    /// berth / containerd at most this.
+    RatioAtMost(f64),
+    /// berth / containerd at least this.
+    RatioAtLeast(f64),
+    /// Berth's own value at most this.
+    AtMost(f64),
+}
+
+#[derive(Debug)]
+struct Row {
+    name: String,
+    unit: &'static str,
+    berth: Option<f64>,
+    containerd: Option<f64>,
+    goal: Goal,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        match (self.berth, self.containerd) {
+            (Some(b), Some(c)) if c > 0.0 => Some(b / c),
+            _ => None,
+        }
+    }
+
+    fn met(&self) -> Option<bool> {
+        match self.goal {
+            Goal::None => None,
+            Goal::RatioAtMost(x) => self.ratio().map(|r| r <= x),
+            Goal::RatioAtLeast(x) => self.ratio().map(|r| r >= x),
+            Goal::AtMost(x) => self.berth.map(|b| b <= x),
+        }
+    }
+
+    fn goal_text(&self) -> String {
+        match self.goal {
+            Goal::None => String::new(),
+            Goal::RatioAtMost(x) => format!("<= {x}x"),
+            Goal::RatioAtLeast(x) => format!(">= {x}x"),
+            Goal::AtMost(x) => format!("<= {x} {}", self.unit),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "metric": self.name, "unit": self.unit, "berth": self.berth, "containerd": self.containerd,
+            "ratio": self.ratio(), "goal": self.goal_text(), "met": self.met(),
+        })
+    }
+}
+
+fn load(dir: &Path, name: &str) -> anyhow::Result<Option<Value>> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim() == "null" || text.trim().is_empty() => Ok(None),
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// A number at a JSON pointer, if there.
+fn at(v: &Option<Value>, pointer: &str) -> Option<f64> {
+    v.as_ref()?.pointer(pointer)?.as_f64()
+}
+
+/// MiB from KiB.
+fn mib(v: Option<f64>) -> Option<f64> {
+    v.map(|k| k / 1024.0)
+}
+
+struct Sources {
+    b: Option<Value>,
+    c: Option<Value>,
+}
+
+impl Sources {
+    fn row(&self, name: impl Into<String>, unit: &'static str, pointer: &str, goal: Goal) -> Row {
+        let scale = |v: Option<f64>| if unit == "MiB" { mib(v) } else { v };
+        Row {
+            name: name.into(),
+            unit,
+            berth: scale(at(&self.b, pointer)),
+            containerd: scale(at(&self.c, pointer)),
+            goal,
+        }
+    }
+}
+
+fn rows(dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let s = Sources {
+        b: load(dir, "berth.json")?,
+        c: load(dir, "containerd.json")?,
+    };
+    let n = at(&s.b, "/sequential/n").unwrap_or(0.0);
+    let mut rows = Vec::new();
+    for (key, label, goal) in [
+        ("run_pod_sandbox", "RunPodSandbox", Goal::None),
+        ("create_container", "CreateContainer", Goal::None),
+        ("start_container", "StartContainer", Goal::None),
+        ("pod_start_total", "pod start (sum)", Goal::RatioAtMost(0.5)),
+    ] {
+        rows.push(s.row(
+            format!("{n} pods in turn: {label} median"),
+            "ms",
+            &format!("/sequential/{key}/median_ms"),
+            goal,
+        ));
+        rows.push(s.row(
+            format!("{n} pods in turn: {label} p90"),
+            "ms",
+            &format!("/sequential/{key}/p90_ms"),
+            Goal::None,
+        ));
+    }
+    let concurrent =
+        s.b.as_ref()
+            .and_then(|b| b.pointer("/concurrent")?.as_array().cloned())
+            .unwrap_or_default();
+    for (i, c) in concurrent.iter().enumerate() {
+        let n = c["n"].as_u64().unwrap_or(0);
+        rows.push(s.row(
+            format!("{n} pods at once: wall"),
+            "ms",
+            &format!("/concurrent/{i}/wall_ms"),
+            Goal::RatioAtMost(0.5),
+        ));
+        rows.push(s.row(
+            format!("{n} pods at once: pods/s"),
+            "pods/s",
+            &format!("/concurrent/{i}/pods_per_s"),
+            Goal::None,
+        ));
+    }
+    rows.push(s.row("stop+remove per pod", "ms", "/stop_remove/per_pod_ms", Goal::None));
+    rows.push(s.row("daemon RSS idle", "MiB", "/idle/daemon/rss_kb", Goal::RatioAtMost(0.5)));
+    rows.push(s.row("daemon PSS idle", "MiB", "/idle/daemon/pss_kb", Goal::None));
+    let pods = at(&s.b, "/memory_pods").unwrap_or(0.0);
+    rows.push(s.row(
+        format!("daemon RSS with {pods} pods"),
+        "MiB",
+        "/with_pods/daemon/rss_kb",
+        Goal::RatioAtMost(0.5),
+    ));
+    rows.push(s.row(
+        format!("daemon PSS with {pods} pods"),
+        "MiB",
+        "/with_pods/daemon/pss_kb",
+        Goal::None,
+    ));
+    // One container per pod: containerd's per-pod shim is its per-container shim here.
+    rows.push(s.row(
+        "shim RSS per container",
+        "MiB",
+        "/with_pods/shims/rss_kb_each",
+        Goal::None,
+    ));
+    rows.push(s.row(
+        "shim PSS per container",
+        "MiB",
+        "/with_pods/shims/pss_kb_each",
+        Goal::AtMost(1.0),
+    ));
+    rows.push(s.row(
+        "pod infra (pause) PSS per pod",
+        "MiB",
+        "/with_pods/infra/pss_kb_each",
+        Goal::None,
+    ));
+    rows.push(s.row("ExecSync round trip median", "ms", "/exec_sync/median_ms", Goal::None));
+    let sc = at(&s.b, "/list_container_stats/containers").unwrap_or(0.0);
+    rows.push(s.row(
+        format!("ListContainerStats, {sc} containers, median"),
+        "ms",
+        "/list_container_stats/median_ms",
+        Goal::None,
+    ));
+
+    let crun = Sources {
+        b: load(dir, "berth-crun.json")?,
+        c: load(dir, "containerd-crun.json")?,
+    };
+    if crun.b.is_some() {
+        rows.push(crun.row(
+            "crun handler: pod start (sum) median",
+            "ms",
+            "/pod_start_total/median_ms",
+            Goal::RatioAtMost(0.5),
+        ));
+    }
+    for (who, v) in [("berth", &crun.b), ("containerd", &crun.c)] {
+        if let Some(e) = v.as_ref().and_then(|v| v["error"].as_str()) {
+            println!("crun handler on {who}: not measured: {e}");
+        }
+    }
+
+    if let Some(p) = load(dir, "pull.json")? {
+        let mb = p["mb"].as_f64().unwrap_or(0.0);
+        let (bs, cs) = (p["berth_s"].as_f64(), p["containerd_s"].as_f64());
+        let rate = |s: Option<f64>| s.filter(|s| *s > 0.0).map(|s| mb / s);
+        rows.push(Row {
+            name: format!("pull {mb:.0} MB cold"),
+            unit: "s",
+            berth: bs,
+            containerd: cs,
+            goal: Goal::None,
+        });
+        rows.push(Row {
+            name: "pull throughput".into(),
+            unit: "MB/s",
+            berth: rate(bs),
+            containerd: rate(cs),
+            goal: Goal::RatioAtLeast(1.5),
+        });
+        if let (Some(b), Some(g)) = (bs, p["gzip_s"].as_f64()) {
+            rows.push(Row {
+                name: "pull time / `gzip -dc` of its layers".into(),
+                unit: "x",
+                berth: Some(b / g),
+                containerd: cs.map(|c| c / g),
+                goal: Goal::AtMost(2.0),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+/// Prints the table and writes `summary.json`; returns the summary.
+pub fn report(dir: &Path) -> anyhow::Result<Value> {
+    let rows = rows(dir)?;
+    let meta = load(dir, "meta.json")?.unwrap_or(Value::Null);
+    if let Some(m) = meta.as_object() {
+        let line: Vec<String> = m
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or(&v.to_string())))
+            .collect();
+        println!("{}", line.join("; "));
+    }
+    println!(
+        "{:<46} {:>7} {:>10} {:>11} {:>7}  {:<10} met",
+        "metric", "unit", "berth", "containerd", "ratio", "goal"
+    );
+    for r in &rows {
+        let met = match r.met() {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        println!(
+            "{:<46} {:>7} {:>10} {:>11} {:>7}  {:<10} {met}",
+            r.name,
+            r.unit,
+            fmt(r.berth),
+            fmt(r.containerd),
+            r.ratio().map_or("-".into(), |x| format!("{x:.2}x")),
+            r.goal_text()
+        );
+    }
+    let summary = json!({ "meta": meta, "rows": rows.iter().map(Row::json).collect::<Vec<_>>() });
+    let out = dir.join("summary.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&summary)?)?;
+    println!("json: {}", out.display());
+    Ok(summary)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_carry_ratios_and_goals() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = |start: f64, rss: f64| {
+            json!({"sequential": {"n": 30, "pod_start_total": {"median_ms": start, "p90_ms": start}},
+                   "concurrent": [{"n": 20, "wall_ms": start * 10.0, "pods_per_s": 1.0}],
+                   "idle": {"daemon": {"rss_kb": rss}}, "memory_pods": 20,
+                   "with_pods": {"shims": {"pss_kb_each": 512.0}}})
+        };
+        std::fs::write(dir.path().join("berth.json"), suite(50.0, 10240.0).to_string()).unwrap();
+        std::fs::write(dir.path().join("containerd.json"), suite(150.0, 40960.0).to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("pull.json"),
+            r#"{"mb": 200, "berth_s": 1.0, "containerd_s": 2.0, "gzip_s": 0.8}"#,
+        )
+        .unwrap();
+        let rows = rows(dir.path()).unwrap();
+        let find = |name: &str| rows.iter().find(|r| r.name.contains(name)).unwrap();
+        let start = find("pod start (sum) median");
+        assert!((start.ratio().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(start.met(), Some(true));
+        assert_eq!(find("daemon RSS idle").berth, Some(10.0));
+        assert_eq!(find("shim PSS per container").met(), Some(true));
+        let tput = find("pull throughput");
+        assert_eq!(tput.ratio(), Some(2.0));
+        assert_eq!(tput.met(), Some(true));
+        assert_eq!(find("gzip").met(), Some(true));
+        assert!(rows.iter().all(|r| !r.name.starts_with("crun")));
+        let s = report(dir.path()).unwrap();
+        assert!(dir.path().join("summary.json").exists());
+        assert!(s["rows"].as_array().unwrap().len() > 10);
+    }
+}
