@@ -176,6 +176,11 @@ fn resources(o: &Obj) -> anyhow::Result<pb::LinuxContainerResources> {
     })
 }
 
+/// Resources from berthd's verbose container info (`spec.resources`, snake_case).
+pub fn resources_from(v: &Value) -> anyhow::Result<pb::LinuxContainerResources> {
+    resources(&Obj::of(v, "resources"))
+}
+
 /// A `PodSandboxConfig`.
 pub fn pod_config(v: &Value) -> anyhow::Result<pb::PodSandboxConfig> {
     let o = Obj::of(v, "pod config");

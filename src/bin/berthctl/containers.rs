@@ -471,8 +471,16 @@ pub async fn update(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<i32> {
     let memory = a.memory.as_deref().map(parse_size).transpose()?;
     for q in &a.containers {
         let id = resolve::container(ctx, q).await?.id;
-        let current = status(ctx, &id, false).await?.status.unwrap_or_default();
-        let mut r = current.resources.and_then(|r| r.linux).unwrap_or_default();
+        // Start from what the container has: ContainerStatus's resources, else the spec in
+        // berthd's verbose info (UpdateContainerResources replaces them all).
+        let current = status(ctx, &id, true).await?;
+        let mut r = match current.status.and_then(|s| s.resources).and_then(|r| r.linux) {
+            Some(r) => r,
+            None => match js::info(&current.info).pointer("/spec/resources") {
+                Some(v) => config::resources_from(v)?,
+                None => Default::default(),
+            },
+        };
         if let Some((period, quota)) = cpus {
             r.cpu_period = period;
             r.cpu_quota = quota;

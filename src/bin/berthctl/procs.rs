@@ -136,18 +136,41 @@ pub async fn stats(ctx: &mut Ctx, a: StatsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Where a process's `cgroup.procs` may be, from its `/proc/PID/cgroup` text: the cgroup v2
+/// path (under /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts) first, then each
+/// v1 controller's.
+pub fn procs_candidates(cgroup_text: &str) -> Vec<std::path::PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut v2 = Vec::new();
+    let mut v1 = Vec::new();
+    for line in cgroup_text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            v2.push(root.join(rel).join("cgroup.procs"));
+            v2.push(root.join("unified").join(rel).join("cgroup.procs"));
+        } else {
+            for c in controllers.split(',') {
+                v1.push(root.join(c.trim_start_matches("name=")).join(rel).join("cgroup.procs"));
+            }
+        }
+    }
+    v2.extend(v1);
+    v2
+}
+
 /// The processes in the cgroup of the container whose main process is `pid`.
 fn cgroup_pids(pid: u32) -> anyhow::Result<Vec<u32>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .with_context(|| format!("reading /proc/{pid}/cgroup (is berthd on this host?)"))?;
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .context("no cgroup v2 entry for the container's process")?;
-    let procs = Path::new("/sys/fs/cgroup")
-        .join(path.trim_start_matches('/'))
-        .join("cgroup.procs");
-    let list = std::fs::read_to_string(&procs).with_context(|| format!("reading {}", procs.display()))?;
+    let candidates = procs_candidates(&text);
+    let list = candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .with_context(|| format!("no cgroup.procs found for process {pid} (tried {candidates:?})"))?;
     let mut pids: Vec<u32> = list.lines().filter_map(|l| l.trim().parse().ok()).collect();
     pids.sort_unstable();
     Ok(pids)
@@ -223,5 +246,16 @@ mod tests {
         assert!(row[2].len() == 8 && row[2].contains(':'), "{row:?}");
         assert!(row[3].contains("berthctl"), "{row:?}");
         assert!(proc_row(u32::MAX, &users).is_none());
+        let c = procs_candidates("0::/berth/x\n4:memory,name=foo:/m\n");
+        let want: Vec<std::path::PathBuf> = [
+            "/sys/fs/cgroup/berth/x",
+            "/sys/fs/cgroup/unified/berth/x",
+            "/sys/fs/cgroup/memory/m",
+            "/sys/fs/cgroup/foo/m",
+        ]
+        .iter()
+        .map(|p| Path::new(p).join("cgroup.procs"))
+        .collect();
+        assert_eq!(c, want);
     }
 }

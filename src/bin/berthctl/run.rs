@@ -294,6 +294,18 @@ pub fn remove_log_dir(name: &str) {
 /// Runs the container; returns the exit code berthctl should exit with.
 pub async fn run(ctx: &mut Ctx, args: RunArgs) -> anyhow::Result<i32> {
     let plan = plan(&args)?;
+    let taken = crate::resolve::all_pods(ctx)
+        .await?
+        .iter()
+        .any(|p| p.labels.contains_key(RUN_LABEL) && p.metadata.as_ref().is_some_and(|m| m.name == plan.name));
+    if taken {
+        anyhow::bail!(
+            "the name {:?} is in use; remove that one first (berthctl rm -f {0})",
+            plan.name
+        );
+    }
+    // A log left by an earlier pod of this name (removed without berthctl) is not ours.
+    remove_log_dir(&plan.name);
     ensure_image(ctx, &args.image).await?;
     let sandbox = ctx
         .rt

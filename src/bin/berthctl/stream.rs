@@ -257,9 +257,8 @@ pub async fn attach(ctx: &mut Ctx, a: AttachArgs) -> anyhow::Result<i32> {
     let r = containers::status(ctx, &id, true).await?;
     let info = crate::json::info(&r.info);
     let tty = info.pointer("/spec/tty").and_then(|t| t.as_bool()).unwrap_or(false);
-    if let Some(code) = attach_to(&mut ctx.rt, &id, a.interactive, tty).await? {
-        return Ok(code);
-    }
+    // The status channel of an attach tells nothing of the exit: ask for the container's.
+    attach_to(&mut ctx.rt, &id, a.interactive, tty).await?;
     let st = containers::status(ctx, &id, false).await?.status.unwrap_or_default();
     Ok(if st.state == pb::ContainerState::ContainerExited as i32 {
         st.exit_code
