@@ -434,13 +434,19 @@ async fn docker_style_run_ports_volumes_and_cleanup() {
         .and_then(|l| l.split(" -> ").next())
         .unwrap_or_else(|| panic!("port-forward said {line:?}"))
         .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).expect("connect to the forwarded port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut buf = [0u8; 16];
-    let n = s.read(&mut buf).expect("read forwarded");
+    // The pod's listener restarts after each connection: retry until one answers.
+    let mut answers = Vec::new();
+    wait_for(10, "an answer through port-forward", || {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the forwarded port");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).unwrap_or(0);
+        answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        n > 0
+    });
     let _ = pf.kill();
     let _ = pf.wait();
-    assert_eq!(&buf[..n], b"pong\n");
+    assert_eq!(answers.last().map(String::as_str), Some("pong\n"), "{answers:?}");
 
     // kill, then rm removes the container and the pod made for it.
     ok(&e, &["kill", "web"]);

@@ -16,8 +16,11 @@ pub struct CompletionArgs {
     shell: Shell,
 }
 
-/// (subcommand, its flags as `--long`/`-s`, about) for every subcommand.
-fn tree() -> Vec<(String, Vec<(Option<String>, Option<char>, String)>, String)> {
+/// A flag: long name, short letter, help.
+type Flag = (Option<String>, Option<char>, String);
+
+/// (subcommand, its flags, about) for every subcommand.
+fn tree() -> Vec<(String, Vec<Flag>, String)> {
     let cli = crate::Cli::command();
     let globals: Vec<_> = cli.get_arguments().cloned().collect();
     cli.get_subcommands()
@@ -41,7 +44,7 @@ fn tree() -> Vec<(String, Vec<(Option<String>, Option<char>, String)>, String)> 
         .collect()
 }
 
-fn flag_words(flags: &[(Option<String>, Option<char>, String)]) -> String {
+fn flag_words(flags: &[Flag]) -> String {
     let mut words = Vec::new();
     for (long, short, _) in flags {
         if let Some(l) = long {

@@ -308,7 +308,7 @@ pub async fn ps(ctx: &mut Ctx, a: PsArgs) -> anyhow::Result<i32> {
             .as_ref()
             .is_none_or(|n| c.metadata.as_ref().is_some_and(|m| m.name.contains(n.as_str())))
     });
-    list.sort_by(|x, y| y.created_at.cmp(&x.created_at));
+    list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     if a.latest {
         list.truncate(1);
     }

@@ -115,7 +115,7 @@ enum Command {
     /// Forward local ports to a pod.
     PortForward(stream::PortForwardArgs),
     /// Run a command in a new pod and container (docker run style).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
 }
@@ -275,7 +275,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(a) => stream::exec(c, a).await,
         Command::Attach(a) => stream::attach(c, a).await,
         Command::PortForward(a) => stream::port_forward(c, a).await,
-        Command::Run(a) => run::run(c, a).await,
+        Command::Run(a) => run::run(c, *a).await,
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn list(ctx: &mut Ctx, filter: Option<pb::PodSandboxFilter>) -> anyhow
         .map_err(explain)?
         .into_inner()
         .items;
-    items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    items.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     Ok(items)
 }
 

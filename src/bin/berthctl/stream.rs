@@ -374,11 +374,7 @@ async fn forward_one(
             continue;
         }
         match ch {
-            0 => {
-                if tcp_w.write_all(&data[1..]).await.is_err() {
-                    break;
-                }
-            }
+            0 if tcp_w.write_all(&data[1..]).await.is_err() => break,
             1 => bail!("{}", String::from_utf8_lossy(&data[1..]).trim()),
             _ => {}
         }
