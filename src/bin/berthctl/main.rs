@@ -13,6 +13,7 @@ mod logs;
 mod output;
 mod pods;
 mod procs;
+mod ps;
 mod resolve;
 mod run;
 mod runspec;
