@@ -182,6 +182,26 @@ impl HostsConfig {
         Ok(out)
     }
 
+    /// Registries with a configuration of their own: the `<host>` directories holding a
+    /// `hosts.toml` (`_default` included), plus docker.io when `registry_mirrors` are set.
+    pub fn configured_registries(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .dir
+            .as_deref()
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("hosts.toml").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        if !self.docker_mirrors.is_empty() && !out.iter().any(|r| r == DOCKER_HUB) {
+            out.push(DOCKER_HUB.to_string());
+        }
+        out.sort();
+        out
+    }
+
     fn default_server(&self, registry: &str) -> String {
         let scheme = if self.insecure.iter().any(|h| h == registry) {
             "http"

@@ -1,17 +1,34 @@
 //! `berthctl`: Berth's command-line client, with crictl's habits. It talks CRI to berthd
 //! over the unix socket given by `--runtime-endpoint`, `BERTH_ENDPOINT`, the
 //! `runtime-endpoint` of `/etc/crictl.yaml`, or the default `unix:///run/berth/berth.sock`.
+//! Each command group lives in its own module; this file parses and dispatches.
 
+mod completion;
+mod config;
+mod containers;
+mod images;
+mod info;
+mod json;
+mod logs;
+mod output;
+mod pods;
+mod procs;
+mod ps;
+mod resolve;
 mod run;
+mod runspec;
+mod stream;
+mod term;
+mod ws;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use berth_proto as pb;
 use berth_proto::image_service_client::ImageServiceClient;
 use berth_proto::runtime_service_client::RuntimeServiceClient;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use tonic::transport::Channel;
 
 const DEFAULT_ENDPOINT: &str = "unix:///run/berth/berth.sock";
@@ -20,31 +37,26 @@ const DEFAULT_ENDPOINT: &str = "unix:///run/berth/berth.sock";
 #[command(
     name = "berthctl",
     version,
-    about = "Command-line client for the Berth container runtime"
+    about = "Command-line client for the Berth container runtime",
+    after_help = "IDs: every command that takes a container or pod accepts its full id, a unique prefix of it, or its name."
 )]
-struct Cli {
+pub struct Cli {
     /// CRI endpoint of berthd (unix:///PATH).
     #[arg(short = 'r', long, global = true, env = "BERTH_ENDPOINT")]
     runtime_endpoint: Option<String>,
     /// Seconds to wait for each call (pulls get no limit unless this is set).
-    #[arg(short = 't', long, global = true)]
+    #[arg(long, global = true, value_name = "SECS")]
     timeout: Option<u64>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the runtime's name and versions.
     Version,
-    /// Show the runtime's status conditions and configuration.
-    Info,
+    /// Show the runtime's status conditions, configuration and registry mirrors.
+    Info(info::InfoArgs),
     /// Pull an image.
     Pull {
         image: String,
@@ -56,29 +68,71 @@ enum Command {
         auth: Option<String>,
     },
     /// List images.
-    Images {
-        /// Only this image (name, tag, digest or id).
-        image: Option<String>,
-        /// Only show ids.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Show digests.
-        #[arg(long)]
-        digests: bool,
-        #[arg(short, long, value_enum, default_value = "table")]
-        output: Output,
-    },
-    /// Show an image's status as JSON.
-    Inspecti { images: Vec<String> },
+    Images(images::ImagesArgs),
+    /// Show images' status and details.
+    Inspecti(images::InspectiArgs),
     /// Remove images.
-    Rmi {
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-    /// Show image filesystem usage as JSON.
-    Imagefsinfo,
+    Rmi(images::RmiArgs),
+    /// Show image filesystem usage.
+    Imagefsinfo(images::FsArgs),
+    /// Run a pod sandbox from a pod config file (JSON or YAML).
+    Runp(pods::RunpArgs),
+    /// List pod sandboxes.
+    Pods(pods::PodsArgs),
+    /// Show pod sandboxes' status.
+    Inspectp(pods::InspectpArgs),
+    /// Stop pod sandboxes (and their containers).
+    Stopp(pods::PodIds),
+    /// Remove pod sandboxes (and their containers).
+    Rmp(pods::RmpArgs),
+    /// Show pod sandboxes' resource usage.
+    Statsp(pods::StatspArgs),
+    /// Create a container in a pod from container and pod config files.
+    Create(containers::CreateArgs),
+    /// Start created containers.
+    Start(containers::Ids),
+    /// List containers (running ones unless -a).
+    Ps(containers::PsArgs),
+    /// Show containers' status.
+    Inspect(containers::InspectArgs),
+    /// Stop running containers.
+    Stop(containers::StopArgs),
+    /// Kill running containers (SIGKILL, no grace period).
+    Kill(containers::KillArgs),
+    /// Remove containers (and the pod of a `berthctl run` container).
+    Rm(containers::RmArgs),
+    /// Change containers' CPU and memory limits.
+    Update(containers::UpdateArgs),
+    /// Show containers' resource usage.
+    Stats(containers::StatsArgs),
+    /// Show the processes of a container.
+    Top(containers::TopArgs),
+    /// Print a container's logs.
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container.
+    Exec(stream::ExecArgs),
+    /// Attach to a running container's stdio.
+    Attach(stream::AttachArgs),
+    /// Forward local ports to a pod.
+    PortForward(stream::PortForwardArgs),
     /// Run a command in a new pod and container (docker run style).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
+}
+
+/// What every command needs: the two CRI clients and the per-call timeout.
+pub struct Ctx {
+    pub rt: RuntimeServiceClient<Channel>,
+    pub img: ImageServiceClient<Channel>,
+    pub timeout: Option<u64>,
+}
+
+impl Ctx {
+    /// A request carrying the `--timeout`.
+    pub fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        request(msg, self.timeout)
+    }
 }
 
 fn endpoint(cli: &Cli) -> String {
@@ -118,19 +172,33 @@ async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
 }
 
 /// Turns a gRPC status into a sentence for people.
-fn explain(status: tonic::Status) -> anyhow::Error {
+pub fn explain(status: tonic::Status) -> anyhow::Error {
     use tonic::Code;
+    let message = status.message().trim();
     let what = match status.code() {
         Code::NotFound => "not found",
         Code::InvalidArgument => "invalid request",
         Code::Unauthenticated => "authentication failed",
+        Code::PermissionDenied => "permission denied",
+        Code::AlreadyExists => "already exists",
+        Code::FailedPrecondition => "not possible in the current state",
+        Code::ResourceExhausted => "out of resources",
+        Code::Unavailable if message.contains("connect") || message.contains("transport") => {
+            return anyhow::anyhow!("berthd went away or is not reachable ({message})");
+        }
         Code::Unavailable => "unavailable",
         Code::DataLoss => "content verification failed",
         Code::Unimplemented => "not supported by this berthd",
-        Code::DeadlineExceeded => "timed out",
+        Code::DeadlineExceeded => "timed out (raise --timeout?)",
+        Code::Cancelled => "cancelled",
+        Code::Aborted => "aborted",
         _ => "failed",
     };
-    anyhow::anyhow!("{what}: {}", status.message())
+    if message.is_empty() {
+        anyhow::anyhow!("{what}")
+    } else {
+        anyhow::anyhow!("{what}: {message}")
+    }
 }
 
 fn request<T>(msg: T, timeout: Option<u64>) -> tonic::Request<T> {
@@ -141,162 +209,75 @@ fn request<T>(msg: T, timeout: Option<u64>) -> tonic::Request<T> {
     req
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
-        eprintln!("berthctl: {e:#}");
-        std::process::exit(1);
-    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthctl: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berthctl: {e:#}");
+            1
+        }
+    };
+    // Nothing left to wait for (a stdin reader may still block): exit now.
+    std::process::exit(code);
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let channel = connect(&endpoint(&cli)).await?;
-    let mut runtime = RuntimeServiceClient::new(channel.clone());
-    let mut images = ImageServiceClient::new(channel).max_decoding_message_size(16 << 20);
-    let t = cli.timeout;
-    match cli.command {
-        Command::Run(args) => {
-            let code = run::run(&mut runtime, &mut images, args).await?;
-            std::process::exit(code);
-        }
-        Command::Version => {
-            let v = runtime
-                .version(request(pb::VersionRequest::default(), t))
-                .await
-                .map_err(explain)?
-                .into_inner();
-            println!(
-                "Version:  {}\nRuntimeName:  {}\nRuntimeVersion:  {}\nRuntimeApiVersion:  {}",
-                v.version, v.runtime_name, v.runtime_version, v.runtime_api_version
-            );
-        }
-        Command::Info => {
-            let s = runtime
-                .status(request(pb::StatusRequest { verbose: true }, t))
-                .await
-                .map_err(explain)?
-                .into_inner();
-            let conditions: Vec<_> = s
-                .status
-                .unwrap_or_default()
-                .conditions
-                .into_iter()
-                .map(|c| serde_json::json!({"type": c.r#type, "status": c.status, "reason": c.reason, "message": c.message}))
-                .collect();
-            let info = serde_json::json!({"status": {"conditions": conditions}, "info": s.info});
-            println!("{}", serde_json::to_string_pretty(&info)?);
-        }
-        Command::Pull { image, creds, auth } => pull(&mut images, image, creds, auth, t).await?,
-        Command::Images {
-            image,
-            quiet,
-            digests,
-            output,
-        } => {
-            let filter = image.map(|i| pb::ImageFilter {
-                image: Some(pb::ImageSpec {
-                    image: i,
-                    ..Default::default()
-                }),
-            });
-            let list = images
-                .list_images(request(pb::ListImagesRequest { filter }, t))
-                .await
-                .map_err(explain)?
-                .into_inner();
-            print_images(&list.images, quiet, digests, output)?;
-        }
-        Command::Inspecti { images: names } => {
-            if names.is_empty() {
-                bail!("name at least one image");
-            }
-            for name in names {
-                let spec = Some(pb::ImageSpec {
-                    image: name.clone(),
-                    ..Default::default()
-                });
-                let s = images
-                    .image_status(request(
-                        pb::ImageStatusRequest {
-                            image: spec,
-                            verbose: true,
-                        },
-                        t,
-                    ))
-                    .await
-                    .map_err(explain)?
-                    .into_inner();
-                let Some(img) = s.image else {
-                    bail!("no such image: {name}")
-                };
-                let info: serde_json::Value = s
-                    .info
-                    .get("info")
-                    .and_then(|i| serde_json::from_str(i).ok())
-                    .unwrap_or_default();
-                let out = serde_json::json!({"status": image_json(&img), "info": info});
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            }
-        }
-        Command::Rmi { images: names } => {
-            let mut failed = false;
-            for name in names {
-                let spec = Some(pb::ImageSpec {
-                    image: name.clone(),
-                    ..Default::default()
-                });
-                let status = images
-                    .image_status(request(
-                        pb::ImageStatusRequest {
-                            image: spec.clone(),
-                            verbose: false,
-                        },
-                        t,
-                    ))
-                    .await
-                    .map_err(explain)?
-                    .into_inner();
-                if status.image.is_none() {
-                    eprintln!("berthctl: no such image: {name}");
-                    failed = true;
-                    continue;
-                }
-                images
-                    .remove_image(request(pb::RemoveImageRequest { image: spec }, t))
-                    .await
-                    .map_err(explain)?;
-                println!("Deleted: {name}");
-            }
-            if failed {
-                std::process::exit(1);
-            }
-        }
-        Command::Imagefsinfo => {
-            let r = images
-                .image_fs_info(request(pb::ImageFsInfoRequest {}, t))
-                .await
-                .map_err(explain)?
-                .into_inner();
-            let fs: Vec<_> = r
-                .image_filesystems
-                .iter()
-                .map(|f| {
-                    serde_json::json!({
-                        "mountpoint": f.fs_id.as_ref().map(|i| i.mountpoint.clone()),
-                        "usedBytes": f.used_bytes.as_ref().map(|u| u.value),
-                        "inodesUsed": f.inodes_used.as_ref().map(|u| u.value),
-                        "timestamp": f.timestamp,
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"imageFilesystems": fs}))?
-            );
-        }
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Completion(a) = &cli.command {
+        return completion::print(a);
     }
-    Ok(())
+    let channel = connect(&endpoint(&cli)).await?;
+    let mut ctx = Ctx {
+        rt: RuntimeServiceClient::new(channel.clone()),
+        img: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
+        timeout: cli.timeout,
+    };
+    let c = &mut ctx;
+    match cli.command {
+        Command::Completion(_) => Ok(0),
+        Command::Version => info::version(c).await,
+        Command::Info(a) => info::info(c, a).await,
+        Command::Pull { image, creds, auth } => {
+            pull(&mut c.img, image, creds, auth, c.timeout).await?;
+            Ok(0)
+        }
+        Command::Images(a) => images::images(c, a).await,
+        Command::Inspecti(a) => images::inspecti(c, a).await,
+        Command::Rmi(a) => images::rmi(c, a).await,
+        Command::Imagefsinfo(a) => images::imagefsinfo(c, a).await,
+        Command::Runp(a) => pods::runp(c, a).await,
+        Command::Pods(a) => pods::pods(c, a).await,
+        Command::Inspectp(a) => pods::inspectp(c, a).await,
+        Command::Stopp(a) => pods::stopp(c, a).await,
+        Command::Rmp(a) => pods::rmp(c, a).await,
+        Command::Statsp(a) => pods::statsp(c, a).await,
+        Command::Create(a) => containers::create(c, a).await,
+        Command::Start(a) => containers::start(c, a).await,
+        Command::Ps(a) => containers::ps(c, a).await,
+        Command::Inspect(a) => containers::inspect(c, a).await,
+        Command::Stop(a) => containers::stop(c, a).await,
+        Command::Kill(a) => containers::kill(c, a).await,
+        Command::Rm(a) => containers::rm(c, a).await,
+        Command::Update(a) => containers::update(c, a).await,
+        Command::Stats(a) => containers::stats(c, a).await,
+        Command::Top(a) => containers::top(c, a).await,
+        Command::Logs(a) => logs::logs(c, a).await,
+        Command::Exec(a) => stream::exec(c, a).await,
+        Command::Attach(a) => stream::attach(c, a).await,
+        Command::PortForward(a) => stream::port_forward(c, a).await,
+        Command::Run(a) => run::run(c, *a).await,
+    }
 }
 
 async fn pull(
@@ -362,113 +343,4 @@ async fn pull(
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn image_json(img: &pb::Image) -> serde_json::Value {
-    serde_json::json!({
-        "id": img.id,
-        "repoTags": img.repo_tags,
-        "repoDigests": img.repo_digests,
-        "size": img.size.to_string(),
-        "uid": img.uid.as_ref().map(|u| u.value),
-        "username": img.username,
-        "pinned": img.pinned,
-    })
-}
-
-fn print_images(list: &[pb::Image], quiet: bool, digests: bool, output: Output) -> anyhow::Result<()> {
-    if quiet {
-        for img in list {
-            println!("{}", img.id);
-        }
-        return Ok(());
-    }
-    if let Output::Json = output {
-        let all: Vec<_> = list.iter().map(image_json).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"images": all}))?);
-        return Ok(());
-    }
-    let mut rows = vec![];
-    for img in list {
-        let short_id = img
-            .id
-            .trim_start_matches("sha256:")
-            .chars()
-            .take(13)
-            .collect::<String>();
-        let digest = img
-            .repo_digests
-            .first()
-            .and_then(|d| d.split('@').nth(1))
-            .unwrap_or("<none>")
-            .to_string();
-        let tags: Vec<(String, String)> = if img.repo_tags.is_empty() {
-            let repo = img
-                .repo_digests
-                .first()
-                .and_then(|d| d.split('@').next())
-                .unwrap_or("<none>");
-            vec![(repo.to_string(), "<none>".to_string())]
-        } else {
-            img.repo_tags
-                .iter()
-                .map(|t| match t.rsplit_once(':') {
-                    Some((r, tag)) if !tag.contains('/') => (r.to_string(), tag.to_string()),
-                    _ => (t.clone(), "<none>".to_string()),
-                })
-                .collect()
-        };
-        for (repo, tag) in tags {
-            let mut row = vec![repo, tag];
-            if digests {
-                row.push(digest.chars().take(20).collect());
-            }
-            row.push(short_id.clone());
-            row.push(human_size(img.size));
-            rows.push(row);
-        }
-    }
-    let mut header = vec!["IMAGE", "TAG"];
-    if digests {
-        header.push("DIGEST");
-    }
-    header.extend(["IMAGE ID", "SIZE"]);
-    print_table(&header, &rows);
-    Ok(())
-}
-
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", parts.join("   ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < units.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.3}{}", units[u]).replace(".000", "")
-    }
 }

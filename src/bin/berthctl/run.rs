@@ -1,7 +1,9 @@
 //! `berthctl run`: a Docker-style one-liner built from CRI calls. It pulls the image if
 //! needed, runs a pod sandbox holding one container, and either prints the container id
-//! (`-d`) or streams the container's output from its CRI log and exits with its exit code.
-//! `--rm` removes the pod (and the container) afterwards; a failure on the way removes it too.
+//! (`-d`), attaches to it (`-i`/`-t`), or streams its output from the CRI log, then exits
+//! with its exit code. `--rm` removes the pod (and the container) afterwards, also after
+//! Ctrl-C; a failure on the way removes it too. Pods and containers carry the label
+//! `io.berth.run=1`, and the pod annotation `io.berth.run.ports` lists the published ports.
 
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -9,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use berth_proto as pb;
-use berth_proto::image_service_client::ImageServiceClient;
 use berth_proto::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
-use crate::explain;
+use crate::containers::{PORTS_ANNOTATION, RUN_LABEL};
+use crate::runspec::{self, User};
+use crate::{explain, Ctx};
 
 /// Where `run` puts its pods' CRI logs (one directory per pod).
 const LOG_ROOT: &str = "/var/log/berth/run";
@@ -26,21 +29,51 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
     pub detach: bool,
+    /// Keep stdin open and attach it to the container.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the container a terminal (puts this terminal in raw mode).
+    #[arg(short, long)]
+    pub tty: bool,
     /// Remove the pod and container when the container exits.
     #[arg(long)]
     pub rm: bool,
-    /// Name of the pod and container [default: a random name].
+    /// Name of the pod and container [default: run-<random hex>].
     #[arg(long)]
     pub name: Option<String>,
+    /// Publish a container port: [IP:]HOST:CONTAINER[/tcp|udp|sctp]; repeatable.
+    #[arg(short, long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Bind-mount a host path: HOST:CONTAINER[:ro]; repeatable.
+    #[arg(short, long = "volume", value_name = "VOLUME")]
+    pub volume: Vec<String>,
     /// Set an environment variable (KEY=VALUE; KEY alone takes it from this shell).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines); repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// Working directory inside the container.
     #[arg(short, long = "workdir")]
     pub workdir: Option<String>,
+    /// User to run as: UID[:GID] or a user name of the image.
+    #[arg(short, long)]
+    pub user: Option<String>,
     /// Network: "host" shares the node's network; default: the pod network (CNI).
     #[arg(long)]
     pub network: Option<String>,
+    /// Memory limit, e.g. 256m or 1g.
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// CPUs, e.g. 0.5 or 2 (a CFS quota over a 100ms period).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Replace the image's ENTRYPOINT.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container label KEY=VALUE; repeatable.
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
     /// GPUs: all, a count N, or device=ID[,ID…] (index or UUID); maps to CDI nvidia.com/gpu.
     #[arg(long)]
     pub gpus: Option<String>,
@@ -65,20 +98,31 @@ fn random_hex(n: usize) -> String {
     hex[..n].to_string()
 }
 
-fn envs(list: &[String]) -> anyhow::Result<Vec<pb::KeyValue>> {
-    list.iter()
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok(pb::KeyValue {
+fn envs(args: &RunArgs) -> anyhow::Result<Vec<pb::KeyValue>> {
+    let mut out = Vec::new();
+    for f in &args.env_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        let vars = runspec::parse_env_file(&text, |k| std::env::var(k).ok())
+            .with_context(|| format!("--env-file {}", f.display()))?;
+        out.extend(vars.into_iter().map(|(k, v)| pb::KeyValue {
+            key: k,
+            value: v.into(),
+        }));
+    }
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => out.push(pb::KeyValue {
                 key: k.into(),
                 value: v.into(),
             }),
             Some(_) => anyhow::bail!("--env {e:?}: the name is empty"),
-            None => Ok(pb::KeyValue {
+            None => out.push(pb::KeyValue {
                 key: e.clone(),
                 value: std::env::var(e).unwrap_or_default().into(),
             }),
-        })
-        .collect()
+        }
+    }
+    Ok(out)
 }
 
 /// The CDI devices `--gpus` and `--device` ask for.
@@ -94,15 +138,61 @@ pub fn cdi_devices(args: &RunArgs) -> anyhow::Result<Vec<pb::CdiDevice>> {
     Ok(names.into_iter().map(|name| pb::CdiDevice { name }).collect())
 }
 
-fn pod_config(name: &str, args: &RunArgs, log_dir: &Path) -> anyhow::Result<pb::PodSandboxConfig> {
+/// Everything `run` sends, worked out (and checked) before anything is created.
+#[derive(Debug)]
+struct Plan {
+    name: String,
+    pod: pb::PodSandboxConfig,
+    container: pb::ContainerConfig,
+}
+
+fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
+    let name = args.name.clone().unwrap_or_else(|| format!("run-{}", random_hex(6)));
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        anyhow::bail!("--name {name:?}: use letters, digits, '-', '_' or '.'");
+    }
     let network = match args.network.as_deref() {
         None | Some("pod" | "bridge" | "default") => pb::NamespaceMode::Pod,
         Some("host") => pb::NamespaceMode::Node,
         Some(other) => anyhow::bail!("--network {other:?}: use host, or leave it out for the pod network"),
     };
-    Ok(pb::PodSandboxConfig {
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| runspec::parse_port(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if network == pb::NamespaceMode::Node && !ports.is_empty() {
+        anyhow::bail!("-p does not apply with --network host: the container's ports are the host's already");
+    }
+    let cwd = std::env::current_dir()?;
+    let mounts = args
+        .volume
+        .iter()
+        .map(|v| runspec::parse_volume(v, &cwd))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut resources = pb::LinuxContainerResources::default();
+    if let Some(m) = &args.memory {
+        resources.memory_limit_in_bytes = runspec::parse_size(m).context("--memory")?;
+    }
+    if let Some(c) = &args.cpus {
+        (resources.cpu_period, resources.cpu_quota) = runspec::parse_cpus(c)?;
+    }
+    let mut security = pb::LinuxContainerSecurityContext::default();
+    match args.user.as_deref().map(runspec::parse_user).transpose()? {
+        None => {}
+        Some(User::Id { uid, gid }) => {
+            security.run_as_user = Some(pb::Int64Value { value: uid });
+            security.run_as_group = gid.map(|value| pb::Int64Value { value });
+        }
+        Some(User::Name(n)) => security.run_as_username = n,
+    }
+    let mut labels = runspec::parse_labels(&args.label)?;
+    labels.insert(RUN_LABEL.into(), "1".into());
+    let log_dir = PathBuf::from(LOG_ROOT).join(&name);
+    let shown: Vec<String> = ports.iter().map(runspec::show_port).collect();
+    let pod = pb::PodSandboxConfig {
         metadata: Some(pb::PodSandboxMetadata {
-            name: name.into(),
+            name: name.clone(),
             uid: random_hex(32),
             namespace: NAMESPACE.into(),
             attempt: 0,
@@ -110,10 +200,16 @@ fn pod_config(name: &str, args: &RunArgs, log_dir: &Path) -> anyhow::Result<pb::
         hostname: if network == pb::NamespaceMode::Node {
             String::new()
         } else {
-            name.into()
+            name.clone()
         },
         log_directory: log_dir.display().to_string(),
-        labels: [("io.berth.run".to_string(), name.to_string())].into(),
+        port_mappings: ports,
+        labels: [(RUN_LABEL.to_string(), "1".to_string())].into(),
+        annotations: if shown.is_empty() {
+            Default::default()
+        } else {
+            [(PORTS_ANNOTATION.to_string(), shown.join(", "))].into()
+        },
         linux: Some(pb::LinuxPodSandboxConfig {
             security_context: Some(pb::LinuxSandboxSecurityContext {
                 namespace_options: Some(pb::NamespaceOption {
@@ -127,19 +223,48 @@ fn pod_config(name: &str, args: &RunArgs, log_dir: &Path) -> anyhow::Result<pb::
             ..Default::default()
         }),
         ..Default::default()
-    })
+    };
+    let container = pb::ContainerConfig {
+        metadata: Some(pb::ContainerMetadata {
+            name: name.clone(),
+            attempt: 0,
+        }),
+        image: Some(pb::ImageSpec {
+            image: args.image.clone(),
+            ..Default::default()
+        }),
+        command: args.entrypoint.iter().cloned().collect(),
+        args: args.cmd.clone(),
+        envs: envs(args)?,
+        working_dir: args.workdir.clone().unwrap_or_default(),
+        mounts,
+        labels,
+        log_path: format!("{name}.log"),
+        stdin: args.interactive,
+        stdin_once: args.interactive,
+        tty: args.tty,
+        cdi_devices: cdi_devices(args)?,
+        linux: Some(pb::LinuxContainerConfig {
+            resources: Some(resources),
+            security_context: Some(security),
+        }),
+        ..Default::default()
+    };
+    Ok(Plan { name, pod, container })
 }
 
-async fn ensure_image(images: &mut ImageServiceClient<Channel>, image: &str) -> anyhow::Result<()> {
+/// Pulls `image` unless berthd has it.
+pub async fn ensure_image(ctx: &mut Ctx, image: &str) -> anyhow::Result<()> {
     let spec = Some(pb::ImageSpec {
         image: image.into(),
         ..Default::default()
     });
-    let present = images
-        .image_status(pb::ImageStatusRequest {
+    let present = ctx
+        .img
+        .image_status(ctx.req(pb::ImageStatusRequest {
             image: spec.clone(),
             verbose: false,
-        })
+        }))
         .await
         .map_err(explain)?
         .into_inner()
@@ -147,7 +272,7 @@ async fn ensure_image(images: &mut ImageServiceClient<Channel>, image: &str) -> 
         .is_some();
     if !present {
         eprintln!("pulling {image} ...");
-        images
+        ctx.img
             .pull_image(pb::PullImageRequest {
                 image: spec,
                 auth: None,
@@ -159,32 +284,43 @@ async fn ensure_image(images: &mut ImageServiceClient<Channel>, image: &str) -> 
     Ok(())
 }
 
+/// Removes the log directory `run` made for the pod `name`.
+pub fn remove_log_dir(name: &str) {
+    if !name.is_empty() && !name.contains('/') && !name.starts_with('.') {
+        let _ = std::fs::remove_dir_all(Path::new(LOG_ROOT).join(name));
+    }
+}
+
 /// Runs the container; returns the exit code berthctl should exit with.
-pub async fn run(
-    runtime: &mut RuntimeServiceClient<Channel>,
-    images: &mut ImageServiceClient<Channel>,
-    args: RunArgs,
-) -> anyhow::Result<i32> {
-    let name = args.name.clone().unwrap_or_else(|| format!("run-{}", random_hex(8)));
-    let devices = cdi_devices(&args)?;
-    let envs = envs(&args.env)?;
-    ensure_image(images, &args.image).await?;
-    let log_dir = PathBuf::from(LOG_ROOT).join(&name);
-    let pod = pod_config(&name, &args, &log_dir)?;
-    let sandbox = runtime
+pub async fn run(ctx: &mut Ctx, args: RunArgs) -> anyhow::Result<i32> {
+    let plan = plan(&args)?;
+    let taken = crate::resolve::all_pods(ctx)
+        .await?
+        .iter()
+        .any(|p| p.labels.contains_key(RUN_LABEL) && p.metadata.as_ref().is_some_and(|m| m.name == plan.name));
+    if taken {
+        anyhow::bail!(
+            "the name {:?} is in use; remove that one first (berthctl rm -f {0})",
+            plan.name
+        );
+    }
+    // A log left by an earlier pod of this name (removed without berthctl) is not ours.
+    remove_log_dir(&plan.name);
+    ensure_image(ctx, &args.image).await?;
+    let sandbox = ctx
+        .rt
         .run_pod_sandbox(pb::RunPodSandboxRequest {
-            config: Some(pod.clone()),
+            config: Some(plan.pod.clone()),
             runtime_handler: args.runtime.clone().unwrap_or_default(),
         })
         .await
         .map_err(explain)?
         .into_inner()
         .pod_sandbox_id;
-    let result = run_in(runtime, &sandbox, pod, &name, args.image.clone(), &args, devices, envs).await;
-    let remove = args.rm || result.is_err();
-    if remove {
-        remove_pod(runtime, &sandbox).await;
-        let _ = std::fs::remove_dir_all(&log_dir);
+    let result = run_in(&mut ctx.rt, &sandbox, &plan, &args).await;
+    if args.rm || result.is_err() {
+        remove_pod(&mut ctx.rt, &sandbox).await;
+        remove_log_dir(&plan.name);
     }
     result
 }
@@ -205,39 +341,17 @@ async fn remove_pod(runtime: &mut RuntimeServiceClient<Channel>, id: &str) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_in(
     runtime: &mut RuntimeServiceClient<Channel>,
     sandbox: &str,
-    pod: pb::PodSandboxConfig,
-    name: &str,
-    image: String,
+    plan: &Plan,
     args: &RunArgs,
-    cdi_devices: Vec<pb::CdiDevice>,
-    envs: Vec<pb::KeyValue>,
 ) -> anyhow::Result<i32> {
-    let config = pb::ContainerConfig {
-        metadata: Some(pb::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(pb::ImageSpec {
-            image,
-            ..Default::default()
-        }),
-        args: args.cmd.clone(),
-        envs,
-        working_dir: args.workdir.clone().unwrap_or_default(),
-        log_path: format!("{name}.log"),
-        cdi_devices,
-        linux: Some(pb::LinuxContainerConfig::default()),
-        ..Default::default()
-    };
     let id = runtime
         .create_container(pb::CreateContainerRequest {
             pod_sandbox_id: sandbox.into(),
-            config: Some(config),
-            sandbox_config: Some(pod.clone()),
+            config: Some(plan.container.clone()),
+            sandbox_config: Some(plan.pod.clone()),
         })
         .await
         .map_err(explain)?
@@ -253,8 +367,61 @@ async fn run_in(
         println!("{id}");
         return Ok(0);
     }
-    let log = Path::new(&pod.log_directory).join(format!("{name}.log"));
+    let log = Path::new(&plan.pod.log_directory).join(&plan.container.log_path);
+    if args.interactive || args.tty {
+        let attached = tokio::select! {
+            r = crate::stream::attach_to(runtime, &id, args.interactive, args.tty) => Some(r),
+            _ = tokio::signal::ctrl_c(), if !args.tty => None,
+        };
+        match attached {
+            Some(Ok(_)) => {}
+            // Exited before the attach: its output is in the log.
+            Some(Err(_)) if exited(runtime, &id).await?.is_some() => LogReader::default().copy_new(&log)?,
+            Some(Err(e)) => return Err(e),
+            None => {
+                let _ = runtime
+                    .stop_container(pb::StopContainerRequest {
+                        container_id: id.clone(),
+                        timeout: 10,
+                    })
+                    .await;
+            }
+        }
+        return wait_exit(runtime, &id).await;
+    }
     follow(runtime, &id, &log).await
+}
+
+/// The exit code once the container exited, `None` while it runs.
+async fn exited(runtime: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<Option<i32>> {
+    let status = runtime
+        .container_status(pb::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .status
+        .context("container status missing")?;
+    Ok((status.state == pb::ContainerState::ContainerExited as i32).then_some(status.exit_code))
+}
+
+/// Waits for the exit (after an attach ended); Ctrl-C stops the container.
+async fn wait_exit(runtime: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<i32> {
+    let mut interrupted = false;
+    loop {
+        if let Some(code) = exited(runtime, id).await? {
+            return Ok(code);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                let _ = runtime.stop_container(pb::StopContainerRequest { container_id: id.into(), timeout: 10 }).await;
+            }
+        }
+    }
 }
 
 /// Copies the container's output from its CRI log to stdout/stderr until it exits; Ctrl-C
@@ -264,19 +431,9 @@ async fn follow(runtime: &mut RuntimeServiceClient<Channel>, id: &str, log: &Pat
     let mut interrupted = false;
     loop {
         reader.copy_new(log)?;
-        let status = runtime
-            .container_status(pb::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .status
-            .context("container status missing")?;
-        if status.state == pb::ContainerState::ContainerExited as i32 {
+        if let Some(code) = exited(runtime, id).await? {
             reader.copy_new(log)?;
-            return Ok(status.exit_code);
+            return Ok(code);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -308,47 +465,95 @@ impl LogReader {
         let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
         while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=nl).collect();
-            let Some((stream, text)) = parse_line(&line[..line.len() - 1]) else {
+            let Some(e) = crate::logs::parse_entry(&line[..line.len() - 1]) else {
                 continue;
             };
-            let w: &mut dyn std::io::Write = if stream == "stderr" { &mut err } else { &mut out };
-            w.write_all(&text)?;
+            let w: &mut dyn std::io::Write = if e.stderr { &mut err } else { &mut out };
+            w.write_all(e.text)?;
+            if !e.partial {
+                w.write_all(b"\n")?;
+            }
         }
         out.flush()?;
         Ok(())
     }
 }
 
-/// One CRI log line (`<time> <stream> <F|P> <payload>`): the stream and the bytes to print
-/// (a newline added after a full line, none after a partial one).
-pub fn parse_line(line: &[u8]) -> Option<(&str, Vec<u8>)> {
-    let mut parts = line.splitn(4, |b| *b == b' ');
-    let _time = parts.next()?;
-    let stream = std::str::from_utf8(parts.next()?).ok()?;
-    let tag = parts.next()?;
-    let payload = parts.next().unwrap_or_default();
-    let mut text = payload.to_vec();
-    if tag.first() != Some(&b'P') {
-        text.push(b'\n');
-    }
-    Some((stream, text))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
 
     #[test]
-    fn log_lines_and_gpus() {
+    fn plan_maps_flags_to_cri() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = format!("{}:/data:ro", dir.path().display());
+        let t = T::try_parse_from([
+            "run",
+            "--name",
+            "web",
+            "-p",
+            "8080:80",
+            "-p",
+            "127.0.0.1:5353:53/udp",
+            "-v",
+            &vol,
+            "-e",
+            "A=1",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "-u",
+            "1000:100",
+            "--entrypoint",
+            "/bin/sh",
+            "-l",
+            "tier=front",
+            "-it",
+            "img",
+            "-c",
+            "echo hi",
+        ])
+        .unwrap();
+        let p = plan(&t.run).unwrap();
+        assert_eq!(p.name, "web");
+        assert_eq!(p.pod.port_mappings.len(), 2);
         assert_eq!(
-            parse_line(b"2026-01-01T00:00:00.1Z stdout F hello world"),
-            Some(("stdout", b"hello world\n".to_vec()))
+            p.pod.annotations[PORTS_ANNOTATION],
+            "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"
         );
+        assert_eq!(p.pod.labels[RUN_LABEL], "1");
+        let c = &p.container;
+        assert_eq!(c.command, vec!["/bin/sh"]);
+        assert_eq!(c.args, vec!["-c", "echo hi"]);
+        assert!(c.tty && c.stdin && c.stdin_once);
+        assert!(c.mounts[0].readonly && c.mounts[0].container_path == "/data");
+        assert_eq!(c.labels["tier"], "front");
+        let l = c.linux.clone().unwrap();
+        let r = l.resources.unwrap();
         assert_eq!(
-            parse_line(b"2026-01-01T00:00:00.1Z stderr P part"),
-            Some(("stderr", b"part".to_vec()))
+            (r.memory_limit_in_bytes, r.cpu_period, r.cpu_quota),
+            (64 << 20, 100_000, 50_000)
         );
-        assert_eq!(parse_line(b"garbage"), None);
+        let s = l.security_context.unwrap();
+        assert_eq!(
+            (s.run_as_user.unwrap().value, s.run_as_group.unwrap().value),
+            (1000, 100)
+        );
+
+        let t = T::try_parse_from(["run", "--network", "host", "-p", "1:2", "img"]).unwrap();
+        assert!(plan(&t.run).unwrap_err().to_string().contains("--network host"));
+        let t = T::try_parse_from(["run", "-v", "/does/not/exist:/x", "img"]).unwrap();
+        assert!(plan(&t.run).unwrap_err().to_string().contains("does not exist"));
+        let t = T::try_parse_from(["run", "img"]).unwrap();
+        assert!(plan(&t.run).unwrap().name.starts_with("run-"));
     }
 }
