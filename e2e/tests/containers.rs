@@ -235,6 +235,14 @@ async fn resources_exec_and_stop_timeout() {
         (96u64 << 20).to_string(),
         "UpdateContainerResources applied"
     );
+    // ContainerStatus reports the resources in force (kubelet follows in-place resizes there).
+    let reported = e
+        .status(&id)
+        .await
+        .resources
+        .and_then(|r| r.linux)
+        .expect("resources in ContainerStatus");
+    assert_eq!(reported.memory_limit_in_bytes, 96 << 20);
 
     let r = e
         .exec(&id, &["sh", "-c", "echo out; echo err >&2; exit 7"], 0)

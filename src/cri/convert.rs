@@ -384,6 +384,30 @@ pub fn resources(r: &pb::LinuxContainerResources) -> Resources {
     }
 }
 
+/// The resources a container runs with (as created, then as last updated), for
+/// ContainerStatus: kubelet reads them back to follow in-place resizes.
+pub fn linux_resources(r: &Resources) -> pb::LinuxContainerResources {
+    pb::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|(page_size, limit)| pb::HugepageLimit {
+                page_size: page_size.clone(),
+                limit: *limit,
+            })
+            .collect(),
+        unified: r.unified.clone().into_iter().collect(),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+    }
+}
+
 fn container_state(s: ContainerState) -> i32 {
     match s {
         ContainerState::Created => pb::ContainerState::ContainerCreated as i32,
@@ -457,7 +481,10 @@ pub fn container_status(r: &ContainerRecord) -> pb::ContainerStatus {
             })
             .collect(),
         log_path: r.log_path.clone(),
-        resources: None,
+        resources: Some(pb::ContainerResources {
+            linux: Some(linux_resources(&r.spec.resources)),
+            windows: None,
+        }),
         image_id: r.image.id.clone(),
         user: Some(pb::ContainerUser {
             linux: Some(pb::LinuxContainerUser {
