@@ -4,7 +4,7 @@ use anyhow::bail;
 use berth_proto as pb;
 use serde_json::json;
 
-use crate::output::{emit, human_size, print_table, short_id, Format};
+use crate::output::{emit, human_size, list_view, print_table, short_id, Format, ListView};
 use crate::{explain, json as js, Ctx};
 
 #[derive(Debug, clap::Args)]
@@ -65,19 +65,15 @@ pub async fn images(ctx: &mut Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
         .map_err(explain)?
         .into_inner()
         .images;
-    if a.quiet {
-        for img in &list {
-            println!("{}", img.id);
-        }
+    let view = ListView {
+        latest: false,
+        last: None,
+        quiet: a.quiet,
+        output: a.output,
+    };
+    let Some(list) = list_view(list, view, "images", |i| i.id.as_str(), js::image)? else {
         return Ok(0);
-    }
-    if a.output != Format::Table {
-        emit(
-            &json!({"images": list.iter().map(js::image).collect::<Vec<_>>()}),
-            a.output,
-        )?;
-        return Ok(0);
-    }
+    };
     let mut rows = vec![];
     for img in &list {
         let digest = img

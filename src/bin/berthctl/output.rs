@@ -22,6 +22,45 @@ pub fn emit(value: &Value, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a list command trims and prints what it got (`--latest`, `--last`, `-q`, `-o`).
+#[derive(Debug, Clone, Copy)]
+pub struct ListView {
+    pub latest: bool,
+    pub last: Option<usize>,
+    pub quiet: bool,
+    pub output: Format,
+}
+
+/// The common tail of the list commands: keeps the newest (`items` come newest first),
+/// prints ids for `-q` or the whole list as JSON/YAML under `key`; returns the items left
+/// for the command's own table, or `None` when they have been printed.
+pub fn list_view<T>(
+    mut items: Vec<T>,
+    view: ListView,
+    key: &str,
+    id: impl Fn(&T) -> &str,
+    to_json: impl Fn(&T) -> Value,
+) -> anyhow::Result<Option<Vec<T>>> {
+    if view.latest {
+        items.truncate(1);
+    }
+    if let Some(n) = view.last {
+        items.truncate(n);
+    }
+    if view.quiet {
+        for item in &items {
+            println!("{}", id(item));
+        }
+        return Ok(None);
+    }
+    if view.output != Format::Table {
+        let list: Vec<Value> = items.iter().map(to_json).collect();
+        emit(&serde_json::json!({ key: list }), view.output)?;
+        return Ok(None);
+    }
+    Ok(Some(items))
+}
+
 /// Renders rows under a header, each column as wide as its widest cell, three spaces apart.
 pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();

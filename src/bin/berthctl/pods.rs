@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use berth_proto as pb;
 use serde_json::json;
 
-use crate::output::{ago, emit, human_size, now_ns, print_table, short_id, Format};
+use crate::output::{ago, emit, human_size, list_view, now_ns, print_table, short_id, Format, ListView};
 use crate::runspec::parse_labels;
 use crate::{config, explain, json as js, resolve, Ctx};
 
@@ -176,25 +176,15 @@ pub async fn pods(ctx: &mut Ctx, a: PodsArgs) -> anyhow::Result<i32> {
         a.name.as_ref().is_none_or(|n| m.name.contains(n.as_str()))
             && a.namespace.as_ref().is_none_or(|n| &m.namespace == n)
     });
-    if a.latest {
-        items.truncate(1);
-    }
-    if let Some(n) = a.last {
-        items.truncate(n);
-    }
-    if a.quiet {
-        for p in &items {
-            println!("{}", p.id);
-        }
+    let view = ListView {
+        latest: a.latest,
+        last: a.last,
+        quiet: a.quiet,
+        output: a.output,
+    };
+    let Some(items) = list_view(items, view, "items", |p| p.id.as_str(), js::pod)? else {
         return Ok(0);
-    }
-    if a.output != Format::Table {
-        emit(
-            &json!({"items": items.iter().map(js::pod).collect::<Vec<_>>()}),
-            a.output,
-        )?;
-        return Ok(0);
-    }
+    };
     print_table(POD_HEADER, &table_rows(&items, now_ns(), a.no_trunc));
     Ok(0)
 }

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 
 use anyhow::bail;
 use berth_proto as pb;
-use serde_json::json;
 
 use crate::containers::{status, status_text, PORTS_ANNOTATION};
-use crate::output::{ago, emit, now_ns, print_table, short_id, Format};
+use crate::output::{ago, list_view, now_ns, print_table, short_id, Format, ListView};
 use crate::runspec::parse_labels;
 use crate::{explain, json as js, pods, resolve, Ctx};
 
@@ -150,25 +149,15 @@ pub async fn ps(ctx: &mut Ctx, a: PsArgs) -> anyhow::Result<i32> {
             .is_none_or(|n| c.metadata.as_ref().is_some_and(|m| m.name.contains(n.as_str())))
     });
     list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
-    if a.latest {
-        list.truncate(1);
-    }
-    if let Some(n) = a.last {
-        list.truncate(n);
-    }
-    if a.quiet {
-        for c in &list {
-            println!("{}", c.id);
-        }
+    let view = ListView {
+        latest: a.latest,
+        last: a.last,
+        quiet: a.quiet,
+        output: a.output,
+    };
+    let Some(list) = list_view(list, view, "containers", |c| c.id.as_str(), js::container)? else {
         return Ok(0);
-    }
-    if a.output != Format::Table {
-        emit(
-            &json!({"containers": list.iter().map(js::container).collect::<Vec<_>>()}),
-            a.output,
-        )?;
-        return Ok(0);
-    }
+    };
     let pods: HashMap<String, pb::PodSandbox> = pods::list(ctx, None)
         .await?
         .into_iter()
