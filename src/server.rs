@@ -57,12 +57,14 @@ pub async fn serve(
     let runtime = RuntimeServiceServer::new(cri.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let api = crate::api::Api::new(cri.daemon().images.clone()).server(MAX_MESSAGE);
     let images = ImageServiceServer::new(cri)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(images)
+        .add_service(api)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(path);
