@@ -39,3 +39,6 @@ pub(crate) struct DockerEntry {
     pub repo_tags: Option<Vec<String>>,
     pub layers: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests;
