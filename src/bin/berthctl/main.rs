@@ -2,10 +2,10 @@
 //! over the unix socket given by `--runtime-endpoint`, `BERTH_ENDPOINT`, the
 //! `runtime-endpoint` of `/etc/crictl.yaml`, or the default `unix:///run/berth/berth.sock`.
 
+mod api;
 mod run;
 
-use std::io::{IsTerminal as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use berth_proto as pb;
@@ -45,16 +45,6 @@ enum Command {
     Version,
     /// Show the runtime's status conditions and configuration.
     Info,
-    /// Pull an image.
-    Pull {
-        image: String,
-        /// Registry credentials as USERNAME[:PASSWORD].
-        #[arg(long)]
-        creds: Option<String>,
-        /// Registry credentials as base64 of USERNAME:PASSWORD.
-        #[arg(long)]
-        auth: Option<String>,
-    },
     /// List images.
     Images {
         /// Only this image (name, tag, digest or id).
@@ -79,6 +69,8 @@ enum Command {
     Imagefsinfo,
     /// Run a command in a new pod and container (docker run style).
     Run(run::RunArgs),
+    #[command(flatten)]
+    Api(api::ApiCommand),
 }
 
 fn endpoint(cli: &Cli) -> String {
@@ -153,7 +145,7 @@ async fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let channel = connect(&endpoint(&cli)).await?;
     let mut runtime = RuntimeServiceClient::new(channel.clone());
-    let mut images = ImageServiceClient::new(channel).max_decoding_message_size(16 << 20);
+    let mut images = ImageServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20);
     let t = cli.timeout;
     match cli.command {
         Command::Run(args) => {
@@ -187,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let info = serde_json::json!({"status": {"conditions": conditions}, "info": s.info});
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
-        Command::Pull { image, creds, auth } => pull(&mut images, image, creds, auth, t).await?,
+        Command::Api(cmd) => api::run(cmd, channel, t).await?,
         Command::Images {
             image,
             quiet,
@@ -296,71 +288,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
-}
-
-async fn pull(
-    images: &mut ImageServiceClient<Channel>,
-    image: String,
-    creds: Option<String>,
-    auth: Option<String>,
-    timeout: Option<u64>,
-) -> anyhow::Result<()> {
-    let auth = match (creds, auth) {
-        (Some(c), _) => {
-            let (u, p) = c
-                .split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .unwrap_or((c, String::new()));
-            Some(pb::AuthConfig {
-                username: u,
-                password: p,
-                ..Default::default()
-            })
-        }
-        (None, Some(a)) => Some(pb::AuthConfig {
-            auth: a,
-            ..Default::default()
-        }),
-        (None, None) => None,
-    };
-    let spec = Some(pb::ImageSpec {
-        image: image.clone(),
-        ..Default::default()
-    });
-    let call = images.pull_image(request(
-        pb::PullImageRequest {
-            image: spec,
-            auth,
-            sandbox_config: None,
-        },
-        timeout,
-    ));
-    let started = Instant::now();
-    let progress = std::io::stderr().is_terminal();
-    tokio::pin!(call);
-    let frames = ['|', '/', '-', '\\'];
-    let mut tick = tokio::time::interval(Duration::from_millis(120));
-    let mut n = 0usize;
-    let result = loop {
-        tokio::select! {
-            r = &mut call => break r,
-            _ = tick.tick(), if progress => {
-                eprint!("\r{} pulling {image} ... {:.1}s", frames[n % frames.len()], started.elapsed().as_secs_f64());
-                let _ = std::io::stderr().flush();
-                n += 1;
-            }
-        }
-    };
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
-    let r = result.map_err(explain)?.into_inner();
-    println!(
-        "Image is up to date for {} ({:.1}s)",
-        r.image_ref,
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
