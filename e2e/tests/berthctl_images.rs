@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use berth_e2e::cri::Cri;
 use berth_e2e::image::{busybox_layer, push_image, random_layer, Compression, ImageSpec};
+use berth_e2e::proxy::TokenAuthProxy;
 use berth_e2e::registry::{RegistryOpts, TestRegistry};
 use berth_e2e::{require_root, Berthd, BerthdOpts};
 use tonic::Code;
@@ -48,11 +49,15 @@ fn ctl(berthd: &Berthd, args: &[&str], stdin: Option<&str>) -> Out {
 
 /// A berthd whose hosts config reaches `reg` over plain HTTP; extra TOML for its config.
 async fn berthd_for(reg: &TestRegistry, toml: Option<String>) -> (Berthd, Cri, tempfile::TempDir) {
+    berthd_for_addr(&reg.addr(), toml).await
+}
+
+async fn berthd_for_addr(addr: &str, toml: Option<String>) -> (Berthd, Cri, tempfile::TempDir) {
     require_root();
     let hosts = tempfile::tempdir().expect("tempdir");
-    let dir = hosts.path().join(reg.addr());
+    let dir = hosts.path().join(addr);
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("hosts.toml"), format!("server = \"http://{}\"\n", reg.addr())).expect("hosts");
+    std::fs::write(dir.join("hosts.toml"), format!("server = \"http://{addr}\"\n")).expect("hosts");
     let berthd = Berthd::start(BerthdOpts {
         registry_config_dir: Some(hosts.path().to_path_buf()),
         config_toml: toml,
@@ -268,6 +273,56 @@ async fn login_then_private_pull_then_logout() {
     assert!(out.ok && out.stdout.contains("Not logged in"), "{}", out.stdout);
 }
 
+// Multi-threaded: the token proxy runs in this runtime while berthctl is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_through_a_bearer_token_service() {
+    let reg = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
+    push_image(&reg.addr(), "private/app", "1", &ImageSpec::busybox(), None)
+        .await
+        .expect("push");
+    let token = TokenAuthProxy::start(&reg.addr(), "bob", "hunter2");
+    let (berthd, _cri, _hosts) = berthd_for_addr(&token.addr(), None).await;
+    let creds_dir = tempfile::tempdir().expect("tempdir");
+    let config = creds_dir.path().join("config.json");
+    let config_arg = config.display().to_string();
+    let addr = token.addr();
+    let login = |pass: &str| {
+        ctl(
+            &berthd,
+            &[
+                "login",
+                &addr,
+                "--username",
+                "bob",
+                "--password-stdin",
+                "--config",
+                &config_arg,
+            ],
+            Some(&format!("{pass}\n")),
+        )
+    };
+    let out = login("nope");
+    assert!(
+        !out.ok && out.stderr.contains("authentication failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("nope"), "{}", out.stderr);
+    assert!(!config.exists());
+    let out = login("hunter2");
+    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+    assert!(token
+        .seen_auth()
+        .iter()
+        .any(|(path, a)| path.starts_with("/v2") && a.as_deref().is_some_and(|a| a.starts_with("Bearer "))));
+    let out = ctl(
+        &berthd,
+        &["pull", &format!("{addr}/private/app:1"), "--config", &config_arg],
+        None,
+    );
+    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+}
+
 #[tokio::test]
 async fn save_rmi_load_in_both_formats_and_the_image_runs() {
     require_root();
@@ -402,6 +457,11 @@ async fn tampered_archive_is_refused_and_leaves_nothing() {
     assert!(!out.ok && out.stderr.contains("invalid request"), "{}", out.stderr);
     assert_eq!(blobs(&berthd), before);
     assert_eq!(files_in(&berthd.root().join("content/ingest")), 0);
+    assert_eq!(
+        files_in(&berthd.root().join("snapshots/.ingest")),
+        0,
+        "no half-unpacked snapshot"
+    );
 
     // The untampered archive still loads.
     let out = ctl(&berthd, &["load", "-i", &archive.display().to_string()], None);
