@@ -142,6 +142,44 @@ async fn pull_with_progress_then_tag_and_history() {
     let out = ctl(&berthd, &["pull", "-q", &name], None);
     assert_eq!(out.stdout.trim(), pushed.config_digest, "{}", out.stderr);
 
+    // On a terminal (script(1) gives it one): bars redrawn in place, then the summary.
+    let other = ImageSpec {
+        layers: vec![random_layer(2 << 20, 8, Compression::Gzip)],
+        ..Default::default()
+    };
+    let pushed2 = push_image(&reg.addr(), "e2e/progress", "tty", &other, None)
+        .await
+        .expect("push");
+    let bin = berth_e2e::berthd::berthd_binary()
+        .expect("berthd")
+        .with_file_name("berthctl");
+    let line = format!(
+        "{} -r {} pull {}",
+        bin.display(),
+        berthd.endpoint(),
+        pushed2.image_ref(&reg.addr())
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1)");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{text}");
+    assert!(
+        text.contains("\x1b[2K") && text.contains("\x1b[2A"),
+        "redrawn in place: {text:?}"
+    );
+    assert!(
+        text.contains(&format!("{}: done", short(&pushed2.layer_digests[0]))),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("[========================]") && text.contains("1 layer:"),
+        "{text:?}"
+    );
+    assert!(text.contains("Pulled "), "{text:?}");
+
     // A pull of what is not there fails with the registry's answer.
     let out = ctl(&berthd, &["pull", &format!("{}/e2e/nothing:1", reg.addr())], None);
     assert!(!out.ok && out.stderr.contains("not found"), "{}", out.stderr);

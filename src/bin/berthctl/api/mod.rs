@@ -97,6 +97,11 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// `1 layer`, `2 layers`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {

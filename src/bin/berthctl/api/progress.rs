@@ -153,8 +153,8 @@ impl Board {
         }
         let (done, total) = self.totals();
         text.push_str(&format!(
-            "\r\x1b[2K{} layers: {}/{}\n",
-            self.layers(),
+            "\r\x1b[2K{}: {}/{}\n",
+            super::count(self.layers(), "layer"),
             human_size(done),
             human_size(total)
         ));

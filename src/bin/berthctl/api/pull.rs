@@ -112,9 +112,9 @@ pub async fn pull(client: &mut ImagesClient<Channel>, args: PullArgs, timeout: O
     let secs = started.elapsed().as_secs_f64();
     let downloaded = board.downloaded();
     println!(
-        "Pulled {}: {} layers, {}, {:.1}s, {:.1} MB/s",
+        "Pulled {}: {}, {}, {:.1}s, {:.1} MB/s",
         image.reference,
-        image.layers,
+        super::count(image.layers as usize, "layer"),
         human_size(image.size),
         secs,
         downloaded as f64 / 1e6 / secs.max(0.001)
