@@ -1,6 +1,6 @@
-//! Serving the CRI over a unix socket: the socket is created with mode 0660 (parent
-//! directories made as needed, a stale socket replaced, a live one refused), and
-//! SIGTERM/SIGINT stop the server gracefully.
+//! Serving the CRI, and Berth's own image API (`berth.v1.Images`), over a unix socket:
+//! the socket is created with mode 0660 (parent directories made as needed, a stale socket
+//! replaced, a live one refused), and SIGTERM/SIGINT stop the server gracefully.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
