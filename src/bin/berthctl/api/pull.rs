@@ -52,7 +52,11 @@ fn credentials(args: &PullArgs, registry: &str) -> anyhow::Result<Option<pb::Aut
         }));
     }
     let path = config_path(args.config.as_deref());
-    let found = from_docker_config(&path, registry).map_err(|e| anyhow::anyhow!("credentials file: {e}"))?;
+    // An unreadable file is not fatal: the pull goes on without credentials (as berthd's does).
+    let found = from_docker_config(&path, registry).unwrap_or_else(|e| {
+        eprintln!("berthctl: ignoring the credentials file: {e}");
+        None
+    });
     Ok(found.map(|c| {
         let mut auth = pb::Auth {
             server_address,
