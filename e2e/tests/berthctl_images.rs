@@ -2,87 +2,29 @@
 //! login/logout against an htpasswd registry, tag, history, save/load in both archive
 //! formats (the loaded image runs), and a tampered archive refused without leftovers.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_e2e::cri::Cri;
+use berth_e2e::ctl::{berthctl, berthctl_binary, berthd_reaching, blobs, files_in, tar_listing, CtlOut};
 use berth_e2e::image::{busybox_layer, push_image, random_layer, Compression, ImageSpec};
 use berth_e2e::proxy::TokenAuthProxy;
 use berth_e2e::registry::{RegistryOpts, TestRegistry};
-use berth_e2e::{require_root, Berthd, BerthdOpts};
+use berth_e2e::{require_root, Berthd};
 use tonic::Code;
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `berthctl -r <berthd> ARGS`, feeding `stdin` when given.
-fn ctl(berthd: &Berthd, args: &[&str], stdin: Option<&str>) -> Out {
-    let bin = berth_e2e::berthd::berthd_binary()
-        .expect("berthd")
-        .with_file_name("berthctl");
-    let mut child = Command::new(&bin)
-        .args(["-r", &berthd.endpoint()])
-        .args(args)
-        .env_remove("DOCKER_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berthctl (cargo build --bin berthctl)");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    let out = child.wait_with_output().expect("berthctl output");
-    Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+fn ctl(berthd: &Berthd, args: &[&str], stdin: Option<&str>) -> CtlOut {
+    berthctl(&berthd.endpoint(), args, stdin).expect("berthctl (cargo build --bin berthctl)")
 }
 
-/// A berthd whose hosts config reaches `reg` over plain HTTP; extra TOML for its config.
+/// A berthd reaching `reg` over plain HTTP; extra TOML for its config.
 async fn berthd_for(reg: &TestRegistry, toml: Option<String>) -> (Berthd, Cri, tempfile::TempDir) {
-    berthd_for_addr(&reg.addr(), toml).await
-}
-
-async fn berthd_for_addr(addr: &str, toml: Option<String>) -> (Berthd, Cri, tempfile::TempDir) {
-    require_root();
-    let hosts = tempfile::tempdir().expect("tempdir");
-    let dir = hosts.path().join(addr);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("hosts.toml"), format!("server = \"http://{addr}\"\n")).expect("hosts");
-    let berthd = Berthd::start(BerthdOpts {
-        registry_config_dir: Some(hosts.path().to_path_buf()),
-        config_toml: toml,
-        ..Default::default()
-    })
-    .await
-    .expect("berthd");
-    let cri = Cri::connect(berthd.socket()).await.expect("connect");
-    (berthd, cri, hosts)
+    berthd_reaching(&reg.addr(), toml).await.expect("berthd")
 }
 
 fn short(digest: &str) -> String {
     digest.trim_start_matches("sha256:").chars().take(12).collect()
-}
-
-fn blobs(berthd: &Berthd) -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(berthd.root().join("content/blobs/sha256"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    all.sort();
-    all
-}
-
-fn files_in(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
 #[tokio::test]
@@ -150,9 +92,7 @@ async fn pull_with_progress_then_tag_and_history() {
     let pushed2 = push_image(&reg.addr(), "e2e/progress", "tty", &other, None)
         .await
         .expect("push");
-    let bin = berth_e2e::berthd::berthd_binary()
-        .expect("berthd")
-        .with_file_name("berthctl");
+    let bin = berthctl_binary().expect("berthctl");
     let line = format!(
         "{} -r {} pull {}",
         bin.display(),
@@ -319,7 +259,7 @@ async fn login_through_a_bearer_token_service() {
         .await
         .expect("push");
     let token = TokenAuthProxy::start(&reg.addr(), "bob", "hunter2");
-    let (berthd, _cri, _hosts) = berthd_for_addr(&token.addr(), None).await;
+    let (berthd, _cri, _hosts) = berthd_reaching(&token.addr(), None).await.expect("berthd");
     let creds_dir = tempfile::tempdir().expect("tempdir");
     let config = creds_dir.path().join("config.json");
     let config_arg = config.display().to_string();
@@ -377,7 +317,7 @@ async fn save_rmi_load_in_both_formats_and_the_image_runs() {
             None,
         );
         assert!(out.ok, "{}", out.stderr);
-        let listing = tar_listing(&archive);
+        let listing = tar_listing(&archive).expect("archive");
         match format {
             "docker" => assert!(listing.contains(&"manifest.json".to_string()), "{listing:?}"),
             _ => assert!(
@@ -416,15 +356,6 @@ async fn save_rmi_load_in_both_formats_and_the_image_runs() {
     );
     assert!(!out.ok && out.stderr.contains("not found"), "{}", out.stderr);
     assert!(!missing.exists());
-}
-
-fn tar_listing(path: &Path) -> Vec<String> {
-    let mut archive = tar::Archive::new(std::fs::File::open(path).expect("open"));
-    archive
-        .entries()
-        .expect("entries")
-        .map(|e| e.expect("entry").path().expect("path").display().to_string())
-        .collect()
 }
 
 #[tokio::test]
