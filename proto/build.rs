@@ -1,16 +1,19 @@
 //! Generates the CRI v1 types and both client and server stubs from the vendored
-//! `proto/api.proto`. `protox` parses the file in pure Rust, so no `protoc` is needed
-//! (Debian's protoc 3.21 cannot read the `debug_redact` option this release uses).
+//! `proto/api.proto`, and Berth's own API (`proto/berth/v1/*.proto`). `protox` parses the
+//! files in pure Rust, so no `protoc` is needed (Debian's protoc 3.21 cannot read the
+//! `debug_redact` option this release uses).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/api.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let fds = protox::compile([proto], ["proto"])?;
+    let protos = ["proto/api.proto", "proto/berth/v1/images.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(protos, ["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // AuthConfig carries registry secrets: its Debug impl is written by hand in lib.rs.
-        .skip_debug(["runtime.v1.AuthConfig"])
+        // These carry registry secrets: their Debug impls are written by hand in lib.rs.
+        .skip_debug(["runtime.v1.AuthConfig", "berth.v1.Auth"])
         .compile_fds(fds)?;
     Ok(())
 }

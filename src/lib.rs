@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod cdi;
 pub mod cgroup;
 pub mod config;

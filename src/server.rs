@@ -1,6 +1,6 @@
-//! Serving the CRI over a unix socket: the socket is created with mode 0660 (parent
-//! directories made as needed, a stale socket replaced, a live one refused), and
-//! SIGTERM/SIGINT stop the server gracefully.
+//! Serving the CRI, and Berth's own image API (`berth.v1.Images`), over a unix socket:
+//! the socket is created with mode 0660 (parent directories made as needed, a stale socket
+//! replaced, a live one refused), and SIGTERM/SIGINT stop the server gracefully.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -57,12 +57,14 @@ pub async fn serve(
     let runtime = RuntimeServiceServer::new(cri.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let api = crate::api::Api::new(cri.daemon().images.clone()).server(MAX_MESSAGE);
     let images = ImageServiceServer::new(cri)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(images)
+        .add_service(api)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(path);

@@ -3,28 +3,14 @@
 //! (`e2e/berthctl/snapshots/*.txt`, compared after masking ids, times and addresses).
 
 use std::io::{BufRead as _, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_e2e::workload::{env, Env};
 
-/// `$BERTHCTL`, else `<workspace>/target/debug/berthctl`.
-fn berthctl_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTHCTL") {
-        return p.into();
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/berthctl");
-    assert!(
-        p.exists(),
-        "build berthctl first: cargo build --bin berthctl ({})",
-        p.display()
-    );
-    p
-}
-
 fn cmd(e: &Env, args: &[&str]) -> Command {
-    let mut c = Command::new(berthctl_binary());
+    let mut c = Command::new(berth_e2e::ctl::berthctl_binary().expect("berthctl binary"));
     c.arg("-r").arg(e.berthd.endpoint()).args(args);
     c
 }

@@ -33,6 +33,29 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// Berth's own image API (`berth.v1`), served on the same socket as the CRI.
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod berth {
+    pub mod v1 {
+        tonic::include_proto!("berth.v1");
+
+        /// Keeps the secrets of [`Auth`] out of logs, like [`crate::v1::AuthConfig`].
+        impl std::fmt::Debug for Auth {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let redacted = |s: &str| if s.is_empty() { "" } else { "<redacted>" };
+                f.debug_struct("Auth")
+                    .field("username", &self.username)
+                    .field("password", &redacted(&self.password))
+                    .field("auth", &redacted(&self.auth))
+                    .field("server_address", &self.server_address)
+                    .field("identity_token", &redacted(&self.identity_token))
+                    .field("registry_token", &redacted(&self.registry_token))
+                    .finish()
+            }
+        }
+    }
+}
+
 /// The cri-api release the vendored proto comes from.
 pub const CRI_API_RELEASE: &str = "v0.36.3";
 
@@ -61,5 +84,25 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{req:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn berth_auth_debug_hides_secrets() {
+        let auth = berth::v1::Auth {
+            username: "alice".into(),
+            password: "hunter2".into(),
+            auth: "YWxpY2U6aHVudGVyMg==".into(),
+            ..Default::default()
+        };
+        let req = berth::v1::PullImageRequest {
+            image: "x".into(),
+            auth: Some(auth),
+        };
+        let dbg = format!("{req:?}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("YWxpY2U6aHVudGVyMg=="),
+            "{dbg}"
+        );
+        assert!(dbg.contains("alice"));
     }
 }

@@ -35,6 +35,11 @@ impl Cri {
     pub fn new(daemon: Arc<Daemon>) -> Cri {
         Cri { daemon }
     }
+
+    /// The daemon behind the CRI, for the other services on the same socket.
+    pub fn daemon(&self) -> Arc<Daemon> {
+        self.daemon.clone()
+    }
 }
 
 fn not_yet<T>(rpc: &'static str) -> impl std::future::Future<Output = Result<T, Error>> {

@@ -90,6 +90,15 @@ impl ContentStore {
         })
     }
 
+    /// A temporary file in the ingest area (swept at start-up, removed when dropped), for
+    /// spooling an incoming archive.
+    pub fn spool(&self) -> Result<tempfile::NamedTempFile, ContentError> {
+        tempfile::Builder::new()
+            .prefix("spool-")
+            .tempfile_in(&self.ingest)
+            .map_err(io_err(&self.ingest))
+    }
+
     /// Removes a blob; a missing one is not an error.
     pub fn remove(&self, digest: &Digest) -> Result<(), ContentError> {
         let path = self.path(digest);

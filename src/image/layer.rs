@@ -77,6 +77,19 @@ pub fn start_streamed(
     Ok((ChunkSender { tx }, handle))
 }
 
+/// Ingests a layer read from `reader` (blocking): its bytes are stored under `job.digest`
+/// and unpacked in one pass, with the same digest and diff id checks as a pull's.
+pub fn ingest_reader<R: Read>(
+    job: LayerJob,
+    reader: R,
+    content: &ContentStore,
+    snapshots: &dyn Snapshotter,
+) -> Result<Usage, LayerError> {
+    let writer = content.writer(job.digest.clone(), Some(job.size))?;
+    let prepared = snapshots.prepare()?;
+    ingest(job, TeeReader { inner: reader, writer }, prepared)
+}
+
 /// Unpacks a layer whose blob is already in the content store.
 pub fn unpack_stored(job: LayerJob, content: &ContentStore, snapshots: &dyn Snapshotter) -> Result<Usage, LayerError> {
     let path = content.path(&job.digest);
@@ -107,12 +120,12 @@ impl Source for NoTee {
     }
 }
 
-struct TeeReader {
-    inner: ChannelReader,
+struct TeeReader<R> {
+    inner: R,
     writer: Writer,
 }
 
-impl Read for TeeReader {
+impl<R: Read> Read for TeeReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.writer.write_all(&buf[..n])?;
@@ -120,7 +133,7 @@ impl Read for TeeReader {
     }
 }
 
-impl Source for TeeReader {
+impl<R: Read> Source for TeeReader<R> {
     /// Reads what the decompressor left (trailers, padding) so the whole blob is hashed,
     /// then verifies and publishes the blob.
     fn finish(mut self) -> Result<(), LayerError> {

@@ -1,11 +1,15 @@
 //! Images: pulling from registries, the content store, unpacking into snapshots, and the
 //! records of what is on the node (tags, digests, ids).
 
+pub mod archive;
 pub mod auth;
 pub mod content;
+pub mod history;
 pub mod hosts;
 pub mod layer;
+mod login;
 pub mod manifest;
+pub mod progress;
 mod pull;
 pub mod reference;
 pub mod registry;

@@ -13,24 +13,39 @@ use tracing::Instrument as _;
 use super::auth::{self, AuthInput, Credentials};
 use super::layer::{self, LayerError, LayerJob};
 use super::manifest::{self, Descriptor, Document, ImageConfig, Manifest};
+use super::progress::{LayerState, ProgressFn, Reporter};
 use super::reference::{Digest, Reference};
 use super::registry::{read_limited, PullAuth};
 use super::service::{ImageError, Images};
 use super::ImageRecord;
 use crate::snapshot::chain_ids;
-use crate::store::Table;
 
 impl Images {
     /// Pulls `image` and returns its record. Concurrent pulls of one reference share the
     /// work: the second waits for the first and then finds everything in place.
     pub async fn pull(&self, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
+        self.pull_with_progress(image, auth, None).await
+    }
+
+    /// [`Images::pull`], telling `progress` how each layer goes.
+    pub async fn pull_with_progress(
+        &self,
+        image: &str,
+        auth: Option<&AuthInput>,
+        progress: Option<ProgressFn>,
+    ) -> Result<ImageRecord, ImageError> {
         let started = std::time::Instant::now();
-        let result = self.pull_once(image, auth).await;
+        let result = self.pull_once(image, auth, Reporter::new(progress)).await;
         crate::metrics::global().pull_finished(result.is_ok(), started.elapsed().as_secs_f64());
         result
     }
 
-    async fn pull_once(&self, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
+    async fn pull_once(
+        &self,
+        image: &str,
+        auth: Option<&AuthInput>,
+        progress: Reporter,
+    ) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(image)?;
         let credentials = self.credentials_for(&reference, auth)?;
         let _one_at_a_time = self.pull_locks.lock(&reference.to_string()).await;
@@ -50,6 +65,9 @@ impl Images {
             .map_err(|e| ImageError::Invalid(format!("{reference}: image config is not valid: {e}")))?;
         let diff_ids = self.check_layers(&reference, &manifest, &config)?;
         let chains = chain_ids(&diff_ids);
+        for layer in &manifest.layers {
+            progress.report(&layer.digest, layer.size.max(0) as u64, 0, LayerState::Waiting);
+        }
 
         let permits = Arc::new(Semaphore::new(self.options.max_concurrent_downloads));
         let jobs = manifest
@@ -61,13 +79,14 @@ impl Images {
                 let permits = permits.clone();
                 let credentials = &credentials;
                 let reference = &reference;
+                let progress = &progress;
                 async move {
                     let _permit = permits
                         .acquire()
                         .await
                         .map_err(|e| ImageError::Internal(e.to_string()))?;
                     let span = tracing::info_span!("layer", digest = %desc.digest, size = desc.size);
-                    self.ensure_layer(reference, credentials, desc, diff, chain)
+                    self.ensure_layer(reference, credentials, desc, diff, chain, progress)
                         .instrument(span)
                         .await
                 }
@@ -258,9 +277,12 @@ impl Images {
         desc: &Descriptor,
         diff_id: &Digest,
         chain_id: &Digest,
+        progress: &Reporter,
     ) -> Result<(), ImageError> {
         let _one_ingest = self.layer_locks.lock(chain_id.as_str()).await;
+        let total = desc.size.max(0) as u64;
         if self.snapshots.exists(chain_id) {
+            progress.report(&desc.digest, total, total, LayerState::AlreadyPresent);
             return Ok(());
         }
         let digest = Digest::parse(&desc.digest)?;
@@ -274,11 +296,13 @@ impl Images {
         };
         let started = std::time::Instant::now();
         if self.content.contains(&digest) {
+            progress.report(&desc.digest, total, total, LayerState::Unpacking);
             let content = self.content.clone();
             let snapshots = self.snapshots.clone();
             tokio::task::spawn_blocking(move || layer::unpack_stored(job, &content, snapshots.as_ref()))
                 .await
                 .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))??;
+            progress.report(&desc.digest, total, total, LayerState::Done);
             return Ok(());
         }
         let fetched = self
@@ -299,6 +323,7 @@ impl Images {
             .into());
         }
         let (sender, handle) = layer::start_streamed(job, self.content.clone(), self.snapshots.clone())?;
+        progress.report(&desc.digest, total, 0, LayerState::Downloading);
         let mut received: u64 = 0;
         let mut transport_error = None;
         loop {
@@ -313,6 +338,7 @@ impl Images {
                         ));
                         break;
                     }
+                    progress.report(&desc.digest, total, received, LayerState::Downloading);
                     if !sender.send(chunk).await {
                         break; // the unpacker failed; its error is the one to report
                     }
@@ -325,6 +351,9 @@ impl Images {
             }
         }
         drop(sender);
+        if transport_error.is_none() {
+            progress.report(&desc.digest, total, received, LayerState::Verifying);
+        }
         let result = handle
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
@@ -336,6 +365,7 @@ impl Images {
             .into());
         }
         let usage = result?;
+        progress.report(&desc.digest, total, total, LayerState::Done);
         tracing::debug!(layer = %digest, bytes = desc.size, unpacked = usage.bytes, ms = started.elapsed().as_millis() as u64, "layer ingested");
         Ok(())
     }
@@ -344,50 +374,12 @@ impl Images {
     /// image) and gains `name@digest`.
     fn record_pull(
         &self,
-        mut record: ImageRecord,
+        record: ImageRecord,
         reference: &Reference,
         target: &Digest,
     ) -> Result<ImageRecord, ImageError> {
-        let tag = reference.tagged();
-        let repo_digest = reference.with_digest(target);
-        let mut changed = Vec::new();
-        {
-            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(existing) = index.get(&record.id) {
-                record.repo_tags = existing.repo_tags.clone();
-                record.repo_digests = existing.repo_digests.clone();
-                record.pinned = existing.pinned;
-            }
-            if let Some(tag) = &tag {
-                for other in index
-                    .values()
-                    .filter(|o| o.id != record.id && o.repo_tags.contains(tag))
-                {
-                    let mut o = other.clone();
-                    o.repo_tags.retain(|t| t != tag);
-                    changed.push(o);
-                }
-            }
-        }
-        if let Some(tag) = tag {
-            if !record.repo_tags.contains(&tag) {
-                record.repo_tags.push(tag);
-            }
-        }
-        if !record.repo_digests.contains(&repo_digest) {
-            record.repo_digests.push(repo_digest);
-        }
-        for o in &changed {
-            self.meta.put(Table::Images, &o.id, o)?;
-        }
-        self.meta.put(Table::Images, &record.id, &record)?;
-        self.write_index(|index| {
-            for o in changed {
-                index.insert(o.id.clone(), o);
-            }
-            index.insert(record.id.clone(), record.clone());
-        });
-        Ok(record)
+        let tags: Vec<String> = reference.tagged().into_iter().collect();
+        self.record_named(record, &tags, &[reference.with_digest(target)])
     }
 }
 

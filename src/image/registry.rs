@@ -187,7 +187,7 @@ impl RegistryClient {
 
     /// Sends one GET, following redirects by hand: the `Authorization` header goes only to
     /// the endpoint's own origin, never across a redirect to another host.
-    async fn send(
+    pub(super) async fn send(
         &self,
         endpoint: &Endpoint,
         url: &str,
@@ -247,7 +247,7 @@ impl RegistryClient {
         )))
     }
 
-    async fn answer_challenge(
+    pub(super) async fn answer_challenge(
         &self,
         endpoint: &Endpoint,
         challenge: &str,
@@ -325,7 +325,10 @@ impl RegistryClient {
                     if let Some(s) = service {
                         q.append_pair("service", s);
                     }
-                    q.append_pair("scope", scope);
+                    // A login check asks for a token with no scope at all.
+                    if !scope.is_empty() {
+                        q.append_pair("scope", scope);
+                    }
                 }
                 let mut req = client.get(url.clone());
                 if let Some(h) = creds.basic_header() {

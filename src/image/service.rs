@@ -185,6 +185,54 @@ impl Images {
         Ok(true)
     }
 
+    /// Stores `record`, keeping the names and pin of an earlier record of the same image,
+    /// adding `tags` (each moved off any other image that held it) and `repo_digests`.
+    pub(super) fn record_named(
+        &self,
+        mut record: ImageRecord,
+        tags: &[String],
+        repo_digests: &[String],
+    ) -> Result<ImageRecord, ImageError> {
+        let mut changed = Vec::new();
+        {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(existing) = index.get(&record.id) {
+                record.repo_tags = existing.repo_tags.clone();
+                record.repo_digests = existing.repo_digests.clone();
+                record.pinned = existing.pinned;
+            }
+            for other in index
+                .values()
+                .filter(|o| o.id != record.id && o.repo_tags.iter().any(|t| tags.contains(t)))
+            {
+                let mut o = other.clone();
+                o.repo_tags.retain(|t| !tags.contains(t));
+                changed.push(o);
+            }
+        }
+        for tag in tags {
+            if !record.repo_tags.contains(tag) {
+                record.repo_tags.push(tag.clone());
+            }
+        }
+        for d in repo_digests {
+            if !record.repo_digests.contains(d) {
+                record.repo_digests.push(d.clone());
+            }
+        }
+        for o in &changed {
+            self.meta.put(Table::Images, &o.id, o)?;
+        }
+        self.meta.put(Table::Images, &record.id, &record)?;
+        self.write_index(|index| {
+            for o in changed {
+                index.insert(o.id.clone(), o);
+            }
+            index.insert(record.id.clone(), record.clone());
+        });
+        Ok(record)
+    }
+
     pub(super) fn write_index(&self, f: impl FnOnce(&mut HashMap<String, ImageRecord>)) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         f(&mut index);

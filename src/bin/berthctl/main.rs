@@ -3,6 +3,7 @@
 //! `runtime-endpoint` of `/etc/crictl.yaml`, or the default `unix:///run/berth/berth.sock`.
 //! Each command group lives in its own module; this file parses and dispatches.
 
+mod api;
 mod completion;
 mod config;
 mod containers;
@@ -21,11 +22,9 @@ mod stream;
 mod term;
 mod ws;
 
-use std::io::{IsTerminal as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use berth_proto as pb;
 use berth_proto::image_service_client::ImageServiceClient;
 use berth_proto::runtime_service_client::RuntimeServiceClient;
 use clap::{Parser, Subcommand};
@@ -57,16 +56,6 @@ enum Command {
     Version,
     /// Show the runtime's status conditions, configuration and registry mirrors.
     Info(info::InfoArgs),
-    /// Pull an image.
-    Pull {
-        image: String,
-        /// Registry credentials as USERNAME[:PASSWORD].
-        #[arg(long)]
-        creds: Option<String>,
-        /// Registry credentials as base64 of USERNAME:PASSWORD.
-        #[arg(long)]
-        auth: Option<String>,
-    },
     /// List images.
     Images(images::ImagesArgs),
     /// Show images' status and details.
@@ -119,6 +108,9 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// pull, login, logout, save, load, tag, history: the Berth API beside CRI.
+    #[command(flatten)]
+    Api(api::ApiCommand),
 }
 
 /// What every command needs: the two CRI clients and the per-call timeout.
@@ -240,7 +232,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let channel = connect(&endpoint(&cli)).await?;
     let mut ctx = Ctx {
         rt: RuntimeServiceClient::new(channel.clone()),
-        img: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
+        img: ImageServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
         timeout: cli.timeout,
     };
     let c = &mut ctx;
@@ -248,10 +240,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Completion(_) => Ok(0),
         Command::Version => info::version(c).await,
         Command::Info(a) => info::info(c, a).await,
-        Command::Pull { image, creds, auth } => {
-            pull(&mut c.img, image, creds, auth, c.timeout).await?;
-            Ok(0)
-        }
+        Command::Api(cmd) => api::run(cmd, channel, c.timeout).await.map(|()| 0),
         Command::Images(a) => images::images(c, a).await,
         Command::Inspecti(a) => images::inspecti(c, a).await,
         Command::Rmi(a) => images::rmi(c, a).await,
@@ -278,69 +267,4 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::PortForward(a) => stream::port_forward(c, a).await,
         Command::Run(a) => run::run(c, *a).await,
     }
-}
-
-async fn pull(
-    images: &mut ImageServiceClient<Channel>,
-    image: String,
-    creds: Option<String>,
-    auth: Option<String>,
-    timeout: Option<u64>,
-) -> anyhow::Result<()> {
-    let auth = match (creds, auth) {
-        (Some(c), _) => {
-            let (u, p) = c
-                .split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .unwrap_or((c, String::new()));
-            Some(pb::AuthConfig {
-                username: u,
-                password: p,
-                ..Default::default()
-            })
-        }
-        (None, Some(a)) => Some(pb::AuthConfig {
-            auth: a,
-            ..Default::default()
-        }),
-        (None, None) => None,
-    };
-    let spec = Some(pb::ImageSpec {
-        image: image.clone(),
-        ..Default::default()
-    });
-    let call = images.pull_image(request(
-        pb::PullImageRequest {
-            image: spec,
-            auth,
-            sandbox_config: None,
-        },
-        timeout,
-    ));
-    let started = Instant::now();
-    let progress = std::io::stderr().is_terminal();
-    tokio::pin!(call);
-    let frames = ['|', '/', '-', '\\'];
-    let mut tick = tokio::time::interval(Duration::from_millis(120));
-    let mut n = 0usize;
-    let result = loop {
-        tokio::select! {
-            r = &mut call => break r,
-            _ = tick.tick(), if progress => {
-                eprint!("\r{} pulling {image} ... {:.1}s", frames[n % frames.len()], started.elapsed().as_secs_f64());
-                let _ = std::io::stderr().flush();
-                n += 1;
-            }
-        }
-    };
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
-    let r = result.map_err(explain)?.into_inner();
-    println!(
-        "Image is up to date for {} ({:.1}s)",
-        r.image_ref,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

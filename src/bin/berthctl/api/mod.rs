@@ -1,0 +1,124 @@
+//! The commands that use Berth's own image API (`berth.v1.Images`) rather than the CRI:
+//! pull with live progress, login/logout, save/load, tag and history.
+
+mod archive;
+mod history;
+mod login;
+mod progress;
+mod pull;
+
+use std::time::Duration;
+
+use berth_proto::berth::v1::images_client::ImagesClient;
+use tonic::transport::Channel;
+
+/// Largest message accepted from berthd.
+const MAX_MESSAGE: usize = 16 << 20;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ApiCommand {
+    /// Pull an image, showing each layer's progress.
+    Pull(pull::PullArgs),
+    /// Check registry credentials and store them for pulls.
+    Login(login::LoginArgs),
+    /// Remove a registry's stored credentials.
+    Logout(login::LogoutArgs),
+    /// Write images to a tar archive (docker save or OCI image layout).
+    Save(archive::SaveArgs),
+    /// Load images from a tar archive (either format).
+    Load(archive::LoadArgs),
+    /// Give an image another name.
+    Tag {
+        /// The image: name, tag, digest or id.
+        source: String,
+        /// The new name (NAME[:TAG]).
+        target: String,
+    },
+    /// Show an image's history.
+    History(history::HistoryArgs),
+}
+
+/// Runs `cmd` against the berthd behind `channel`; `timeout` (seconds) limits each call.
+pub async fn run(cmd: ApiCommand, channel: Channel, timeout: Option<u64>) -> anyhow::Result<()> {
+    let mut client = ImagesClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    match cmd {
+        ApiCommand::Pull(args) => pull::pull(&mut client, args, timeout).await,
+        ApiCommand::Login(args) => login::login(&mut client, args, timeout).await,
+        ApiCommand::Logout(args) => login::logout(args),
+        ApiCommand::Save(args) => archive::save(&mut client, args, timeout).await,
+        ApiCommand::Load(args) => archive::load(&mut client, args, timeout).await,
+        ApiCommand::Tag { source, target } => history::tag(&mut client, source, target, timeout).await,
+        ApiCommand::History(args) => history::history(&mut client, args, timeout).await,
+    }
+}
+
+fn request<T>(msg: T, timeout: Option<u64>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(t) = timeout {
+        req.set_timeout(Duration::from_secs(t));
+    }
+    req
+}
+
+/// Turns a gRPC status into a sentence for people.
+fn explain(status: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let what = match status.code() {
+        Code::NotFound => "not found",
+        Code::InvalidArgument => "invalid request",
+        Code::AlreadyExists => "already exists",
+        Code::FailedPrecondition => "not possible now",
+        Code::Unauthenticated => "authentication failed",
+        Code::PermissionDenied => "permission denied",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "content verification failed",
+        Code::Unimplemented => "not supported by this berthd",
+        Code::DeadlineExceeded => "timed out",
+        _ => "failed",
+    };
+    anyhow::anyhow!("{what}: {}", status.message())
+}
+
+/// `12.3MB`-style sizes (powers of 1000, like docker).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", units[u])
+    }
+}
+
+/// `1 layer`, `2 layers`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", parts.join("   ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
