@@ -102,6 +102,23 @@ async fn docker_workflow_walkthrough() {
         std::fs::read_to_string(data.path().join("note")).expect("note"),
         "saved\n"
     );
+    // --shm-size sizes the pod's /dev/shm.
+    let mounts = ok(
+        ep,
+        &[
+            "run",
+            "--rm",
+            "--shm-size",
+            "16m",
+            image,
+            "grep",
+            " /dev/shm ",
+            "/proc/mounts",
+        ],
+    );
+    assert!(mounts.contains("size=16384k"), "{mounts}");
+    let bad = run(ep, &["run", "--rm", "--shm-size", "lots", image, "true"]);
+    assert!(!bad.ok && bad.stderr.contains("--shm-size"), "{bad:?}");
     let all = ok(ep, &["ps", "-a", "-q"]);
     assert_eq!(all.lines().count(), 1, "only the web server is left: {all}");
 

@@ -246,7 +246,11 @@ impl Sandboxes {
         if !host_ipc {
             let shm = dir.join("shm");
             std::fs::create_dir_all(&shm).map_err(|e| err(format!("shm: {e}")))?;
-            sys::mount::tmpfs(&shm, self.opts.shm_size, 0o1777).map_err(|e| err(format!("mounting /dev/shm: {e}")))?;
+            let size = shm_size(&rec.spec.annotations)
+                .ok()
+                .flatten()
+                .unwrap_or(self.opts.shm_size);
+            sys::mount::tmpfs(&shm, size, 0o1777).map_err(|e| err(format!("mounting /dev/shm: {e}")))?;
         }
         if !host_net {
             let ns = self.netns_path(&id);
@@ -431,8 +435,26 @@ fn network_request(rec: &SandboxRecord, netns: &std::path::Path) -> PodNetworkRe
     }
 }
 
+/// Pod annotation sizing this pod's `/dev/shm` in bytes (what `berthctl run --shm-size`
+/// sets); without it the pod gets `sandbox_shm_size`.
+pub const SHM_SIZE_ANNOTATION: &str = "io.berth.shm-size";
+
+/// The pod's own `/dev/shm` size, if it asks for one: 4 KiB to 1 TiB.
+fn shm_size(annotations: &std::collections::BTreeMap<String, String>) -> Result<Option<u64>, String> {
+    let Some(v) = annotations.get(SHM_SIZE_ANNOTATION) else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if (4096..=1 << 40).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "annotation {SHM_SIZE_ANNOTATION}: {v:?} is not a size in bytes between 4096 and 1 TiB"
+        )),
+    }
+}
+
 fn validate(spec: &SandboxSpec) -> Result<(), SandboxError> {
     let invalid = |m: &str| Err(SandboxError::Invalid(m.to_string()));
+    shm_size(&spec.annotations).map_err(SandboxError::Invalid)?;
     if spec.name.is_empty() {
         return invalid("sandbox config metadata.name is required");
     }
@@ -501,4 +523,21 @@ pub fn new_id() -> String {
         let _ = f.read_exact(&mut bytes);
     }
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shm_size_annotation_is_bytes_within_bounds() {
+        let with = |v: &str| std::collections::BTreeMap::from([(SHM_SIZE_ANNOTATION.to_string(), v.to_string())]);
+        assert_eq!(shm_size(&Default::default()).unwrap(), None);
+        assert_eq!(shm_size(&with("16777216")).unwrap(), Some(16 << 20));
+        for bad in ["16m", "0", "100", "-1", "2199023255553"] {
+            let e = shm_size(&with(bad)).unwrap_err();
+            assert!(e.contains(SHM_SIZE_ANNOTATION), "{e}");
+        }
+    }
 }

@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Memory limit, e.g. 256m or 1g.
     #[arg(short, long)]
     pub memory: Option<String>,
+    /// Size of the pod's /dev/shm, e.g. 64m (default: berthd's sandbox_shm_size).
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// CPUs, e.g. 0.5 or 2 (a CFS quota over a 100ms period).
     #[arg(long)]
     pub cpus: Option<String>,
@@ -190,6 +193,15 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     labels.insert(RUN_LABEL.into(), "1".into());
     let log_dir = PathBuf::from(LOG_ROOT).join(&name);
     let shown: Vec<String> = ports.iter().map(runspec::show_port).collect();
+    let mut annotations = std::collections::HashMap::new();
+    if !shown.is_empty() {
+        annotations.insert(PORTS_ANNOTATION.to_string(), shown.join(", "));
+    }
+    if let Some(size) = &args.shm_size {
+        let bytes = runspec::parse_size(size).context("--shm-size")?;
+        // berthd's annotation for the pod's /dev/shm size (src/sandbox/lifecycle.rs).
+        annotations.insert("io.berth.shm-size".to_string(), bytes.to_string());
+    }
     let pod = pb::PodSandboxConfig {
         metadata: Some(pb::PodSandboxMetadata {
             name: name.clone(),
@@ -205,11 +217,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         log_directory: log_dir.display().to_string(),
         port_mappings: ports,
         labels: [(RUN_LABEL.to_string(), "1".to_string())].into(),
-        annotations: if shown.is_empty() {
-            Default::default()
-        } else {
-            [(PORTS_ANNOTATION.to_string(), shown.join(", "))].into()
-        },
+        annotations,
         linux: Some(pb::LinuxPodSandboxConfig {
             security_context: Some(pb::LinuxSandboxSecurityContext {
                 namespace_options: Some(pb::NamespaceOption {
