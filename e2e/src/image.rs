@@ -340,6 +340,13 @@ impl ImageSpec {
         let layers: Vec<BuiltLayer> = self.layers.iter().map(Layer::build).collect();
         let layer_media_types: Vec<&'static str> =
             self.layers.iter().map(|l| l.compression.media_type(docker)).collect();
+        self.build_with(layers, layer_media_types)
+    }
+
+    /// Builds the config and the manifest around layers built elsewhere (hand-made blobs:
+    /// bombs, raw tar bytes); `self.layers` is ignored.
+    pub fn build_with(&self, layers: Vec<BuiltLayer>, layer_media_types: Vec<&'static str>) -> BuiltImage {
+        let docker = self.docker_media_types;
 
         let mut cfg = Map::new();
         if !self.env.is_empty() {

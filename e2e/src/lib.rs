@@ -6,6 +6,7 @@
 //!   registry HTTP API v2, plus raw blob / manifest helpers for hand-made malformed content.
 //! - [`proxy`]: HTTP proxies in front of a registry that tamper with blobs, demand Bearer
 //!   tokens, redirect blob downloads to another host, or just record what they see.
+//! - [`scripted`]: a fake registry answering each path exactly as scripted (lying registries).
 //! - [`berthd`]: runs the berthd binary in a throw-away root / state dir and cleans up after it.
 //! - [`ctl`]: runs the `berthctl` built beside it.
 //!
@@ -13,12 +14,14 @@
 //! never skip, without it.
 
 pub mod berthd;
+pub mod canary;
 pub mod cri;
 pub mod ctl;
 pub mod image;
 pub mod pod;
 pub mod proxy;
 pub mod registry;
+pub mod scripted;
 mod sys;
 pub mod workload;
 

@@ -57,3 +57,22 @@ pub fn umount_detach(path: &Path) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The names of the extended attributes of `path` itself (not following a symlink),
+/// `trusted.*` included when root. Empty when there are none or on error.
+pub fn xattr_names(path: &Path) -> Vec<String> {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: `c` is NUL-terminated and `buf` is valid for `buf.len()` bytes.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    buf.truncate(n as usize);
+    buf.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}

@@ -1,0 +1,238 @@
+//! [`ScriptedRegistry`]: a fake registry that answers each path with exactly what the test
+//! scripted (status, headers, body), to play a registry that lies: wrong Content-Length,
+//! bodies that do not match their digest, endless manifests, redirects to other ports.
+//!
+//! `GET /v2/` answers 200; unscripted paths answer 404 with a registry error body. Every
+//! request's path is recorded, and the body bytes actually handed to the socket are counted.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::task::{JoinHandle, JoinSet};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// What a scripted path sends as its body.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// These bytes, with their exact Content-Length (unless a header overrides it).
+    Bytes(Vec<u8>),
+    /// These bytes as a chunked body (no Content-Length, unless a header sets one).
+    Chunked(Vec<u8>),
+    /// `len` bytes of `byte`, generated 64 KiB at a time, chunked (no Content-Length,
+    /// unless a header sets one).
+    Repeat { byte: u8, len: u64 },
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub status: u16,
+    /// Extra headers; a `content-length` here replaces the real one (a lie, possibly).
+    pub headers: Vec<(String, String)>,
+    pub payload: Payload,
+}
+
+impl Route {
+    /// 200 with `body` and `content-type`.
+    pub fn ok(content_type: &str, body: Vec<u8>) -> Route {
+        Route {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            payload: Payload::Bytes(body),
+        }
+    }
+
+    /// 307 to `location`.
+    pub fn redirect(location: &str) -> Route {
+        Route {
+            status: 307,
+            headers: vec![("location".into(), location.into())],
+            payload: Payload::Bytes(Vec::new()),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Route {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    routes: Mutex<HashMap<String, Route>>,
+    seen: Mutex<Vec<(String, Option<String>)>>,
+    sent: AtomicU64,
+}
+
+/// The fake registry; stops when dropped.
+pub struct ScriptedRegistry {
+    addr: String,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ScriptedRegistry {
+    /// Listens on a free loopback port (inside a Tokio runtime).
+    pub fn start() -> ScriptedRegistry {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let s = s.clone();
+                        conns.spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                let s = s.clone();
+                                async move { Ok::<_, Infallible>(answer(&s, req)) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        ScriptedRegistry { addr, shared, task }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Scripts `path` (e.g. `/v2/e2e/app/manifests/1`).
+    pub fn route(&self, path: &str, route: Route) {
+        lock(&self.shared.routes).insert(path.into(), route);
+    }
+
+    /// `(path, Authorization)` of every request so far.
+    pub fn seen(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.shared.seen).clone()
+    }
+
+    /// Body bytes handed to hyper so far (an upper bound of what the client read).
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ScriptedRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn answer(s: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    lock(&s.seen).push((path.clone(), auth));
+    let route = lock(&s.routes).get(&path).cloned();
+    let route = match route {
+        Some(r) => r,
+        None if path == "/v2/" || path == "/v2" => Route::ok("application/json", b"{}".to_vec()),
+        None => Route {
+            status: 404,
+            headers: vec![("content-type".into(), "application/json".into())],
+            payload: Payload::Bytes(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#.to_vec()),
+        },
+    };
+    let body: Body = match route.payload {
+        Payload::Bytes(b) => Counted {
+            left: vec![Bytes::from(b)],
+            repeat: None,
+            sized: true,
+            shared: s.clone(),
+        }
+        .boxed(),
+        Payload::Chunked(b) => Counted {
+            left: vec![Bytes::from(b)],
+            repeat: None,
+            sized: false,
+            shared: s.clone(),
+        }
+        .boxed(),
+        Payload::Repeat { byte, len } => Counted {
+            left: Vec::new(),
+            repeat: Some((Bytes::from(vec![byte; 64 << 10]), len)),
+            sized: false,
+            shared: s.clone(),
+        }
+        .boxed(),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = hyper::StatusCode::from_u16(route.status).expect("status code");
+    for (k, v) in &route.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+/// A body that counts what it hands out; `sized` bodies give an exact size hint (so hyper
+/// writes Content-Length unless a header says otherwise), the others none.
+struct Counted {
+    left: Vec<Bytes>,
+    repeat: Option<(Bytes, u64)>,
+    sized: bool,
+    shared: Arc<Shared>,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let me = self.get_mut();
+        let chunk = if let Some(b) = me.left.pop() {
+            Some(b)
+        } else if let Some((block, left)) = me.repeat.as_mut().filter(|(_, l)| *l > 0) {
+            let n = (*left).min(block.len() as u64);
+            *left -= n;
+            Some(block.slice(..n as usize))
+        } else {
+            None
+        };
+        Poll::Ready(chunk.map(|c| {
+            me.shared.sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+            Ok(Frame::data(c))
+        }))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.sized {
+            SizeHint::with_exact(self.left.iter().map(|b| b.len() as u64).sum())
+        } else {
+            SizeHint::default()
+        }
+    }
+}
