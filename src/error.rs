@@ -7,6 +7,7 @@ use crate::container::spec::SpecError;
 use crate::image::content::ContentError;
 use crate::image::layer::LayerError;
 use crate::image::registry::RegistryError;
+use crate::image::unpack::UnpackError;
 use crate::image::ImageError;
 use crate::network::NetworkError;
 use crate::runtime::shim::ShimError;
@@ -71,8 +72,15 @@ fn image_code(e: &ImageError) -> Code {
         },
         ImageError::Content(ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. }) => Code::DataLoss,
         ImageError::Layer(l) => match l {
-            LayerError::Unpack { source, .. } if source.is_escape() => Code::InvalidArgument,
-            LayerError::Unpack { .. } => Code::Internal,
+            // A hostile or malformed layer is the image's fault; only a failing write is ours.
+            LayerError::Unpack { source, .. } => match source {
+                UnpackError::Limit(_) => Code::ResourceExhausted,
+                UnpackError::Io { .. } => Code::Internal,
+                UnpackError::Escape { .. }
+                | UnpackError::Tar(_)
+                | UnpackError::Unsupported { .. }
+                | UnpackError::MissingLinkTarget { .. } => Code::InvalidArgument,
+            },
             LayerError::DiffIdMismatch { .. } => Code::DataLoss,
             LayerError::Content(ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. }) => {
                 Code::DataLoss

@@ -51,6 +51,9 @@ fn file_header(name: &str, size: u64) -> Vec<u8> {
     h.set_path(name).expect("name");
     h.set_size(size);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
     h.as_bytes().to_vec()

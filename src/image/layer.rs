@@ -253,9 +253,23 @@ fn unpack_hashed<R: Read>(
         digest: digest.to_string(),
         source,
     })?;
-    io::copy(&mut hashed, &mut io::sink()).map_err(|e| LayerError::Stream {
-        digest: digest.to_string(),
-        message: e.to_string(),
+    // What follows the end-of-archive blocks (padding, normally a few KiB) is hashed too,
+    // and counts against the same byte limit: a few compressed bytes can inflate to GiBs.
+    let allowed = limits.max_bytes.saturating_sub(stats.bytes);
+    let trailing = io::copy(&mut (&mut hashed).take(allowed.saturating_add(1)), &mut io::sink()).map_err(|e| {
+        LayerError::Stream {
+            digest: digest.to_string(),
+            message: e.to_string(),
+        }
     })?;
+    if trailing > allowed {
+        return Err(LayerError::Unpack {
+            digest: digest.to_string(),
+            source: UnpackError::Limit(format!(
+                "more than {allowed} bytes follow the end of the tar archive (layer limit {} bytes)",
+                limits.max_bytes
+            )),
+        });
+    }
     Ok((stats, Digest::from_sha256(hashed.hasher.finalize().into())))
 }
