@@ -69,6 +69,7 @@ fn image_code(e: &ImageError) -> Code {
             RegistryError::Http { status, .. } if *status >= 500 || *status == 429 => Code::Unavailable,
             RegistryError::Http { .. } | RegistryError::Protocol(_) => Code::Unknown,
             RegistryError::Hosts(_) => Code::FailedPrecondition,
+            RegistryError::TooLarge(_) => Code::ResourceExhausted,
         },
         ImageError::Content(ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. }) => Code::DataLoss,
         ImageError::Layer(l) => match l {

@@ -3,7 +3,8 @@
 //! bodies that do not match their digest, endless manifests, redirects to other ports.
 //!
 //! `GET /v2/` answers 200; unscripted paths answer 404 with a registry error body. Every
-//! request's path is recorded, and the body bytes actually handed to the socket are counted.
+//! request's path is recorded, [`ScriptedRegistry::require_auth`] adds a Basic challenge,
+//! and the body bytes actually handed to the socket are counted.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -75,6 +76,7 @@ struct Shared {
     routes: Mutex<HashMap<String, Route>>,
     seen: Mutex<Vec<(String, Option<String>)>>,
     sent: AtomicU64,
+    require_auth: std::sync::atomic::AtomicBool,
 }
 
 /// The fake registry; stops when dropped.
@@ -131,6 +133,12 @@ impl ScriptedRegistry {
         lock(&self.shared.routes).insert(path.into(), route);
     }
 
+    /// From now on, requests without an `Authorization` header get 401 with a Basic
+    /// challenge (the value is not checked), so that clients send their credentials.
+    pub fn require_auth(&self) {
+        self.shared.require_auth.store(true, Ordering::Relaxed);
+    }
+
     /// `(path, Authorization)` of every request so far.
     pub fn seen(&self) -> Vec<(String, Option<String>)> {
         lock(&self.shared.seen).clone()
@@ -154,9 +162,15 @@ fn answer(s: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .headers()
         .get("authorization")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let challenge = auth.is_none() && s.require_auth.load(Ordering::Relaxed);
     lock(&s.seen).push((path.clone(), auth));
     let route = lock(&s.routes).get(&path).cloned();
     let route = match route {
+        _ if challenge => Route {
+            status: 401,
+            headers: vec![("www-authenticate".into(), "Basic realm=\"scripted\"".into())],
+            payload: Payload::Bytes(br#"{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}"#.to_vec()),
+        },
         Some(r) => r,
         None if path == "/v2/" || path == "/v2" => Route::ok("application/json", b"{}".to_vec()),
         None => Route {

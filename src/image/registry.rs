@@ -29,6 +29,9 @@ pub enum RegistryError {
     Hosts(#[from] HostsError),
     #[error("{0}")]
     Protocol(String),
+    /// A response over the size limit for what was asked (a manifest, a config).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl RegistryError {
@@ -37,7 +40,7 @@ impl RegistryError {
         match self {
             RegistryError::Transport { .. } | RegistryError::NotFound(_) | RegistryError::Unauthorized(_) => true,
             RegistryError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 404,
-            RegistryError::Hosts(_) | RegistryError::Protocol(_) => false,
+            RegistryError::Hosts(_) | RegistryError::Protocol(_) | RegistryError::TooLarge(_) => false,
         }
     }
 }
@@ -414,7 +417,7 @@ impl RegistryClient {
 pub async fn read_limited(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, RegistryError> {
     let url = response.url().to_string();
     if response.content_length().is_some_and(|n| n > limit) {
-        return Err(RegistryError::Protocol(format!(
+        return Err(RegistryError::TooLarge(format!(
             "{url}: response larger than the {limit}-byte limit"
         )));
     }
@@ -424,7 +427,7 @@ pub async fn read_limited(mut response: reqwest::Response, limit: u64) -> Result
         message: error_chain(&e),
     })? {
         if out.len() as u64 + chunk.len() as u64 > limit {
-            return Err(RegistryError::Protocol(format!(
+            return Err(RegistryError::TooLarge(format!(
                 "{url}: response larger than the {limit}-byte limit"
             )));
         }

@@ -1,0 +1,289 @@
+//! Registries that lie, played by a scripted fake registry in front of a real berthd:
+//! manifests and configs whose bytes do not match their digest, Content-Length and
+//! descriptor sizes that disagree with the blob, blob redirects to an unconfigured port,
+//! and a 100 MB manifest. Each pull fails with a code and message naming the problem,
+//! stores nothing unverified, and berthd stays small and alive.
+
+use std::time::{Duration, Instant};
+
+use berth_e2e::canary::store_leftovers;
+use berth_e2e::cri::{basic_auth, Cri};
+use berth_e2e::image::{BuiltImage, Compression, Entry, ImageSpec, Layer};
+use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
+use berth_e2e::{free_port, require_root, sha256_digest, Berthd, BerthdOpts};
+use serde_json::Value;
+use tonic::Code;
+
+const REPO: &str = "e2e/lie";
+
+async fn berthd_for(reg: &str) -> (Berthd, Cri, tempfile::TempDir) {
+    require_root();
+    let hosts = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(hosts.path().join(reg)).expect("mkdir");
+    std::fs::write(
+        hosts.path().join(reg).join("hosts.toml"),
+        format!("server = \"http://{reg}\"\n"),
+    )
+    .expect("hosts.toml");
+    let berthd = Berthd::start(BerthdOpts {
+        registry_config_dir: Some(hosts.path().into()),
+        ..Default::default()
+    })
+    .await
+    .expect("berthd starts");
+    let cri = Cri::connect(berthd.socket()).await.expect("connect");
+    (berthd, cri, hosts)
+}
+
+fn image() -> BuiltImage {
+    ImageSpec {
+        layers: vec![Layer::new(
+            Compression::Gzip,
+            vec![Entry::file("hello", "hello from a lying registry\n")],
+        )],
+        ..Default::default()
+    }
+    .build()
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("/v2/{REPO}/blobs/{digest}")
+}
+
+fn manifest_path(reference: &str) -> String {
+    format!("/v2/{REPO}/manifests/{reference}")
+}
+
+/// Scripts `img` honestly under `tag`: manifest, config and layers.
+fn serve(reg: &ScriptedRegistry, tag: &str, img: &BuiltImage) {
+    let m = Route::ok(img.manifest_media_type, img.manifest.clone()).header("docker-content-digest", &img.manifest_digest);
+    reg.route(&manifest_path(tag), m.clone());
+    reg.route(&manifest_path(&img.manifest_digest), m);
+    reg.route(&blob_path(&img.config_digest), Route::ok("application/octet-stream", img.config.clone()));
+    for l in &img.layers {
+        reg.route(&blob_path(&l.digest), Route::ok("application/octet-stream", l.blob.clone()));
+    }
+}
+
+/// `img` with its manifest rewritten by `edit` (digest recomputed).
+fn with_manifest(img: &BuiltImage, edit: impl FnOnce(&mut Value)) -> BuiltImage {
+    let mut m: Value = serde_json::from_slice(&img.manifest).expect("manifest json");
+    edit(&mut m);
+    let mut out = img.clone();
+    out.manifest = serde_json::to_vec(&m).expect("json");
+    out.manifest_digest = sha256_digest(&out.manifest);
+    out
+}
+
+fn flipped(mut data: Vec<u8>) -> Vec<u8> {
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    data
+}
+
+async fn refused(cri: &mut Cri, name: &str, code: Code, needle: &str) {
+    let err = cri.pull(name, None).await.expect_err(name);
+    assert_eq!(err.code(), code, "{name}: {err:?}");
+    assert!(err.message().contains(needle), "{name}: {needle:?} in {:?}", err.message());
+}
+
+fn assert_clean(berthd: &Berthd, kept: &[String], what: &str) {
+    let left = store_leftovers(berthd.root(), kept);
+    assert!(left.is_empty(), "{what}: left in the store: {left:?}");
+}
+
+#[tokio::test]
+async fn manifest_config_and_layer_bytes_must_match_their_digests() {
+    let reg = ScriptedRegistry::start();
+    let (berthd, mut cri, _hosts) = berthd_for(&reg.addr()).await;
+    let img = image();
+    let a = reg.addr();
+
+    // By digest: the registry answers other bytes.
+    let mut other = img.manifest.clone();
+    other.push(b'\n');
+    reg.route(&manifest_path(&img.manifest_digest), Route::ok(img.manifest_media_type, other));
+    refused(&mut cri, &format!("{a}/{REPO}@{}", img.manifest_digest), Code::DataLoss, "digest").await;
+    assert_clean(&berthd, &[], "manifest by digest");
+
+    // By tag: Docker-Content-Digest disagrees with the body.
+    let lie = sha256_digest(b"something else");
+    reg.route(
+        &manifest_path("tagged"),
+        Route::ok(img.manifest_media_type, img.manifest.clone()).header("docker-content-digest", &lie),
+    );
+    refused(&mut cri, &format!("{a}/{REPO}:tagged"), Code::DataLoss, &lie).await;
+    assert_clean(&berthd, &[], "manifest by tag");
+
+    // The config's bytes do not match the manifest's config digest.
+    serve(&reg, "badconfig", &img);
+    reg.route(&blob_path(&img.config_digest), Route::ok("application/json", flipped(img.config.clone())));
+    refused(&mut cri, &format!("{a}/{REPO}:badconfig"), Code::DataLoss, &img.config_digest).await;
+    assert_clean(&berthd, &[img.manifest_digest.clone()], "config");
+
+    // The layer's bytes do not match (same length).
+    serve(&reg, "badlayer", &img);
+    let layer = &img.layers[0];
+    reg.route(&blob_path(&layer.digest), Route::ok("application/octet-stream", flipped(layer.blob.clone())));
+    let err = cri.pull(&format!("{a}/{REPO}:badlayer"), None).await.expect_err("layer");
+    assert!(matches!(err.code(), Code::DataLoss | Code::InvalidArgument), "{err:?}");
+    let kept = [img.manifest_digest.clone(), img.config_digest.clone()];
+    assert_clean(&berthd, &kept, "layer");
+    assert!(cri.list().await.expect("list").is_empty());
+
+    // Served honestly, the same image pulls: the failures above were the lies.
+    serve(&reg, "honest", &img);
+    cri.pull(&format!("{a}/{REPO}:honest"), None).await.expect("honest pull");
+}
+
+#[tokio::test]
+async fn sizes_that_disagree_with_the_blob_are_refused() {
+    let reg = ScriptedRegistry::start();
+    let (berthd, mut cri, _hosts) = berthd_for(&reg.addr()).await;
+    let img = image();
+    let layer = img.layers[0].clone();
+    let a = reg.addr();
+    let resize = |delta: i64| {
+        with_manifest(&img, |m| {
+            m["layers"][0]["size"] = Value::from(layer.size as i64 + delta);
+        })
+    };
+    let kept_of = |i: &BuiltImage| vec![i.manifest_digest.clone(), i.config_digest.clone()];
+    let blob = |payload: Payload, content_length: Option<u64>| {
+        let mut r = Route {
+            status: 200,
+            headers: vec![],
+            payload,
+        };
+        if let Some(n) = content_length {
+            r = r.header("content-length", &n.to_string());
+        }
+        r
+    };
+
+    // Content-Length larger than the descriptor: the blob plus trailing garbage.
+    serve(&reg, "cl-larger", &img);
+    let padded = [layer.blob.clone(), vec![0u8; 1000]].concat();
+    reg.route(&blob_path(&layer.digest), blob(Payload::Bytes(padded), None));
+    refused(&mut cri, &format!("{a}/{REPO}:cl-larger"), Code::Unavailable, "the manifest says").await;
+    assert_clean(&berthd, &kept_of(&img), "content-length larger");
+
+    // Descriptor smaller than the blob, sent without a Content-Length.
+    let small = resize(-10);
+    serve(&reg, "desc-smaller", &small);
+    reg.route(&blob_path(&layer.digest), blob(Payload::Chunked(layer.blob.clone()), None));
+    refused(&mut cri, &format!("{a}/{REPO}:desc-smaller"), Code::Unavailable, "more than the").await;
+    assert_clean(&berthd, &[kept_of(&img), kept_of(&small)].concat(), "descriptor smaller");
+
+    // Descriptor larger than the blob: with an honest Content-Length, then without one.
+    let large = resize(10);
+    serve(&reg, "desc-larger", &large);
+    refused(&mut cri, &format!("{a}/{REPO}:desc-larger"), Code::Unavailable, "the manifest says").await;
+    reg.route(&blob_path(&layer.digest), blob(Payload::Chunked(layer.blob.clone()), None));
+    refused(&mut cri, &format!("{a}/{REPO}:desc-larger"), Code::DataLoss, "size").await;
+    let kept = [kept_of(&img), kept_of(&small), kept_of(&large)].concat();
+    assert_clean(&berthd, &kept, "descriptor larger");
+
+    // The config's descriptor is smaller than the config.
+    // (A config not fetched before: a cached, verified one is not fetched again.)
+    let mut fresh = image();
+    fresh.config.extend_from_slice(b"\n\n");
+    fresh.config_digest = sha256_digest(&fresh.config);
+    let fresh = with_manifest(&fresh, |m| m["config"]["digest"] = Value::from(fresh.config_digest.clone()));
+    let cfg_small = with_manifest(&fresh, |m| m["config"]["size"] = Value::from(fresh.config.len() - 5));
+    serve(&reg, "config-smaller", &cfg_small);
+    let err = cri.pull(&format!("{a}/{REPO}:config-smaller"), None).await.expect_err("config size");
+    assert!(
+        matches!(err.code(), Code::DataLoss | Code::ResourceExhausted | Code::InvalidArgument),
+        "{err:?}"
+    );
+    assert!(err.message().contains("limit") || err.message().contains("size"), "{err:?}");
+    assert!(cri.list().await.expect("list").is_empty());
+    assert!(!berthd.log().contains("panicked"));
+}
+
+#[tokio::test]
+async fn blob_redirects_to_another_port_get_no_credentials_and_are_verified() {
+    let reg = ScriptedRegistry::start();
+    let elsewhere = ScriptedRegistry::start(); // not in berthd's registry configuration
+    let (berthd, mut cri, _hosts) = berthd_for(&reg.addr()).await;
+    let img = image();
+    let layer = &img.layers[0];
+    let a = reg.addr();
+    // The registry demands Basic auth (any value), so berthd sends the credentials.
+    reg.require_auth();
+    serve(&reg, "1", &img);
+    let target = format!("http://{}{}", elsewhere.addr(), blob_path(&layer.digest));
+    reg.route(&blob_path(&layer.digest), Route::redirect(&target));
+    elsewhere.route(&blob_path(&layer.digest), Route::ok("application/octet-stream", flipped(layer.blob.clone())));
+    let err = cri
+        .pull(&format!("{a}/{REPO}:1"), Some(basic_auth("alice", "s3cret-redirect")))
+        .await
+        .expect_err("tampered redirect target");
+    assert!(matches!(err.code(), Code::DataLoss | Code::InvalidArgument), "{err:?}");
+    let to_reg = reg.seen();
+    assert!(to_reg.iter().any(|(_, a)| a.as_deref().is_some_and(|a| a.starts_with("Basic "))), "{to_reg:?}");
+    let seen = elsewhere.seen();
+    assert!(!seen.is_empty(), "the redirect was followed");
+    assert!(seen.iter().all(|(_, a)| a.is_none()), "credentials crossed the redirect: {seen:?}");
+    let kept = [img.manifest_digest.clone(), img.config_digest.clone()];
+    assert_clean(&berthd, &kept, "redirect");
+
+    // A redirect to a dead port is a transport error naming the URL.
+    let dead = format!("http://127.0.0.1:{}{}", free_port(), blob_path(&layer.digest));
+    reg.route(&blob_path(&layer.digest), Route::redirect(&dead));
+    let creds = || Some(basic_auth("alice", "s3cret-redirect"));
+    let err = cri.pull(&format!("{a}/{REPO}:1"), creds()).await.expect_err("dead");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains(&dead), "{err:?}");
+    // A redirect loop ends.
+    let me = format!("http://{a}{}", blob_path(&layer.digest));
+    reg.route(&blob_path(&layer.digest), Route::redirect(&me));
+    let err = cri.pull(&format!("{a}/{REPO}:1"), creds()).await.expect_err("loop");
+    assert!(err.message().contains("redirects"), "{err:?}");
+    assert_clean(&berthd, &kept, "dead redirect");
+    assert!(!berthd.log().contains("s3cret-redirect"), "the password reached the log");
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test]
+async fn a_100_mb_manifest_is_refused_without_reading_it_all() {
+    const HUGE: u64 = 100 << 20;
+    let reg = ScriptedRegistry::start();
+    let (berthd, mut cri, _hosts) = berthd_for(&reg.addr()).await;
+    let pid = berthd.pid().expect("pid");
+    let a = reg.addr();
+    let huge = |content_length: bool| {
+        let mut r = Route {
+            status: 200,
+            headers: vec![("content-type".into(), "application/vnd.oci.image.manifest.v1+json".into())],
+            payload: Payload::Repeat { byte: b' ', len: HUGE },
+        };
+        if content_length {
+            r = r.header("content-length", &HUGE.to_string());
+        }
+        r
+    };
+    // Declared: refused on the header.
+    reg.route(&manifest_path("declared"), huge(true));
+    let started = Instant::now();
+    refused(&mut cri, &format!("{a}/{REPO}:declared"), Code::ResourceExhausted, "limit").await;
+    // Chunked: refused once past the limit.
+    reg.route(&manifest_path("chunked"), huge(false));
+    refused(&mut cri, &format!("{a}/{REPO}:chunked"), Code::ResourceExhausted, "limit").await;
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let sent = reg.bytes_sent();
+    assert!(sent < 40 << 20, "berthd read {sent} bytes of the 2 x 100 MB manifests");
+    let hwm = vm_hwm_kib(pid);
+    assert!(hwm < 90 << 10, "berthd's peak RSS is {hwm} KiB");
+    assert_clean(&berthd, &[], "huge manifest");
+    cri.list().await.expect("berthd still answers");
+}
