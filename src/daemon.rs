@@ -258,7 +258,11 @@ impl Daemon {
 
 /// Runtime handler name ("" for the default) to the OCI runtime binary's path.
 fn runtime_binaries(config: &Config) -> std::collections::BTreeMap<String, PathBuf> {
-    let resolve = |b: &str| find_in_path(b).unwrap_or_else(|| b.into());
+    let resolve = |b: &str| {
+        let path = find_in_path(b).unwrap_or_else(|| b.into());
+        warn_if_replaceable(&path);
+        path
+    };
     let mut out: std::collections::BTreeMap<String, PathBuf> = config
         .runtime_handlers
         .iter()
@@ -290,4 +294,20 @@ fn find_in_path(binary: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(binary))
         .find(|p| p.is_file())
+}
+
+/// Warns when an OCI runtime binary could be replaced by someone other than root: not owned
+/// by root, or writable by group or others (a container that reaches it, CVE-2019-5736
+/// style, or a local user, would then run code as root on the next container start).
+fn warn_if_replaceable(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        tracing::warn!(
+            binary = %path.display(),
+            uid = meta.uid(),
+            mode = format!("{:o}", meta.mode() & 0o7777),
+            "OCI runtime binary is not owned by root or is writable by group or others; it could be replaced"
+        );
+    }
 }

@@ -71,6 +71,11 @@ pub async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
 }
 
 impl Env {
+    /// `host:port` of the env's registry (berthd can pull from it), to push more images.
+    pub fn registry_addr(&self) -> String {
+        self._reg.addr()
+    }
+
     pub async fn pod(&mut self, name: &str) -> (String, cri::PodSandboxConfig) {
         let mut config = pod_config(name);
         config.log_directory = self.logs.path().join(name).display().to_string();

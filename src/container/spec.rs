@@ -360,22 +360,32 @@ pub(crate) fn process_env(c: &ContainerSpec, image: &ImageDefaults, hostname: &s
 }
 
 /// CRI `working_dir`, else the image's `WorkingDir`, else `/`.
+/// A directory under `/proc` is refused: `/proc/self/fd/N` would be a descriptor the runtime
+/// holds open, possibly a host directory (CVE-2024-21626).
 pub(crate) fn working_dir(c: &ContainerSpec, image: &ImageDefaults) -> Result<PathBuf, SpecError> {
-    if !c.working_dir.is_empty() {
+    let cwd = if !c.working_dir.is_empty() {
         if !c.working_dir.starts_with('/') {
             return Err(SpecError::Invalid(format!(
                 "working_dir: {:?} is not absolute",
                 c.working_dir
             )));
         }
-        return Ok(PathBuf::from(&c.working_dir));
+        PathBuf::from(&c.working_dir)
+    } else {
+        match image.working_dir.as_str() {
+            "" => PathBuf::from("/"),
+            // Docker resolves a relative WORKDIR against "/".
+            d if !d.starts_with('/') => Path::new("/").join(d),
+            d => PathBuf::from(d),
+        }
+    };
+    if Path::new(&super::mounts::clean(&cwd.to_string_lossy())).starts_with("/proc") {
+        return Err(SpecError::Invalid(format!(
+            "working directory {} is under /proc",
+            cwd.display()
+        )));
     }
-    match image.working_dir.as_str() {
-        "" => Ok(PathBuf::from("/")),
-        // Docker resolves a relative WORKDIR against "/".
-        d if !d.starts_with('/') => Ok(Path::new("/").join(d)),
-        d => Ok(PathBuf::from(d)),
-    }
+    Ok(cwd)
 }
 
 fn ns(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNamespace, SpecError> {
@@ -565,6 +575,11 @@ mod tests {
         assert_eq!(working_dir(&c, &img).expect("cwd"), Path::new("/"));
         img.working_dir = "/srv".into();
         assert_eq!(working_dir(&c, &img).expect("cwd"), Path::new("/srv"));
+        for bad in ["/proc/self/fd/7", "/x/../proc/1/cwd", "proc/self/cwd"] {
+            img.working_dir = bad.into();
+            assert!(matches!(working_dir(&c, &img), Err(SpecError::Invalid(_))), "{bad}");
+        }
+        img.working_dir = "/srv".into();
         c.working_dir = "/work".into();
         assert_eq!(working_dir(&c, &img).expect("cwd"), Path::new("/work"));
         c.working_dir = "rel".into();
