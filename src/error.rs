@@ -119,9 +119,22 @@ fn container_code(e: &ContainerError) -> Code {
     }
 }
 
+/// Longest status message sent: messages may quote request fields, and a grpc-message
+/// header over HTTP/2's header list limit would break the connection instead.
+const MAX_STATUS_MESSAGE: usize = 2048;
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
-        Status::new(e.code(), e.to_string())
+        let mut message = e.to_string();
+        if message.len() > MAX_STATUS_MESSAGE {
+            let mut cut = MAX_STATUS_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("... (truncated)");
+        }
+        Status::new(e.code(), message)
     }
 }
 
@@ -144,5 +157,7 @@ mod tests {
         }));
         assert_eq!(tampered.code(), Code::DataLoss);
         assert_eq!(Error::Unimplemented("Exec").code(), Code::Unimplemented);
+        let long = Status::from(Error::InvalidArgument(format!("name {:?}", "é".repeat(1 << 20))));
+        assert!(long.message().len() < 2100 && long.message().ends_with("(truncated)"));
     }
 }

@@ -7,12 +7,14 @@
 //! - [`proxy`]: HTTP proxies in front of a registry that tamper with blobs, demand Bearer
 //!   tokens, redirect blob downloads to another host, or just record what they see.
 //! - [`scripted`]: a fake registry answering each path exactly as scripted (lying registries).
+//! - [`abuse`]: abusive CRI calls through berth-proto stubs, checked for their codes.
 //! - [`berthd`]: runs the berthd binary in a throw-away root / state dir and cleans up after it.
 //! - [`ctl`]: runs the `berthctl` built beside it.
 //!
 //! The suite needs root (real mounts, namespaces): tests call [`require_root`] and fail,
 //! never skip, without it.
 
+pub mod abuse;
 pub mod berthd;
 pub mod canary;
 pub mod cri;

@@ -1,5 +1,7 @@
 //! CRI wire types <-> Berth's domain types. Nothing outside `src/cri/` sees protobuf types.
 
+use std::path::{Component, Path};
+
 use berth_proto as pb;
 
 use crate::container::lifecycle::{ContainerFilter, ContainerRecord, ContainerState};
@@ -39,10 +41,21 @@ pub fn auth(auth: &pb::AuthConfig) -> AuthInput {
     }
 }
 
-/// The image name of a request's `ImageSpec`, required non-empty.
+/// The image name of a request's `ImageSpec`, required non-empty: a reference (tag or
+/// digest) or an image id (`sha256:<hex>`, or a hex prefix of one).
 pub fn image_name(spec: Option<&pb::ImageSpec>) -> Result<&str, crate::error::Error> {
     match spec.map(|s| s.image.trim()) {
-        Some(name) if !name.is_empty() => Ok(name),
+        Some(name) if !name.is_empty() => {
+            let bare = name.strip_prefix("sha256:").unwrap_or(name);
+            let id = bare.len() <= 64 && bare.bytes().all(|b| b.is_ascii_hexdigit());
+            if !id && (name.len() > 4096 || crate::image::reference::Reference::parse(name).is_err()) {
+                return Err(crate::error::Error::InvalidArgument(format!(
+                    "image {:?} is neither a valid reference nor an image id",
+                    truncate(name)
+                )));
+            }
+            Ok(name)
+        }
         _ => Err(crate::error::Error::InvalidArgument(
             "image spec with a non-empty image name is required".into(),
         )),
@@ -103,6 +116,24 @@ pub fn sandbox_spec(c: &pb::PodSandboxConfig, runtime_handler: &str) -> Result<S
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("sandbox config metadata is required".into()))?;
+    let dir = Path::new(&c.log_directory);
+    if !c.log_directory.is_empty()
+        && (!dir.is_absolute()
+            || c.log_directory.len() > 4096
+            || c.log_directory.contains('\0')
+            || dir.components().any(|p| p == Component::ParentDir))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "log_directory {:?} must be an absolute path without '..'",
+            truncate(&c.log_directory)
+        )));
+    }
+    if let Some(key) = c.labels.keys().chain(c.annotations.keys()).find(|k| k.len() > 1024) {
+        return Err(Error::InvalidArgument(format!(
+            "label or annotation key {:?}... is longer than 1024 bytes",
+            truncate(key)
+        )));
+    }
     let linux = c.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
     let ns = sc.namespace_options.clone().unwrap_or_default();
