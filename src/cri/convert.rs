@@ -297,13 +297,48 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
             "container config metadata.name is required".into(),
         ));
     }
+    if meta.name.len() > 253 || meta.name.contains(['/', '\0']) {
+        return Err(Error::InvalidArgument(format!(
+            "container name {:?} is not valid",
+            truncate(&meta.name)
+        )));
+    }
+    // Relative to the pod's log directory, and staying inside it.
+    let log = Path::new(&c.log_path);
+    if log.is_absolute()
+        || c.log_path.len() > 4096
+        || c.log_path.contains('\0')
+        || log.components().any(|p| p == Component::ParentDir)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "log_path {:?} must be relative to the pod's log directory, without '..'",
+            truncate(&c.log_path)
+        )));
+    }
     let image = c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
     if image.trim().is_empty() {
         return Err(Error::InvalidArgument("container config image is required".into()));
     }
+    image_name(c.image.as_ref())?;
     let linux = c.linux.clone().unwrap_or_default();
     let r = linux.resources.unwrap_or_default();
+    check_resources(&r)?;
     let sc = linux.security_context.unwrap_or_default();
+    let ids = [sc.run_as_user.as_ref(), sc.run_as_group.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|v| v.value)
+        .chain(sc.supplemental_groups.iter().copied());
+    if let Some(bad) = ids.into_iter().find(|id| u32::try_from(*id).is_err()) {
+        return Err(Error::InvalidArgument(format!("user or group id {bad} is out of range")));
+    }
+    let strings = c.command.iter().chain(&c.args).chain(c.mounts.iter().flat_map(|m| [&m.host_path, &m.container_path]));
+    if let Some(bad) = strings.into_iter().find(|s| s.contains('\0')) {
+        return Err(Error::InvalidArgument(format!(
+            "command, argument or mount path {:?} contains a NUL byte",
+            truncate(bad)
+        )));
+    }
     let ns = sc.namespace_options.clone().unwrap_or_default();
     let caps = sc.capabilities.clone().unwrap_or_default();
     let mut envs = Vec::new();
@@ -315,7 +350,9 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
             )));
         }
         let value = String::from_utf8(kv.value.clone())
-            .map_err(|_| Error::InvalidArgument(format!("environment variable {} is not UTF-8", kv.key)))?;
+            .ok()
+            .filter(|v| !v.contains('\0'))
+            .ok_or_else(|| Error::InvalidArgument(format!("environment variable {} is not UTF-8 without NUL", kv.key)))?;
         envs.push((kv.key.clone(), value));
     }
     let mounts = c
@@ -394,6 +431,28 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         cdi_devices: c.cdi_devices.iter().map(|d| d.name.clone()).collect(),
         stop_signal,
     })
+}
+
+/// Refuses numbers no cgroup takes: negative periods, shares and limits (-1 is "no limit"
+/// for quota and swap), an OOM score outside -1000..=1000.
+pub fn check_resources(r: &pb::LinuxContainerResources) -> Result<(), crate::error::Error> {
+    let bad = [
+        ("cpu_period", r.cpu_period, 0),
+        ("cpu_quota", r.cpu_quota, -1),
+        ("cpu_shares", r.cpu_shares, 0),
+        ("memory_limit_in_bytes", r.memory_limit_in_bytes, 0),
+        ("memory_swap_limit_in_bytes", r.memory_swap_limit_in_bytes, -1),
+        ("oom_score_adj", r.oom_score_adj, -1000),
+    ]
+    .into_iter()
+    .find(|(_, v, min)| v < min)
+    .or((r.oom_score_adj > 1000).then_some(("oom_score_adj", r.oom_score_adj, 0)));
+    match bad {
+        Some((field, value, _)) => Err(crate::error::Error::InvalidArgument(format!(
+            "resources: {field} {value} is out of range"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub fn resources(r: &pb::LinuxContainerResources) -> Resources {
