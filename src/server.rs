@@ -62,6 +62,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(too_large_is_resource_exhausted))
         .add_service(runtime)
         .add_service(images)
         .add_service(api)
@@ -69,6 +70,24 @@ pub async fn serve(
         .await;
     let _ = std::fs::remove_file(path);
     Ok(result?)
+}
+
+/// tonic answers a request over the message limit with OUT_OF_RANGE; gRPC (and kubelet's
+/// grpc-go) say RESOURCE_EXHAUSTED. The error comes before any handler runs, as a
+/// trailers-only response, so its status header is rewritten here.
+fn too_large_is_resource_exhausted(
+    mut response: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let too_large = message.contains("too large") || message.contains("too%20large");
+    if too_large && headers.get("grpc-status").is_some_and(|s| s == "11") {
+        let code = (tonic::Code::ResourceExhausted as i32).to_string();
+        if let Ok(v) = tonic::codegen::http::HeaderValue::from_str(&code) {
+            headers.insert("grpc-status", v);
+        }
+    }
+    response
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
