@@ -67,7 +67,8 @@ impl Abuse {
             Err(s) => (s.code(), s.message().chars().take(160).collect()),
         };
         if !want.contains(&code) {
-            self.unexpected.push(format!("{what}: got {code:?} {msg:?}, want one of {want:?}"));
+            self.unexpected
+                .push(format!("{what}: got {code:?} {msg:?}, want one of {want:?}"));
         } else if code != Code::Ok && msg.is_empty() {
             self.unexpected.push(format!("{what}: {code:?} without a message"));
         }

@@ -38,7 +38,10 @@ impl Canary {
     /// Panics (naming `what`) if anything in the directory changed.
     pub fn assert_untouched(&self, what: &str) {
         let now = listing(self.path());
-        assert_eq!(now, self.before, "{what}: the canary directory outside the store changed");
+        assert_eq!(
+            now, self.before,
+            "{what}: the canary directory outside the store changed"
+        );
     }
 }
 
@@ -88,11 +91,7 @@ pub fn store_leftovers(root: &Path, allowed_blobs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let ls = |d: &Path| -> Vec<String> {
         std::fs::read_dir(d)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path().display().to_string())
-                    .collect::<Vec<_>>()
-            })
+            .map(|rd| rd.flatten().map(|e| e.path().display().to_string()).collect::<Vec<_>>())
             .unwrap_or_default()
     };
     let snaps = root.join("snapshots");

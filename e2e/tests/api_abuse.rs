@@ -66,35 +66,49 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
         ("namespace slash", Box::new(|c| meta(c).namespace = "../x".into())),
         ("uid empty", Box::new(|c| meta(c).uid.clear())),
         ("uid 1MiB", Box::new(|c| meta(c).uid = mib())),
-        ("log dir relative", Box::new(|c| c.log_directory = "var/log/pods".into())),
-        ("log dir dotdot", Box::new(|c| c.log_directory = "/var/log/pods/../../../etc".into())),
+        (
+            "log dir relative",
+            Box::new(|c| c.log_directory = "var/log/pods".into()),
+        ),
+        (
+            "log dir dotdot",
+            Box::new(|c| c.log_directory = "/var/log/pods/../../../etc".into()),
+        ),
         ("log dir nul", Box::new(|c| c.log_directory = "/var/log/\0x".into())),
         ("hostname 1MiB", Box::new(|c| c.hostname = mib())),
         ("hostname slash", Box::new(|c| c.hostname = "a/b".into())),
-        ("label key 1MiB", Box::new(|c| {
-            c.labels.insert(mib(), "v".into());
-        })),
-        ("port -1", Box::new(|c| {
-            c.port_mappings.push(pb::PortMapping {
-                container_port: -1,
-                host_port: 80,
-                ..Default::default()
-            })
-        })),
-        ("port 70000", Box::new(|c| {
-            c.port_mappings.push(pb::PortMapping {
-                container_port: 80,
-                host_port: 70000,
-                ..Default::default()
-            })
-        })),
+        (
+            "label key 1MiB",
+            Box::new(|c| {
+                c.labels.insert(mib(), "v".into());
+            }),
+        ),
+        (
+            "port -1",
+            Box::new(|c| {
+                c.port_mappings.push(pb::PortMapping {
+                    container_port: -1,
+                    host_port: 80,
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "port 70000",
+            Box::new(|c| {
+                c.port_mappings.push(pb::PortMapping {
+                    container_port: 80,
+                    host_port: 70000,
+                    ..Default::default()
+                })
+            }),
+        ),
     ];
     let r = a.rt.run_pod_sandbox(pb::RunPodSandboxRequest::default()).await;
     a.check("RunPodSandbox(no config)", r, &[Inval]).await;
     for (what, edit) in edits {
-        let r = a
-            .rt
-            .run_pod_sandbox(pb::RunPodSandboxRequest {
+        let r =
+            a.rt.run_pod_sandbox(pb::RunPodSandboxRequest {
                 config: pod_config(edit),
                 runtime_handler: String::new(),
             })
@@ -102,14 +116,14 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
         a.check(&format!("RunPodSandbox({what})"), r, &[Inval]).await;
     }
     for handler in [mib(), "nope".into(), "a\0b".into()] {
-        let r = a
-            .rt
-            .run_pod_sandbox(pb::RunPodSandboxRequest {
+        let r =
+            a.rt.run_pod_sandbox(pb::RunPodSandboxRequest {
                 config: pod_config(|_| {}),
                 runtime_handler: handler.chars().take(1 << 20).collect(),
             })
             .await;
-        a.check("RunPodSandbox(bad runtime handler)", r, &[Inval, NotFound]).await;
+        a.check("RunPodSandbox(bad runtime handler)", r, &[Inval, NotFound])
+            .await;
     }
 
     // Every RPC taking an id: bad ids are InvalidArgument; an unknown one NotFound, or
@@ -124,60 +138,65 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
             }
         };
         let s = || id.clone();
-        let r = a.rt.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: s() }).await;
+        let r =
+            a.rt.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: s() })
+                .await;
         a.check(&format!("StopPodSandbox({kind})"), r, want(true)).await;
-        let r = a.rt.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: s() }).await;
+        let r =
+            a.rt.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: s() })
+                .await;
         a.check(&format!("RemovePodSandbox({kind})"), r, want(true)).await;
-        let r = a
-            .rt
-            .pod_sandbox_status(pb::PodSandboxStatusRequest {
+        let r =
+            a.rt.pod_sandbox_status(pb::PodSandboxStatusRequest {
                 pod_sandbox_id: s(),
                 verbose: true,
             })
             .await;
         a.check(&format!("PodSandboxStatus({kind})"), r, want(false)).await;
-        let r = a.rt.start_container(pb::StartContainerRequest { container_id: s() }).await;
+        let r =
+            a.rt.start_container(pb::StartContainerRequest { container_id: s() })
+                .await;
         a.check(&format!("StartContainer({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .stop_container(pb::StopContainerRequest {
+        let r =
+            a.rt.stop_container(pb::StopContainerRequest {
                 container_id: s(),
                 timeout: -7,
             })
             .await;
         a.check(&format!("StopContainer({kind})"), r, want(true)).await;
-        let r = a.rt.remove_container(pb::RemoveContainerRequest { container_id: s() }).await;
+        let r =
+            a.rt.remove_container(pb::RemoveContainerRequest { container_id: s() })
+                .await;
         a.check(&format!("RemoveContainer({kind})"), r, want(true)).await;
-        let r = a
-            .rt
-            .container_status(pb::ContainerStatusRequest {
+        let r =
+            a.rt.container_status(pb::ContainerStatusRequest {
                 container_id: s(),
                 verbose: true,
             })
             .await;
         a.check(&format!("ContainerStatus({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .update_container_resources(pb::UpdateContainerResourcesRequest {
+        let r =
+            a.rt.update_container_resources(pb::UpdateContainerResourcesRequest {
                 container_id: s(),
                 ..Default::default()
             })
             .await;
-        a.check(&format!("UpdateContainerResources({kind})"), r, want(false)).await;
-        let r = a.rt.reopen_container_log(pb::ReopenContainerLogRequest { container_id: s() }).await;
+        a.check(&format!("UpdateContainerResources({kind})"), r, want(false))
+            .await;
+        let r =
+            a.rt.reopen_container_log(pb::ReopenContainerLogRequest { container_id: s() })
+                .await;
         a.check(&format!("ReopenContainerLog({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .exec_sync(pb::ExecSyncRequest {
+        let r =
+            a.rt.exec_sync(pb::ExecSyncRequest {
                 container_id: s(),
                 cmd: vec!["true".into()],
                 timeout: 1,
             })
             .await;
         a.check(&format!("ExecSync({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .exec(pb::ExecRequest {
+        let r =
+            a.rt.exec(pb::ExecRequest {
                 container_id: s(),
                 cmd: vec!["true".into()],
                 stdout: true,
@@ -185,49 +204,53 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
             })
             .await;
         a.check(&format!("Exec({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .attach(pb::AttachRequest {
+        let r =
+            a.rt.attach(pb::AttachRequest {
                 container_id: s(),
                 stdout: true,
                 ..Default::default()
             })
             .await;
         a.check(&format!("Attach({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .port_forward(pb::PortForwardRequest {
+        let r =
+            a.rt.port_forward(pb::PortForwardRequest {
                 pod_sandbox_id: s(),
                 port: vec![80],
             })
             .await;
         a.check(&format!("PortForward({kind})"), r, want(false)).await;
-        let r = a.rt.container_stats(pb::ContainerStatsRequest { container_id: s() }).await;
+        let r =
+            a.rt.container_stats(pb::ContainerStatsRequest { container_id: s() })
+                .await;
         a.check(&format!("ContainerStats({kind})"), r, want(false)).await;
-        let r = a.rt.pod_sandbox_stats(pb::PodSandboxStatsRequest { pod_sandbox_id: s() }).await;
+        let r =
+            a.rt.pod_sandbox_stats(pb::PodSandboxStatsRequest { pod_sandbox_id: s() })
+                .await;
         a.check(&format!("PodSandboxStats({kind})"), r, want(false)).await;
-        let r = a
-            .rt
-            .checkpoint_container(pb::CheckpointContainerRequest {
+        let r =
+            a.rt.checkpoint_container(pb::CheckpointContainerRequest {
                 container_id: s(),
                 location: "/tmp/../../etc/x".into(),
                 timeout: -1,
             })
             .await;
-        a.check(&format!("CheckpointContainer({kind})"), r, &[Code::Unimplemented, Inval, NotFound])
-            .await;
-        let r = a
-            .rt
-            .update_pod_sandbox_resources(pb::UpdatePodSandboxResourcesRequest {
+        a.check(
+            &format!("CheckpointContainer({kind})"),
+            r,
+            &[Code::Unimplemented, Inval, NotFound],
+        )
+        .await;
+        let r =
+            a.rt.update_pod_sandbox_resources(pb::UpdatePodSandboxResourcesRequest {
                 pod_sandbox_id: s(),
                 ..Default::default()
             })
             .await;
-        a.check(&format!("UpdatePodSandboxResources({kind})"), r, want(false)).await;
+        a.check(&format!("UpdatePodSandboxResources({kind})"), r, want(false))
+            .await;
         // CreateContainer into a pod that is not there.
-        let r = a
-            .rt
-            .create_container(pb::CreateContainerRequest {
+        let r =
+            a.rt.create_container(pb::CreateContainerRequest {
                 pod_sandbox_id: s(),
                 config: Some(pb::ContainerConfig {
                     metadata: Some(pb::ContainerMetadata {
@@ -249,40 +272,66 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
         id: mib(),
         ..Default::default()
     });
-    let r = a.rt.list_pod_sandbox(pb::ListPodSandboxRequest { filter: big_pod_filter.clone() }).await;
+    let r =
+        a.rt.list_pod_sandbox(pb::ListPodSandboxRequest {
+            filter: big_pod_filter.clone(),
+        })
+        .await;
     a.check("ListPodSandbox(1MiB id)", r, &[Fine, Inval]).await;
-    let r = a.rt.stream_pod_sandboxes(pb::StreamPodSandboxesRequest { filter: big_pod_filter }).await;
+    let r =
+        a.rt.stream_pod_sandboxes(pb::StreamPodSandboxesRequest { filter: big_pod_filter })
+            .await;
     a.check("StreamPodSandboxes(1MiB id)", r, &[Fine, Inval]).await;
     let cfilter = Some(pb::ContainerFilter {
         id: mib(),
         pod_sandbox_id: "a\0b".into(),
         ..Default::default()
     });
-    let r = a.rt.list_containers(pb::ListContainersRequest { filter: cfilter.clone() }).await;
+    let r =
+        a.rt.list_containers(pb::ListContainersRequest {
+            filter: cfilter.clone(),
+        })
+        .await;
     a.check("ListContainers(garbage filter)", r, &[Fine, Inval]).await;
-    let r = a.rt.stream_containers(pb::StreamContainersRequest { filter: cfilter }).await;
+    let r =
+        a.rt.stream_containers(pb::StreamContainersRequest { filter: cfilter })
+            .await;
     a.check("StreamContainers(garbage filter)", r, &[Fine, Inval]).await;
     let sfilter = Some(pb::ContainerStatsFilter {
         id: mib(),
         ..Default::default()
     });
-    let r = a.rt.list_container_stats(pb::ListContainerStatsRequest { filter: sfilter.clone() }).await;
+    let r =
+        a.rt.list_container_stats(pb::ListContainerStatsRequest {
+            filter: sfilter.clone(),
+        })
+        .await;
     a.check("ListContainerStats(1MiB id)", r, &[Fine, Inval]).await;
-    let r = a.rt.stream_container_stats(pb::StreamContainerStatsRequest { filter: sfilter }).await;
+    let r =
+        a.rt.stream_container_stats(pb::StreamContainerStatsRequest { filter: sfilter })
+            .await;
     a.check("StreamContainerStats(1MiB id)", r, &[Fine, Inval]).await;
     let pfilter = Some(pb::PodSandboxStatsFilter {
         id: mib(),
         ..Default::default()
     });
-    let r = a.rt.list_pod_sandbox_stats(pb::ListPodSandboxStatsRequest { filter: pfilter.clone() }).await;
+    let r =
+        a.rt.list_pod_sandbox_stats(pb::ListPodSandboxStatsRequest {
+            filter: pfilter.clone(),
+        })
+        .await;
     a.check("ListPodSandboxStats(1MiB id)", r, &[Fine, Inval]).await;
-    let r = a.rt.stream_pod_sandbox_stats(pb::StreamPodSandboxStatsRequest { filter: pfilter }).await;
+    let r =
+        a.rt.stream_pod_sandbox_stats(pb::StreamPodSandboxStatsRequest { filter: pfilter })
+            .await;
     a.check("StreamPodSandboxStats(1MiB id)", r, &[Fine, Inval]).await;
     let r = a.rt.list_metric_descriptors(pb::ListMetricDescriptorsRequest {}).await;
     a.check("ListMetricDescriptors", r, &[Fine]).await;
     let r = a.rt.list_pod_sandbox_metrics(pb::ListPodSandboxMetricsRequest {}).await;
     a.check("ListPodSandboxMetrics", r, &[Fine]).await;
-    let r = a.rt.stream_pod_sandbox_metrics(pb::StreamPodSandboxMetricsRequest {}).await;
+    let r =
+        a.rt.stream_pod_sandbox_metrics(pb::StreamPodSandboxMetricsRequest {})
+            .await;
     a.check("StreamPodSandboxMetrics", r, &[Fine]).await;
     let r = a.rt.get_container_events(pb::GetEventsRequest {}).await;
     a.check("GetContainerEvents", r, &[Fine]).await;
@@ -291,9 +340,8 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
     let r = a.rt.runtime_config(pb::RuntimeConfigRequest {}).await;
     a.check("RuntimeConfig", r, &[Fine]).await;
     for cidr in [mib(), "not-a-cidr".into(), "10.0.0.0/99".into()] {
-        let r = a
-            .rt
-            .update_runtime_config(pb::UpdateRuntimeConfigRequest {
+        let r =
+            a.rt.update_runtime_config(pb::UpdateRuntimeConfigRequest {
                 runtime_config: Some(pb::RuntimeConfig {
                     network_config: Some(pb::NetworkConfig { pod_cidr: cidr }),
                 }),
@@ -301,13 +349,23 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
             .await;
         a.check("UpdateRuntimeConfig(bad pod cidr)", r, &[Inval]).await;
     }
-    let r = a.rt.update_runtime_config(pb::UpdateRuntimeConfigRequest { runtime_config: None }).await;
+    let r =
+        a.rt.update_runtime_config(pb::UpdateRuntimeConfigRequest { runtime_config: None })
+            .await;
     a.check("UpdateRuntimeConfig(none)", r, &[Fine]).await;
 
     // ImageService.
-    let r = a.im.list_images(pb::ListImagesRequest { filter: Some(pb::ImageFilter { image: img(&mib()) }) }).await;
+    let r =
+        a.im.list_images(pb::ListImagesRequest {
+            filter: Some(pb::ImageFilter { image: img(&mib()) }),
+        })
+        .await;
     a.check("ListImages(1MiB filter)", r, &[Fine, Inval]).await;
-    let r = a.im.stream_images(pb::StreamImagesRequest { filter: Some(pb::ImageFilter { image: img("a\0b") }) }).await;
+    let r =
+        a.im.stream_images(pb::StreamImagesRequest {
+            filter: Some(pb::ImageFilter { image: img("a\0b") }),
+        })
+        .await;
     a.check("StreamImages(nul filter)", r, &[Fine, Inval]).await;
     let r = a.im.image_fs_info(pb::ImageFsInfoRequest {}).await;
     a.check("ImageFsInfo", r, &[Fine]).await;
@@ -321,11 +379,15 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
         ("bad digest", img("busybox@sha256:xyz")),
     ];
     for (what, spec) in names {
-        let r = a.im.image_status(pb::ImageStatusRequest { image: spec.clone(), verbose: true }).await;
+        let r =
+            a.im.image_status(pb::ImageStatusRequest {
+                image: spec.clone(),
+                verbose: true,
+            })
+            .await;
         a.check(&format!("ImageStatus({what})"), r, &[Inval]).await;
-        let r = a
-            .im
-            .pull_image(pb::PullImageRequest {
+        let r =
+            a.im.pull_image(pb::PullImageRequest {
                 image: spec.clone(),
                 ..Default::default()
             })
@@ -334,9 +396,18 @@ async fn every_rpc_refuses_garbage_and_berthd_stays_up() {
         let r = a.im.remove_image(pb::RemoveImageRequest { image: spec }).await;
         a.check(&format!("RemoveImage({what})"), r, &[Inval]).await;
     }
-    let r = a.im.image_status(pb::ImageStatusRequest { image: img("never/pulled:1"), verbose: false }).await;
+    let r =
+        a.im.image_status(pb::ImageStatusRequest {
+            image: img("never/pulled:1"),
+            verbose: false,
+        })
+        .await;
     a.check("ImageStatus(unknown)", r, &[Fine]).await;
-    let r = a.im.remove_image(pb::RemoveImageRequest { image: img("never/pulled:1") }).await;
+    let r =
+        a.im.remove_image(pb::RemoveImageRequest {
+            image: img("never/pulled:1"),
+        })
+        .await;
     a.check("RemoveImage(unknown)", r, &[Fine]).await;
 
     a.assert_all_expected();

@@ -74,26 +74,56 @@ async fn container_fields_streams_and_numbers_are_validated() {
     let edits: Vec<(&str, Edit)> = vec![
         ("no metadata", Box::new(|c| c.metadata = None)),
         ("name empty", Box::new(|c| c.metadata.as_mut().expect("m").name.clear())),
-        ("name nul", Box::new(|c| c.metadata.as_mut().expect("m").name = "a\0b".into())),
-        ("name slash", Box::new(|c| c.metadata.as_mut().expect("m").name = "a/b".into())),
+        (
+            "name nul",
+            Box::new(|c| c.metadata.as_mut().expect("m").name = "a\0b".into()),
+        ),
+        (
+            "name slash",
+            Box::new(|c| c.metadata.as_mut().expect("m").name = "a/b".into()),
+        ),
         ("name 1MiB", Box::new(|c| c.metadata.as_mut().expect("m").name = mib())),
         ("no image", Box::new(|c| c.image = None)),
         ("image 1MiB", Box::new(|c| c.image.as_mut().expect("i").image = mib())),
-        ("log path dotdot", Box::new(|c| c.log_path = "../../../../etc/berth-pwned".into())),
-        ("log path absolute", Box::new(|c| c.log_path = "/etc/berth-pwned".into())),
+        (
+            "log path dotdot",
+            Box::new(|c| c.log_path = "../../../../etc/berth-pwned".into()),
+        ),
+        (
+            "log path absolute",
+            Box::new(|c| c.log_path = "/etc/berth-pwned".into()),
+        ),
         ("log path nul", Box::new(|c| c.log_path = "a\0.log".into())),
         ("log path 1MiB", Box::new(|c| c.log_path = mib())),
-        ("mount relative dest", Box::new(move |c| c.mounts = vec![mount("data", "/tmp")])),
-        ("mount empty dest", Box::new(move |c| c.mounts = vec![mount("", "/tmp")])),
-        ("mount empty source", Box::new(move |c| c.mounts = vec![mount("/data", "")])),
-        ("mount nul source", Box::new(move |c| c.mounts = vec![mount("/data", "/tmp/\0x")])),
-        ("mount relative source", Box::new(move |c| c.mounts = vec![mount("/data", "tmp")])),
+        (
+            "mount relative dest",
+            Box::new(move |c| c.mounts = vec![mount("data", "/tmp")]),
+        ),
+        (
+            "mount empty dest",
+            Box::new(move |c| c.mounts = vec![mount("", "/tmp")]),
+        ),
+        (
+            "mount empty source",
+            Box::new(move |c| c.mounts = vec![mount("/data", "")]),
+        ),
+        (
+            "mount nul source",
+            Box::new(move |c| c.mounts = vec![mount("/data", "/tmp/\0x")]),
+        ),
+        (
+            "mount relative source",
+            Box::new(move |c| c.mounts = vec![mount("/data", "tmp")]),
+        ),
         ("env empty key", Box::new(move |c| c.envs = vec![kv("", "x")])),
         ("env key with =", Box::new(move |c| c.envs = vec![kv("A=B", "x")])),
         ("env nul", Box::new(move |c| c.envs = vec![kv("A", "x\0y")])),
         ("command nul", Box::new(|c| c.command = vec!["sh\0".into()])),
         ("working dir relative", Box::new(|c| c.working_dir = "tmp".into())),
-        ("working dir /proc", Box::new(|c| c.working_dir = "/proc/self/fd/7".into())),
+        (
+            "working dir /proc",
+            Box::new(|c| c.working_dir = "/proc/self/fd/7".into()),
+        ),
         ("memory -5", linux_res(|r| r.memory_limit_in_bytes = -5)),
         ("cpu period -1", linux_res(|r| r.cpu_period = -1)),
         ("cpu quota -5", linux_res(|r| r.cpu_quota = -5)),
@@ -108,9 +138,8 @@ async fn container_fields_streams_and_numbers_are_validated() {
         config: Some(c),
         sandbox_config: sandbox.clone(),
     };
-    let r = a
-        .rt
-        .create_container(pb::CreateContainerRequest {
+    let r =
+        a.rt.create_container(pb::CreateContainerRequest {
             pod_sandbox_id: pod_id.clone(),
             config: None,
             sandbox_config: sandbox.clone(),
@@ -126,9 +155,8 @@ async fn container_fields_streams_and_numbers_are_validated() {
     assert!(!std::path::Path::new("/etc/berth-pwned").exists());
 
     // A running container for the rest; it exits on SIGTERM.
-    let running = a
-        .rt
-        .create_container(create(config(
+    let running =
+        a.rt.create_container(create(config(
             "running",
             &image,
             &["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
@@ -149,7 +177,13 @@ async fn container_fields_streams_and_numbers_are_validated() {
         ("nul cmd", vec!["ls\0".to_string()], 5),
         ("negative timeout", vec!["true".to_string()], -1),
     ] {
-        let r = a.rt.exec_sync(pb::ExecSyncRequest { container_id: id(), cmd, timeout }).await;
+        let r =
+            a.rt.exec_sync(pb::ExecSyncRequest {
+                container_id: id(),
+                cmd,
+                timeout,
+            })
+            .await;
         a.check(&format!("ExecSync({what})"), r, &[Inval]).await;
     }
     let exec = |cmd: Vec<&str>, stdin: bool, stdout: bool, stderr: bool, tty: bool| pb::ExecRequest {
@@ -183,9 +217,8 @@ async fn container_fields_streams_and_numbers_are_validated() {
         a.check(&format!("Attach({what})"), r, &[Inval]).await;
     }
     for port in [-1, 0, 70000] {
-        let r = a
-            .rt
-            .port_forward(pb::PortForwardRequest {
+        let r =
+            a.rt.port_forward(pb::PortForwardRequest {
                 pod_sandbox_id: pod_id.clone(),
                 port: vec![port],
             })
@@ -197,9 +230,8 @@ async fn container_fields_streams_and_numbers_are_validated() {
         ("cpu period -1", resources(|r| r.cpu_period = -1)),
         ("cpu shares -1", resources(|r| r.cpu_shares = -1)),
     ] {
-        let r = a
-            .rt
-            .update_container_resources(pb::UpdateContainerResourcesRequest {
+        let r =
+            a.rt.update_container_resources(pb::UpdateContainerResourcesRequest {
                 container_id: id(),
                 linux,
                 ..Default::default()
@@ -207,20 +239,20 @@ async fn container_fields_streams_and_numbers_are_validated() {
             .await;
         a.check(&format!("UpdateContainerResources({what})"), r, &[Inval]).await;
     }
-    let r = a.rt.reopen_container_log(pb::ReopenContainerLogRequest { container_id: id() }).await;
+    let r =
+        a.rt.reopen_container_log(pb::ReopenContainerLogRequest { container_id: id() })
+            .await;
     a.check("ReopenContainerLog(running)", r, &[Fine]).await;
     // The largest timeout: SIGTERM, the container exits, no deadline arithmetic overflows.
-    let r = a
-        .rt
-        .stop_container(pb::StopContainerRequest {
+    let r =
+        a.rt.stop_container(pb::StopContainerRequest {
             container_id: id(),
             timeout: i64::MAX,
         })
         .await;
     a.check("StopContainer(i64::MAX)", r, &[Fine]).await;
-    let r = a
-        .rt
-        .stop_container(pb::StopContainerRequest {
+    let r =
+        a.rt.stop_container(pb::StopContainerRequest {
             container_id: id(),
             timeout: i64::MIN,
         })

@@ -24,9 +24,8 @@ async fn an_oversized_message_is_refused_and_the_socket_is_root_only() {
     let mut a = Abuse::connect(&berthd).await;
     // 17 MiB in one field: one gRPC frame over the server's 16 MiB limit.
     let huge = "a".repeat(17 << 20);
-    let r = a
-        .im
-        .pull_image(pb::PullImageRequest {
+    let r =
+        a.im.pull_image(pb::PullImageRequest {
             image: Some(pb::ImageSpec {
                 image: huge.clone(),
                 ..Default::default()
@@ -35,9 +34,8 @@ async fn an_oversized_message_is_refused_and_the_socket_is_root_only() {
         })
         .await;
     a.check("PullImage(17 MiB)", r, &[Code::ResourceExhausted]).await;
-    let r = a
-        .rt
-        .exec_sync(pb::ExecSyncRequest {
+    let r =
+        a.rt.exec_sync(pb::ExecSyncRequest {
             container_id: "x".into(),
             cmd: vec![huge],
             timeout: 1,
@@ -56,9 +54,15 @@ async fn registry_credentials_never_reach_the_log_or_berthctl_output() {
     })
     .await
     .expect("registry");
-    push_image(&reg.addr(), "private/app", "1", &ImageSpec::busybox(), Some(("alice", PASS)))
-        .await
-        .expect("push");
+    push_image(
+        &reg.addr(),
+        "private/app",
+        "1",
+        &ImageSpec::busybox(),
+        Some(("alice", PASS)),
+    )
+    .await
+    .expect("push");
     let creds = tempfile::tempdir().expect("tempdir");
     let config = creds.path().join("config.json");
     let toml = format!("registry_auth_file = \"{}\"\n", config.display());
@@ -87,7 +91,9 @@ async fn registry_credentials_never_reach_the_log_or_berthctl_output() {
     // CRI pulls: with the stored credentials, with explicit ones, with wrong ones.
     cri.pull(&name, None).await.expect("pull with the auth file");
     cri.remove(&name).await.expect("remove");
-    cri.pull(&name, Some(basic_auth("alice", PASS))).await.expect("pull with auth");
+    cri.pull(&name, Some(basic_auth("alice", PASS)))
+        .await
+        .expect("pull with auth");
     cri.remove(&name).await.expect("remove");
     let err = cri
         .pull(&name, Some(basic_auth("alice", &format!("{PASS}-nope"))))

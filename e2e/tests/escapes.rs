@@ -16,7 +16,11 @@ fn lines_after<'a>(log: &'a str, marker: &str) -> Vec<&'a str> {
     // CRI log lines: "<ts> stdout F <text>".
     let text: Vec<&str> = log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
     let start = text.iter().position(|l| *l == marker).map_or(text.len(), |i| i + 1);
-    text[start..].iter().take_while(|l| !l.starts_with("--")).copied().collect()
+    text[start..]
+        .iter()
+        .take_while(|l| !l.starts_with("--"))
+        .copied()
+        .collect()
 }
 
 #[tokio::test]
@@ -35,8 +39,16 @@ async fn no_host_descriptor_or_directory_leaks_into_a_container() {
     c.working_dir = "/tmp".into();
     let (code, _, log) = e.run_to_exit(&pod, c).await;
     assert_eq!(code, 0, "{log}");
-    assert_eq!(lines_after(&log, "--init"), ["0", "1", "2"], "init's descriptors: {log}");
-    assert_eq!(lines_after(&log, "--self"), ["0", "1", "2", "3"], "ls's descriptors: {log}");
+    assert_eq!(
+        lines_after(&log, "--init"),
+        ["0", "1", "2"],
+        "init's descriptors: {log}"
+    );
+    assert_eq!(
+        lines_after(&log, "--self"),
+        ["0", "1", "2", "3"],
+        "ls's descriptors: {log}"
+    );
     for t in lines_after(&log, "--targets") {
         let t = t.trim_start_matches("-> ");
         assert!(
@@ -47,14 +59,21 @@ async fn no_host_descriptor_or_directory_leaks_into_a_container() {
     assert_eq!(lines_after(&log, "--cwd"), ["/tmp"], "{log}");
 
     // An exec'd process (runc exec) too.
-    let id = e.create(&pod, e.container("sleeper", &["sleep", "60"])).await.expect("create");
+    let id = e
+        .create(&pod, e.container("sleeper", &["sleep", "60"]))
+        .await
+        .expect("create");
     e.start(&id).await;
     let out = e
         .exec(&id, &["sh", "-c", "ls /proc/self/fd; readlink /proc/self/cwd"], 10)
         .await
         .expect("exec");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["0", "1", "2", "3", "/"], "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["0", "1", "2", "3", "/"],
+        "{stdout}"
+    );
 
     // CVE-2024-21626's door: a working directory in /proc/self/fd is refused, from the CRI
     // config and from the image config.
@@ -121,11 +140,22 @@ async fn the_runtime_binary_cannot_be_rewritten_from_a_container() {
     let attack = "i=0; while [ ! -e /tmp/stop ] && [ $i -lt 100000 ]; do for p in /proc/[0-9]*; do \
                   [ \"$p\" = /proc/$$ ] && continue; \
                   (echo pwned >> $p/exe) 2>/dev/null && echo WROTE $p; done; i=$((i+1)); done; echo finished $i";
-    let id = e.create(&pod, e.container("attacker", &["sh", "-c", attack])).await.expect("create");
+    let id = e
+        .create(&pod, e.container("attacker", &["sh", "-c", attack]))
+        .await
+        .expect("create");
     e.start(&id).await;
     for _ in 0..8 {
         let out = e
-            .exec(&id, &["sh", "-c", "echo x >> /proc/self/exe; for p in /proc/[0-9]*; do echo x >> $p/exe; done; true"], 10)
+            .exec(
+                &id,
+                &[
+                    "sh",
+                    "-c",
+                    "echo x >> /proc/self/exe; for p in /proc/[0-9]*; do echo x >> $p/exe; done; true",
+                ],
+                10,
+            )
             .await
             .expect("exec");
         assert_eq!(out.exit_code, 0);
@@ -158,7 +188,10 @@ async fn a_replaceable_runtime_binary_is_warned_about() {
     let log = berthd.log();
     let warned: Vec<&str> = log.lines().filter(|l| l.contains("could be replaced")).collect();
     assert_eq!(warned.len(), 1, "one warning, for the loose binary only: {warned:?}");
-    assert!(warned[0].contains("runc-loose") && warned[0].contains("777"), "{warned:?}");
+    assert!(
+        warned[0].contains("runc-loose") && warned[0].contains("777"),
+        "{warned:?}"
+    );
 }
 
 #[tokio::test]
@@ -171,10 +204,7 @@ async fn mount_destinations_through_image_symlinks_stay_in_the_rootfs() {
             busybox_layer(Compression::Gzip),
             Layer::new(
                 Compression::Gzip,
-                vec![
-                    Entry::symlink("data", "/etc"),
-                    Entry::symlink("up", "../../../"),
-                ],
+                vec![Entry::symlink("data", "/etc"), Entry::symlink("up", "../../../")],
             ),
         ],
         ..Default::default()
@@ -209,5 +239,9 @@ async fn mount_destinations_through_image_symlinks_stay_in_the_rootfs() {
     }
     assert!(leaked.is_empty(), "bind targets created on the host: {leaked:?}");
     assert_eq!(code, 0, "{log}");
-    assert_eq!(log.matches("inside").count(), 2, "both binds landed inside the rootfs: {log}");
+    assert_eq!(
+        log.matches("inside").count(),
+        2,
+        "both binds landed inside the rootfs: {log}"
+    );
 }

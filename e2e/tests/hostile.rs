@@ -49,7 +49,10 @@ impl RawTar {
         h.set_uid(0);
         h.set_gid(0);
         h.set_size(data.len() as u64);
-        assert!(name.len() <= 100 && link.len() <= 100, "raw names fit the header: {name}");
+        assert!(
+            name.len() <= 100 && link.len() <= 100,
+            "raw names fit the header: {name}"
+        );
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
         h.set_cksum();
@@ -110,8 +113,14 @@ fn escape_cases(c: &Canary) -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let one = |t: RawTar| vec![t.build()];
     let via_link = || RawTar::default().symlink("a", &abs);
     vec![
-        ("dotdot-file", one(RawTar::default().file(&format!("{up}{rel}/victim"), b"pwned"))),
-        ("absolute-file", one(RawTar::default().file(&format!("{abs}/victim"), b"pwned"))),
+        (
+            "dotdot-file",
+            one(RawTar::default().file(&format!("{up}{rel}/victim"), b"pwned")),
+        ),
+        (
+            "absolute-file",
+            one(RawTar::default().file(&format!("{abs}/victim"), b"pwned")),
+        ),
         ("abs-symlink-parent", one(via_link().file("a/victim", b"pwned"))),
         (
             "rel-symlink-parent",
@@ -130,10 +139,19 @@ fn escape_cases(c: &Canary) -> Vec<(&'static str, Vec<Vec<u8>>)> {
             "symlinked-dir-entry",
             one(via_link().dir("a/sub/", 0o777).with(|h| h.set_uid(4242))),
         ),
-        ("hardlink-dotdot", one(RawTar::default().hardlink("h", &format!("{up}{rel}/victim")))),
-        ("hardlink-absolute", one(RawTar::default().hardlink("h", &format!("{abs}/victim")))),
+        (
+            "hardlink-dotdot",
+            one(RawTar::default().hardlink("h", &format!("{up}{rel}/victim"))),
+        ),
+        (
+            "hardlink-absolute",
+            one(RawTar::default().hardlink("h", &format!("{abs}/victim"))),
+        ),
         ("hardlink-through-symlink", one(via_link().hardlink("h", "a/victim"))),
-        ("hardlink-into-symlink", one(via_link().file("f", b"x").hardlink("a/new", "f"))),
+        (
+            "hardlink-into-symlink",
+            one(via_link().file("f", b"x").hardlink("a/new", "f")),
+        ),
         (
             "device-through-symlink",
             one(via_link().entry(T::Char, "a/null", "", 0o666, b"").with(|h| {
@@ -142,7 +160,10 @@ fn escape_cases(c: &Canary) -> Vec<(&'static str, Vec<Vec<u8>>)> {
             })),
         ),
         ("whiteout-of-dotdot", one(RawTar::default().file(".wh...", b""))),
-        ("whiteout-dotdot-path", one(RawTar::default().file(&format!("{up}{rel}/.wh.victim"), b""))),
+        (
+            "whiteout-dotdot-path",
+            one(RawTar::default().file(&format!("{up}{rel}/.wh.victim"), b"")),
+        ),
         ("whiteout-through-symlink", one(via_link().file("a/.wh.victim", b""))),
         ("opaque-through-symlink", one(via_link().file("a/.wh..wh..opq", b""))),
     ]
@@ -157,14 +178,15 @@ async fn escapes_are_refused_and_write_nothing_anywhere() {
     for (tag, tars) in escape_cases(&canary) {
         let pushed = push_layers(&reg.addr(), tag, tars.into_iter().map(plain_layer).collect()).await;
         kept.extend([pushed.manifest_digest.clone(), pushed.config_digest.clone()]);
-        let err = cri
-            .pull(&pushed.image_ref(&reg.addr()), None)
-            .await
-            .expect_err(tag);
+        let err = cri.pull(&pushed.image_ref(&reg.addr()), None).await.expect_err(tag);
         assert_eq!(err.code(), Code::InvalidArgument, "{tag}: {err:?}");
         let msg = err.message();
         assert!(
-            msg.contains("refusing layer entry") && (msg.contains("outside") || msg.contains("'..'") || msg.contains("absolute") || msg.contains("whiteout")),
+            msg.contains("refusing layer entry")
+                && (msg.contains("outside")
+                    || msg.contains("'..'")
+                    || msg.contains("absolute")
+                    || msg.contains("whiteout")),
             "{tag}: the error names the problem: {msg}"
         );
         canary.assert_untouched(tag);
@@ -209,9 +231,15 @@ async fn a_symlink_from_a_lower_layer_is_never_followed() {
         .expect("layer 2 holds a real directory a");
     assert_eq!(std::fs::read(upper.join("a/victim")).expect("victim"), b"pwned");
     let wh = upper.join("a/sub").symlink_metadata().expect("whiteout");
-    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "whiteout inside layer 2");
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "whiteout inside layer 2"
+    );
     let lower = snaps.iter().find(|s| *s != upper).expect("layer 1");
-    assert_eq!(std::fs::read_link(lower.join("a")).expect("symlink kept"), Path::new(&abs));
+    assert_eq!(
+        std::fs::read_link(lower.join("a")).expect("symlink kept"),
+        Path::new(&abs)
+    );
 }
 
 #[tokio::test]
@@ -256,7 +284,11 @@ async fn devices_fifos_and_setuid_files_stay_inside_the_snapshot_as_written() {
     assert!(sda.file_type().is_block_device() && sda.rdev() == libc::makedev(8, 0));
     assert!(pipe.file_type().is_fifo());
     for m in [&mem, &sda, &pipe] {
-        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 0, 6), "device mode and owner kept");
+        assert_eq!(
+            (m.mode() & 0o7777, m.uid(), m.gid()),
+            (0o640, 0, 6),
+            "device mode and owner kept"
+        );
     }
     let suid = st("bin/suid-root");
     assert_eq!((suid.mode() & 0o7777, suid.uid()), (0o4755, 0), "setuid root kept");

@@ -89,13 +89,32 @@ async fn push(reg: &str, tag: &str, layers: Vec<BuiltLayer>) -> Pushed {
 }
 
 /// Pulls `pushed`, expects `code` with `needle` in the message within 60 s, and a clean store.
-async fn refused(berthd: &Berthd, cri: &mut Cri, reg: &str, pushed: &Pushed, kept: &mut Vec<String>, code: Code, needle: &str) {
+async fn refused(
+    berthd: &Berthd,
+    cri: &mut Cri,
+    reg: &str,
+    pushed: &Pushed,
+    kept: &mut Vec<String>,
+    code: Code,
+    needle: &str,
+) {
     let started = Instant::now();
-    let err = cri.pull(&pushed.image_ref(reg), None).await.expect_err(&pushed.reference);
+    let err = cri
+        .pull(&pushed.image_ref(reg), None)
+        .await
+        .expect_err(&pushed.reference);
     let tag = &pushed.reference;
     assert_eq!(err.code(), code, "{tag}: {err:?}");
-    assert!(err.message().contains(needle), "{tag}: {needle:?} in {:?}", err.message());
-    assert!(started.elapsed() < Duration::from_secs(60), "{tag}: took {:?}", started.elapsed());
+    assert!(
+        err.message().contains(needle),
+        "{tag}: {needle:?} in {:?}",
+        err.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{tag}: took {:?}",
+        started.elapsed()
+    );
     kept.extend([pushed.manifest_digest.clone(), pushed.config_digest.clone()]);
     let left = store_leftovers(berthd.root(), kept);
     assert!(left.is_empty(), "{tag}: left in the store: {left:?}");
@@ -112,7 +131,16 @@ async fn gzip_bombs_stop_at_the_layer_byte_limit() {
     assert!(declared.size < 2 * MIB as u64, "the bomb is small: {}", declared.size);
     let pushed = push(&reg.addr(), "declared", vec![declared]).await;
     let limit = format!("exceeds {LAYER_BYTES} bytes");
-    refused(&berthd, &mut cri, &reg.addr(), &pushed, &mut kept, Code::ResourceExhausted, &limit).await;
+    refused(
+        &berthd,
+        &mut cri,
+        &reg.addr(),
+        &pushed,
+        &mut kept,
+        Code::ResourceExhausted,
+        &limit,
+    )
+    .await;
 
     // A valid small tar, then 1 GiB of zeros after its end-of-archive blocks, all hashed
     // into the diff id: the unpacker is done early, but the rest must not be inflated
@@ -120,12 +148,23 @@ async fn gzip_bombs_stop_at_the_layer_byte_limit() {
     let small = Layer::new(Compression::None, vec![Entry::file("a", "x")]).tar();
     let trailing = zero_bomb(&small, 1024, b"");
     let pushed = push(&reg.addr(), "trailing", vec![trailing]).await;
-    refused(&berthd, &mut cri, &reg.addr(), &pushed, &mut kept, Code::ResourceExhausted, "limit").await;
+    refused(
+        &berthd,
+        &mut cri,
+        &reg.addr(),
+        &pushed,
+        &mut kept,
+        Code::ResourceExhausted,
+        "limit",
+    )
+    .await;
 
     // The same layers below the limit are fine (the limit is what stopped them).
     let ok = zero_bomb(&file_header("zeros", 8 << 20), 8, &[0u8; 1024]);
     let pushed = push(&reg.addr(), "under-limit", vec![ok]).await;
-    cri.pull(&pushed.image_ref(&reg.addr()), None).await.expect("8 MiB layer");
+    cri.pull(&pushed.image_ref(&reg.addr()), None)
+        .await
+        .expect("8 MiB layer");
     assert!(!berthd.log().contains("panicked"));
 }
 
@@ -157,17 +196,49 @@ async fn zstd_huge_window_too_many_entries_and_layers_are_refused() {
         blob,
     };
     let pushed = push(&reg.addr(), "zstd-window", vec![layer]).await;
-    refused(&berthd, &mut cri, &reg.addr(), &pushed, &mut kept, Code::InvalidArgument, "memory").await;
+    refused(
+        &berthd,
+        &mut cri,
+        &reg.addr(),
+        &pushed,
+        &mut kept,
+        Code::InvalidArgument,
+        "memory",
+    )
+    .await;
 
     let many: Vec<Entry> = (0..150).map(|i| Entry::file(&format!("f{i}"), "")).collect();
-    let pushed = push(&reg.addr(), "entries", vec![Layer::new(Compression::Gzip, many).build()]).await;
-    refused(&berthd, &mut cri, &reg.addr(), &pushed, &mut kept, Code::ResourceExhausted, "more than 100 entries").await;
+    let pushed = push(
+        &reg.addr(),
+        "entries",
+        vec![Layer::new(Compression::Gzip, many).build()],
+    )
+    .await;
+    refused(
+        &berthd,
+        &mut cri,
+        &reg.addr(),
+        &pushed,
+        &mut kept,
+        Code::ResourceExhausted,
+        "more than 100 entries",
+    )
+    .await;
 
     let layers = (0..5)
         .map(|i| Layer::new(Compression::Gzip, vec![Entry::file(&format!("l{i}"), "x")]).build())
         .collect();
     let pushed = push(&reg.addr(), "layers", layers).await;
-    refused(&berthd, &mut cri, &reg.addr(), &pushed, &mut kept, Code::InvalidArgument, "5 layers, over the limit of 4").await;
+    refused(
+        &berthd,
+        &mut cri,
+        &reg.addr(),
+        &pushed,
+        &mut kept,
+        Code::InvalidArgument,
+        "5 layers, over the limit of 4",
+    )
+    .await;
     assert!(cri.list().await.expect("list").is_empty());
     assert!(!berthd.log().contains("panicked"));
 }

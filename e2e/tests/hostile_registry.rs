@@ -56,12 +56,19 @@ fn manifest_path(reference: &str) -> String {
 
 /// Scripts `img` honestly under `tag`: manifest, config and layers.
 fn serve(reg: &ScriptedRegistry, tag: &str, img: &BuiltImage) {
-    let m = Route::ok(img.manifest_media_type, img.manifest.clone()).header("docker-content-digest", &img.manifest_digest);
+    let m =
+        Route::ok(img.manifest_media_type, img.manifest.clone()).header("docker-content-digest", &img.manifest_digest);
     reg.route(&manifest_path(tag), m.clone());
     reg.route(&manifest_path(&img.manifest_digest), m);
-    reg.route(&blob_path(&img.config_digest), Route::ok("application/octet-stream", img.config.clone()));
+    reg.route(
+        &blob_path(&img.config_digest),
+        Route::ok("application/octet-stream", img.config.clone()),
+    );
     for l in &img.layers {
-        reg.route(&blob_path(&l.digest), Route::ok("application/octet-stream", l.blob.clone()));
+        reg.route(
+            &blob_path(&l.digest),
+            Route::ok("application/octet-stream", l.blob.clone()),
+        );
     }
 }
 
@@ -84,7 +91,11 @@ fn flipped(mut data: Vec<u8>) -> Vec<u8> {
 async fn refused(cri: &mut Cri, name: &str, code: Code, needle: &str) {
     let err = cri.pull(name, None).await.expect_err(name);
     assert_eq!(err.code(), code, "{name}: {err:?}");
-    assert!(err.message().contains(needle), "{name}: {needle:?} in {:?}", err.message());
+    assert!(
+        err.message().contains(needle),
+        "{name}: {needle:?} in {:?}",
+        err.message()
+    );
 }
 
 fn assert_clean(berthd: &Berthd, kept: &[String], what: &str) {
@@ -102,8 +113,17 @@ async fn manifest_config_and_layer_bytes_must_match_their_digests() {
     // By digest: the registry answers other bytes.
     let mut other = img.manifest.clone();
     other.push(b'\n');
-    reg.route(&manifest_path(&img.manifest_digest), Route::ok(img.manifest_media_type, other));
-    refused(&mut cri, &format!("{a}/{REPO}@{}", img.manifest_digest), Code::DataLoss, "digest").await;
+    reg.route(
+        &manifest_path(&img.manifest_digest),
+        Route::ok(img.manifest_media_type, other),
+    );
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}@{}", img.manifest_digest),
+        Code::DataLoss,
+        "digest",
+    )
+    .await;
     assert_clean(&berthd, &[], "manifest by digest");
 
     // By tag: Docker-Content-Digest disagrees with the body.
@@ -117,15 +137,30 @@ async fn manifest_config_and_layer_bytes_must_match_their_digests() {
 
     // The config's bytes do not match the manifest's config digest.
     serve(&reg, "badconfig", &img);
-    reg.route(&blob_path(&img.config_digest), Route::ok("application/json", flipped(img.config.clone())));
-    refused(&mut cri, &format!("{a}/{REPO}:badconfig"), Code::DataLoss, &img.config_digest).await;
-    assert_clean(&berthd, &[img.manifest_digest.clone()], "config");
+    reg.route(
+        &blob_path(&img.config_digest),
+        Route::ok("application/json", flipped(img.config.clone())),
+    );
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}:badconfig"),
+        Code::DataLoss,
+        &img.config_digest,
+    )
+    .await;
+    assert_clean(&berthd, std::slice::from_ref(&img.manifest_digest), "config");
 
     // The layer's bytes do not match (same length).
     serve(&reg, "badlayer", &img);
     let layer = &img.layers[0];
-    reg.route(&blob_path(&layer.digest), Route::ok("application/octet-stream", flipped(layer.blob.clone())));
-    let err = cri.pull(&format!("{a}/{REPO}:badlayer"), None).await.expect_err("layer");
+    reg.route(
+        &blob_path(&layer.digest),
+        Route::ok("application/octet-stream", flipped(layer.blob.clone())),
+    );
+    let err = cri
+        .pull(&format!("{a}/{REPO}:badlayer"), None)
+        .await
+        .expect_err("layer");
     assert!(matches!(err.code(), Code::DataLoss | Code::InvalidArgument), "{err:?}");
     let kept = [img.manifest_digest.clone(), img.config_digest.clone()];
     assert_clean(&berthd, &kept, "layer");
@@ -133,7 +168,9 @@ async fn manifest_config_and_layer_bytes_must_match_their_digests() {
 
     // Served honestly, the same image pulls: the failures above were the lies.
     serve(&reg, "honest", &img);
-    cri.pull(&format!("{a}/{REPO}:honest"), None).await.expect("honest pull");
+    cri.pull(&format!("{a}/{REPO}:honest"), None)
+        .await
+        .expect("honest pull");
 }
 
 #[tokio::test]
@@ -165,21 +202,49 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
     serve(&reg, "cl-larger", &img);
     let padded = [layer.blob.clone(), vec![0u8; 1000]].concat();
     reg.route(&blob_path(&layer.digest), blob(Payload::Bytes(padded), None));
-    refused(&mut cri, &format!("{a}/{REPO}:cl-larger"), Code::Unavailable, "the manifest says").await;
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}:cl-larger"),
+        Code::Unavailable,
+        "the manifest says",
+    )
+    .await;
     assert_clean(&berthd, &kept_of(&img), "content-length larger");
 
     // Descriptor smaller than the blob, sent without a Content-Length.
     let small = resize(-10);
     serve(&reg, "desc-smaller", &small);
-    reg.route(&blob_path(&layer.digest), blob(Payload::Chunked(layer.blob.clone()), None));
-    refused(&mut cri, &format!("{a}/{REPO}:desc-smaller"), Code::Unavailable, "more than the").await;
-    assert_clean(&berthd, &[kept_of(&img), kept_of(&small)].concat(), "descriptor smaller");
+    reg.route(
+        &blob_path(&layer.digest),
+        blob(Payload::Chunked(layer.blob.clone()), None),
+    );
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}:desc-smaller"),
+        Code::Unavailable,
+        "more than the",
+    )
+    .await;
+    assert_clean(
+        &berthd,
+        &[kept_of(&img), kept_of(&small)].concat(),
+        "descriptor smaller",
+    );
 
     // Descriptor larger than the blob: with an honest Content-Length, then without one.
     let large = resize(10);
     serve(&reg, "desc-larger", &large);
-    refused(&mut cri, &format!("{a}/{REPO}:desc-larger"), Code::Unavailable, "the manifest says").await;
-    reg.route(&blob_path(&layer.digest), blob(Payload::Chunked(layer.blob.clone()), None));
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}:desc-larger"),
+        Code::Unavailable,
+        "the manifest says",
+    )
+    .await;
+    reg.route(
+        &blob_path(&layer.digest),
+        blob(Payload::Chunked(layer.blob.clone()), None),
+    );
     refused(&mut cri, &format!("{a}/{REPO}:desc-larger"), Code::DataLoss, "size").await;
     let kept = [kept_of(&img), kept_of(&small), kept_of(&large)].concat();
     assert_clean(&berthd, &kept, "descriptor larger");
@@ -189,15 +254,26 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
     let mut fresh = image();
     fresh.config.extend_from_slice(b"\n\n");
     fresh.config_digest = sha256_digest(&fresh.config);
-    let fresh = with_manifest(&fresh, |m| m["config"]["digest"] = Value::from(fresh.config_digest.clone()));
+    let fresh = with_manifest(&fresh, |m| {
+        m["config"]["digest"] = Value::from(fresh.config_digest.clone())
+    });
     let cfg_small = with_manifest(&fresh, |m| m["config"]["size"] = Value::from(fresh.config.len() - 5));
     serve(&reg, "config-smaller", &cfg_small);
-    let err = cri.pull(&format!("{a}/{REPO}:config-smaller"), None).await.expect_err("config size");
+    let err = cri
+        .pull(&format!("{a}/{REPO}:config-smaller"), None)
+        .await
+        .expect_err("config size");
     assert!(
-        matches!(err.code(), Code::DataLoss | Code::ResourceExhausted | Code::InvalidArgument),
+        matches!(
+            err.code(),
+            Code::DataLoss | Code::ResourceExhausted | Code::InvalidArgument
+        ),
         "{err:?}"
     );
-    assert!(err.message().contains("limit") || err.message().contains("size"), "{err:?}");
+    assert!(
+        err.message().contains("limit") || err.message().contains("size"),
+        "{err:?}"
+    );
     assert!(cri.list().await.expect("list").is_empty());
     assert!(!berthd.log().contains("panicked"));
 }
@@ -215,17 +291,28 @@ async fn blob_redirects_to_another_port_get_no_credentials_and_are_verified() {
     serve(&reg, "1", &img);
     let target = format!("http://{}{}", elsewhere.addr(), blob_path(&layer.digest));
     reg.route(&blob_path(&layer.digest), Route::redirect(&target));
-    elsewhere.route(&blob_path(&layer.digest), Route::ok("application/octet-stream", flipped(layer.blob.clone())));
+    elsewhere.route(
+        &blob_path(&layer.digest),
+        Route::ok("application/octet-stream", flipped(layer.blob.clone())),
+    );
     let err = cri
         .pull(&format!("{a}/{REPO}:1"), Some(basic_auth("alice", "s3cret-redirect")))
         .await
         .expect_err("tampered redirect target");
     assert!(matches!(err.code(), Code::DataLoss | Code::InvalidArgument), "{err:?}");
     let to_reg = reg.seen();
-    assert!(to_reg.iter().any(|(_, a)| a.as_deref().is_some_and(|a| a.starts_with("Basic "))), "{to_reg:?}");
+    assert!(
+        to_reg
+            .iter()
+            .any(|(_, a)| a.as_deref().is_some_and(|a| a.starts_with("Basic "))),
+        "{to_reg:?}"
+    );
     let seen = elsewhere.seen();
     assert!(!seen.is_empty(), "the redirect was followed");
-    assert!(seen.iter().all(|(_, a)| a.is_none()), "credentials crossed the redirect: {seen:?}");
+    assert!(
+        seen.iter().all(|(_, a)| a.is_none()),
+        "credentials crossed the redirect: {seen:?}"
+    );
     let kept = [img.manifest_digest.clone(), img.config_digest.clone()];
     assert_clean(&berthd, &kept, "redirect");
 
@@ -242,7 +329,10 @@ async fn blob_redirects_to_another_port_get_no_credentials_and_are_verified() {
     let err = cri.pull(&format!("{a}/{REPO}:1"), creds()).await.expect_err("loop");
     assert!(err.message().contains("redirects"), "{err:?}");
     assert_clean(&berthd, &kept, "dead redirect");
-    assert!(!berthd.log().contains("s3cret-redirect"), "the password reached the log");
+    assert!(
+        !berthd.log().contains("s3cret-redirect"),
+        "the password reached the log"
+    );
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -264,7 +354,10 @@ async fn a_100_mb_manifest_is_refused_without_reading_it_all() {
     let huge = |content_length: bool| {
         let mut r = Route {
             status: 200,
-            headers: vec![("content-type".into(), "application/vnd.oci.image.manifest.v1+json".into())],
+            headers: vec![(
+                "content-type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
             payload: Payload::Repeat { byte: b' ', len: HUGE },
         };
         if content_length {
@@ -275,10 +368,22 @@ async fn a_100_mb_manifest_is_refused_without_reading_it_all() {
     // Declared: refused on the header.
     reg.route(&manifest_path("declared"), huge(true));
     let started = Instant::now();
-    refused(&mut cri, &format!("{a}/{REPO}:declared"), Code::ResourceExhausted, "limit").await;
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}:declared"),
+        Code::ResourceExhausted,
+        "limit",
+    )
+    .await;
     // Chunked: refused once past the limit.
     reg.route(&manifest_path("chunked"), huge(false));
-    refused(&mut cri, &format!("{a}/{REPO}:chunked"), Code::ResourceExhausted, "limit").await;
+    refused(
+        &mut cri,
+        &format!("{a}/{REPO}:chunked"),
+        Code::ResourceExhausted,
+        "limit",
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
     let sent = reg.bytes_sent();
     assert!(sent < 40 << 20, "berthd read {sent} bytes of the 2 x 100 MB manifests");

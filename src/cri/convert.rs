@@ -330,9 +330,15 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         .map(|v| v.value)
         .chain(sc.supplemental_groups.iter().copied());
     if let Some(bad) = ids.into_iter().find(|id| u32::try_from(*id).is_err()) {
-        return Err(Error::InvalidArgument(format!("user or group id {bad} is out of range")));
+        return Err(Error::InvalidArgument(format!(
+            "user or group id {bad} is out of range"
+        )));
     }
-    let strings = c.command.iter().chain(&c.args).chain(c.mounts.iter().flat_map(|m| [&m.host_path, &m.container_path]));
+    let strings = c
+        .command
+        .iter()
+        .chain(&c.args)
+        .chain(c.mounts.iter().flat_map(|m| [&m.host_path, &m.container_path]));
     if let Some(bad) = strings.into_iter().find(|s| s.contains('\0')) {
         return Err(Error::InvalidArgument(format!(
             "command, argument or mount path {:?} contains a NUL byte",
@@ -352,7 +358,9 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         let value = String::from_utf8(kv.value.clone())
             .ok()
             .filter(|v| !v.contains('\0'))
-            .ok_or_else(|| Error::InvalidArgument(format!("environment variable {} is not UTF-8 without NUL", kv.key)))?;
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("environment variable {} is not UTF-8 without NUL", kv.key))
+            })?;
         envs.push((kv.key.clone(), value));
     }
     let mounts = c

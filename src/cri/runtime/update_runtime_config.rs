@@ -28,7 +28,9 @@ pub async fn update_runtime_config(
 
 /// `10.0.0.0/16`, `fd00::/64` (dual stack: one per comma-separated item).
 fn is_cidr(s: &str) -> bool {
-    let Some((addr, prefix)) = s.split_once('/') else { return false };
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return false;
+    };
     let max = match addr.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(_)) => 32,
         Ok(std::net::IpAddr::V6(_)) => 128,
