@@ -62,7 +62,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(too_large_is_resource_exhausted))
+        .layer(tower::util::MapResponseLayer::new(wire_errors_as_grpc_codes))
         .add_service(runtime)
         .add_service(images)
         .add_service(api)
@@ -72,20 +72,25 @@ pub async fn serve(
     Ok(result?)
 }
 
-/// tonic answers a request over the message limit with OUT_OF_RANGE; gRPC (and kubelet's
-/// grpc-go) say RESOURCE_EXHAUSTED. The error comes before any handler runs, as a
-/// trailers-only response, so its status header is rewritten here.
-fn too_large_is_resource_exhausted(
+/// tonic answers a request it cannot decode before any handler runs, as a trailers-only
+/// response: over the message limit with OUT_OF_RANGE where gRPC (and kubelet's grpc-go) say
+/// RESOURCE_EXHAUSTED, and garbled protobuf (bad UTF-8, truncated fields) with INTERNAL
+/// where the fault is the caller's: INVALID_ARGUMENT. Those status headers are rewritten.
+fn wire_errors_as_grpc_codes(
     mut response: tonic::codegen::http::Response<tonic::body::Body>,
 ) -> tonic::codegen::http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
     let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let too_large = message.contains("too large") || message.contains("too%20large");
-    if too_large && headers.get("grpc-status").is_some_and(|s| s == "11") {
-        let code = (tonic::Code::ResourceExhausted as i32).to_string();
-        if let Ok(v) = tonic::codegen::http::HeaderValue::from_str(&code) {
-            headers.insert("grpc-status", v);
+    let has = |text: &str| message.contains(text) || message.contains(&text.replace(' ', "%20"));
+    let code = match headers.get("grpc-status").and_then(|s| s.to_str().ok()) {
+        Some("11") if has("message length too large") => tonic::Code::ResourceExhausted,
+        Some("13") if message.starts_with("failed") && has("failed to decode Protobuf message") => {
+            tonic::Code::InvalidArgument
         }
+        _ => return response,
+    };
+    if let Ok(v) = tonic::codegen::http::HeaderValue::from_str(&(code as i32).to_string()) {
+        headers.insert("grpc-status", v);
     }
     response
 }
@@ -100,5 +105,30 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_after(code: &str, message: &str) -> String {
+        let mut r = tonic::codegen::http::Response::new(tonic::body::Body::empty());
+        r.headers_mut().insert("grpc-status", code.parse().expect("header"));
+        r.headers_mut().insert("grpc-message", message.parse().expect("header"));
+        let r = wire_errors_as_grpc_codes(r);
+        r.headers()["grpc-status"].to_str().expect("ascii").to_string()
+    }
+
+    #[test]
+    fn decode_errors_get_the_callers_codes() {
+        let too_large = "Error,%20decoded%20message%20length%20too%20large:%20found%2017825802%20bytes";
+        assert_eq!(status_after("11", too_large), "8");
+        assert_eq!(
+            status_after("13", "failed%20to%20decode%20Protobuf%20message:%20invalid%20varint"),
+            "3"
+        );
+        assert_eq!(status_after("13", "disk%20full"), "13");
+        assert_eq!(status_after("11", "out%20of%20range"), "11");
     }
 }

@@ -122,3 +122,32 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[tokio::test]
+async fn garbled_protobuf_is_invalid_argument() {
+    use berth_e2e::abuse::{channel, raw_unary};
+    require_root();
+    let berthd = Berthd::start(BerthdOpts::default()).await.expect("berthd");
+    let mut a = Abuse::connect(&berthd).await;
+    let ch = channel(berthd.socket()).await.expect("connect");
+    let bodies: [(&str, Vec<u8>); 4] = [
+        ("invalid UTF-8 in a string", vec![0x0a, 0x02, 0xff, 0xfe]),
+        ("truncated varint", vec![0x10, 0xff]),
+        ("length past the end", vec![0x0a, 0x7f, b'a']),
+        ("junk", vec![0xff; 16]),
+    ];
+    for method in [
+        "/runtime.v1.RuntimeService/Version",
+        "/runtime.v1.RuntimeService/PodSandboxStatus",
+        "/runtime.v1.RuntimeService/ExecSync",
+        "/runtime.v1.ImageService/PullImage",
+        "/runtime.v1.ImageService/ImageStatus",
+    ] {
+        for (what, body) in &bodies {
+            let r = raw_unary(ch.clone(), method, body.clone()).await;
+            a.check(&format!("{method}({what})"), r, &[Code::InvalidArgument]).await;
+        }
+    }
+    a.assert_all_expected();
+    assert!(!berthd.log().contains("panicked"));
+}
