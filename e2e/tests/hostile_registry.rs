@@ -388,6 +388,7 @@ async fn a_100_mb_manifest_is_refused_without_reading_it_all() {
     let sent = reg.bytes_sent();
     assert!(sent < 40 << 20, "berthd read {sent} bytes of the 2 x 100 MB manifests");
     let hwm = vm_hwm_kib(pid);
+    eprintln!("berthd read {sent} bytes of the manifests; peak RSS {hwm} KiB");
     assert!(hwm < 90 << 10, "berthd's peak RSS is {hwm} KiB");
     assert_clean(&berthd, &[], "huge manifest");
     cri.list().await.expect("berthd still answers");
