@@ -690,8 +690,7 @@ async fn kill_during_pull() {
     .await
     .expect("berthd");
     let image = pushed.image_ref(&proxy.addr());
-    let mut cri = Cri::connect(berthd.socket()).await.expect("connect");
-    let mut client = cri.clone();
+    let mut client = Cri::connect(berthd.socket()).await.expect("connect");
     let img = image.clone();
     let call = tokio::spawn(async move { client.pull(&img, None).await });
     // Kill once part of the layer is in the ingest area.
@@ -707,14 +706,13 @@ async fn kill_during_pull() {
     berthd.kill9();
     assert!(call.await.expect("join").is_err(), "the pull died with berthd");
     restart_plain(&mut berthd).await;
-    let mut cri2 = Cri::connect(berthd.socket()).await.expect("reconnect");
-    cri = cri2.clone();
+    let mut cri = Cri::connect(berthd.socket()).await.expect("reconnect");
     assert_eq!(
-        cri2.status(&image).await.expect("status"),
+        cri.status(&image).await.expect("status"),
         None,
         "half-pulled image listed"
     );
-    assert!(cri2.list().await.expect("list").is_empty());
+    assert!(cri.list().await.expect("list").is_empty());
     let root = berthd.root().to_path_buf();
     assert!(ls(&root.join("content/ingest")).is_empty(), "ingest area swept");
     assert!(!ls(&root.join("content/blobs/sha256"))

@@ -204,8 +204,8 @@ pub async fn load(
         let v = &out[key];
         println!(
             "{what:<20} {:>6} ok {:>4} errors  median {:>7.1} ms  p90 {:>7.1} ms  max {:>7.1} ms{}",
-            v["n"],
-            v["errors"],
+            v["n"].as_u64().unwrap_or(0),
+            v["errors"].as_u64().unwrap_or(0),
             v["median_ms"].as_f64().unwrap_or(0.0),
             v["p90_ms"].as_f64().unwrap_or(0.0),
             v["max_ms"].as_f64().unwrap_or(0.0),
