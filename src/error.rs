@@ -41,6 +41,9 @@ pub enum Error {
 impl Error {
     /// The gRPC code kubelet sees for this error.
     pub fn code(&self) -> Code {
+        if out_of_space(self) {
+            return Code::ResourceExhausted;
+        }
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
@@ -55,6 +58,24 @@ impl Error {
             Error::Container(e) => container_code(e),
         }
     }
+}
+
+/// Whether the error comes from a full disk (ENOSPC) or an exhausted quota (EDQUOT)
+/// anywhere down its chain of sources: kubelet should see ResourceExhausted, not Internal.
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn image_code(e: &ImageError) -> Code {
@@ -135,5 +156,10 @@ mod tests {
         }));
         assert_eq!(tampered.code(), Code::DataLoss);
         assert_eq!(Error::Unimplemented("Exec").code(), Code::Unimplemented);
+        let full = Error::Image(ImageError::Content(ContentError::Io {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        }));
+        assert_eq!(full.code(), Code::ResourceExhausted);
     }
 }
