@@ -158,6 +158,7 @@ impl Daemon {
             sandboxes.clone(),
             events.clone(),
         )?);
+        containers.sweep_orphans().await;
         containers.watch_running();
         let streams = crate::stream::StreamServer::start(&config.streaming, containers.clone())
             .await

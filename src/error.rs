@@ -42,6 +42,9 @@ pub enum Error {
 impl Error {
     /// The gRPC code kubelet sees for this error.
     pub fn code(&self) -> Code {
+        if out_of_space(self) {
+            return Code::ResourceExhausted;
+        }
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
@@ -56,6 +59,24 @@ impl Error {
             Error::Container(e) => container_code(e),
         }
     }
+}
+
+/// Whether the error comes from a full disk (ENOSPC) or an exhausted quota (EDQUOT)
+/// anywhere down its chain of sources: kubelet should see ResourceExhausted, not Internal.
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn image_code(e: &ImageError) -> Code {
@@ -159,5 +180,10 @@ mod tests {
         assert_eq!(Error::Unimplemented("Exec").code(), Code::Unimplemented);
         let long = Status::from(Error::InvalidArgument(format!("name {:?}", "é".repeat(1 << 20))));
         assert!(long.message().len() < 2100 && long.message().ends_with("(truncated)"));
+        let full = Error::Image(ImageError::Content(ContentError::Io {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        }));
+        assert_eq!(full.code(), Code::ResourceExhausted);
     }
 }

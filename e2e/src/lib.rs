@@ -32,7 +32,7 @@ pub use image::{
     busybox_layer, push_image, push_index, put_blob, put_manifest, random_layer, BuiltLayer, Compression, Entry,
     ImageSpec, Layer, Pushed, RawKind,
 };
-pub use proxy::{RecordingProxy, RedirectProxy, Tamper, TamperProxy, TokenAuthProxy};
+pub use proxy::{RecordingProxy, RedirectProxy, SlowProxy, Tamper, TamperProxy, TokenAuthProxy};
 pub use registry::{RegistryOpts, TestRegistry};
 
 use sha2::{Digest, Sha256};

@@ -10,6 +10,7 @@
 //! - [`TokenAuthProxy`]: demands Bearer tokens from its own `/token` endpoint.
 //! - [`RedirectProxy`]: answers blob GETs with a 307 to another host.
 //! - [`RecordingProxy`]: forwards everything, only recording.
+//! - [`SlowProxy`]: sends blob bodies slowly, so a pull stays in flight.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -379,6 +380,71 @@ impl RecordingProxy {
             }) as Handler
         });
         RecordingProxy { core }
+    }
+}
+
+/// Forwards everything, but sends the body of every blob GET slowly: `chunk` bytes, then a
+/// pause of `pause`, and so on. For pulls that must still be in flight when a test acts.
+#[derive(Debug)]
+pub struct SlowProxy {
+    core: Core,
+}
+proxy_common!(SlowProxy);
+
+impl SlowProxy {
+    /// Starts the proxy (inside a Tokio runtime).
+    pub fn start(upstream: &str, chunk: usize, pause: std::time::Duration) -> SlowProxy {
+        let upstream = upstream.to_string();
+        let chunk = chunk.max(1);
+        let core = Core::start(move |me, rec| {
+            let client = crate::http_client();
+            Arc::new(move |req: Request<Incoming>| {
+                rec.record(&req);
+                let (client, upstream, me) = (client.clone(), upstream.clone(), me.clone());
+                Box::pin(async move {
+                    let blob_get = req.method() == Method::GET && is_blob_path(req.uri().path());
+                    let mut resp = match forward(&client, &upstream, req).await {
+                        Ok(r) => r,
+                        Err(e) => return bad_gateway(e),
+                    };
+                    if !blob_get || resp.status() != StatusCode::OK {
+                        return passthrough(resp, &upstream, &me);
+                    }
+                    let status = resp.status();
+                    let mut headers = resp.headers().clone();
+                    strip_hop_by_hop(&mut headers);
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+                    tokio::spawn(async move {
+                        while let Ok(Some(mut data)) = resp.chunk().await {
+                            while !data.is_empty() {
+                                let piece = data.split_to(chunk.min(data.len()));
+                                if tx.send(piece).await.is_err() {
+                                    return;
+                                }
+                                tokio::time::sleep(pause).await;
+                            }
+                        }
+                    });
+                    let mut out = Response::new(ChannelBody(rx).boxed());
+                    *out.status_mut() = status;
+                    *out.headers_mut() = headers;
+                    out
+                }) as BoxFuture
+            }) as Handler
+        });
+        SlowProxy { core }
+    }
+}
+
+/// A body fed through a channel; it ends when the sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.get_mut().0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
 }
 

@@ -26,6 +26,12 @@ pub async fn env(user: Option<&str>) -> Env {
 }
 
 pub async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
+    env_with_cni_bin(user, config_toml, "/usr/lib/cni").await
+}
+
+/// [`env_with`], berthd looking for CNI plugins in `cni_bin_dirs` (`:`-separated), e.g. a
+/// directory of wrappers before `/usr/lib/cni`.
+pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, cni_bin_dirs: &str) -> Env {
     let reg = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
     let spec = ImageSpec {
         layers: vec![busybox_layer(Compression::Gzip)],
@@ -50,7 +56,7 @@ pub async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
             "--cni-conf-dir".into(),
             net.conf_dir().display().to_string(),
             "--cni-bin-dir".into(),
-            "/usr/lib/cni".into(),
+            cni_bin_dirs.into(),
         ],
         config_toml,
         ..Default::default()
@@ -71,8 +77,13 @@ pub async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
 }
 
 impl Env {
-    /// `host:port` of the env's registry (berthd can pull from it), to push more images.
-    pub fn registry_addr(&self) -> String {
+    /// The test's CNI network.
+    pub fn net(&self) -> &TestNet {
+        &self._net
+    }
+
+    /// The registry's `host:port`.
+    pub fn registry(&self) -> String {
         self._reg.addr()
     }
 

@@ -89,10 +89,10 @@ async fn no_host_descriptor_or_directory_leaks_into_a_container() {
         working_dir: Some("/proc/self/fd/7".into()),
         ..Default::default()
     };
-    push_image(&e.registry_addr(), "e2e/cwd", "1", &spec, None)
+    push_image(&e.registry(), "e2e/cwd", "1", &spec, None)
         .await
         .expect("push");
-    let image = format!("{}/e2e/cwd:1", e.registry_addr());
+    let image = format!("{}/e2e/cwd:1", e.registry());
     e.cri.pull(&image, None).await.expect("pull");
     let mut c = e.container("imgcwd", &["true"]);
     c.image = Some(berth_e2e::cri::spec(&image));
@@ -209,10 +209,10 @@ async fn mount_destinations_through_image_symlinks_stay_in_the_rootfs() {
         ],
         ..Default::default()
     };
-    push_image(&e.registry_addr(), "e2e/links", "1", &spec, None)
+    push_image(&e.registry(), "e2e/links", "1", &spec, None)
         .await
         .expect("push");
-    let image = format!("{}/e2e/links:1", e.registry_addr());
+    let image = format!("{}/e2e/links:1", e.registry());
     e.cri.pull(&image, None).await.expect("pull");
     let src = tempfile::tempdir().expect("src");
     std::fs::write(src.path().join("marker"), b"inside\n").expect("marker");

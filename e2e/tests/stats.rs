@@ -93,7 +93,8 @@ async fn cpu_memory_layer_and_process_figures_follow_the_workload() {
         e.start(id).await;
     }
 
-    // CPU: the busy loop uses about one core.
+    // CPU: the busy loop uses up to one core; on a loaded 2-core machine (CI beside other
+    // builds) it may get much less, so the floor is a clearly busy 15% of a core.
     let first = container_stats(&mut e, &burn).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = container_stats(&mut e, &burn).await;
@@ -101,12 +102,12 @@ async fn cpu_memory_layer_and_process_figures_follow_the_workload() {
     let used = v(&c2.usage_core_nano_seconds) - v(&c1.usage_core_nano_seconds);
     let elapsed = (c2.timestamp - c1.timestamp) as u64;
     assert!(
-        used * 10 >= elapsed * 5,
+        used * 100 >= elapsed * 15,
         "busy loop used {used} ns of CPU in {elapsed} ns"
     );
     let nano_cores = v(&c2.usage_nano_cores);
     assert!(
-        (500_000_000..=1_300_000_000).contains(&nano_cores),
+        (150_000_000..=1_300_000_000).contains(&nano_cores),
         "busy loop at {nano_cores} nano cores"
     );
     assert_eq!(second.attributes.as_ref().expect("attrs").id, burn);

@@ -121,12 +121,12 @@ impl ContainerFilter {
 }
 
 pub struct Containers {
-    opts: ContainersOptions,
+    pub(super) opts: ContainersOptions,
     meta: Arc<MetaStore>,
     images: Arc<Images>,
     snapshots: Arc<dyn Snapshotter>,
     sandboxes: Arc<Sandboxes>,
-    records: RwLock<HashMap<String, ContainerRecord>>,
+    pub(super) records: RwLock<HashMap<String, ContainerRecord>>,
     names: Mutex<HashMap<String, String>>,
     locks: KeyedLocks,
     events: Arc<EventBus>,
@@ -535,7 +535,7 @@ impl Containers {
     }
 
     /// Removes whatever `setup` may have left: shim and runc state, rootfs, bundle.
-    async fn teardown(&self, id: &str, handler: &str) {
+    pub(super) async fn teardown(&self, id: &str, handler: &str) {
         let bundle = self.bundle(id);
         if shim::socket(&bundle).exists() {
             let _ = shim::kill(&bundle, 9, true).await;

@@ -4,6 +4,7 @@
 pub mod lifecycle;
 pub mod model;
 mod mounts;
+mod orphans;
 pub(crate) mod resources;
 pub mod rootfs;
 mod security;

@@ -132,16 +132,10 @@ pub async fn call(bundle: &Path, request: Value, timeout: Duration) -> Result<Va
         let mut stream = connect(bundle).await?;
         let mut line = serde_json::to_vec(&request).unwrap_or_default();
         line.push(b'\n');
-        stream.write_all(&line).await.map_err(|e| ShimError::Call {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        stream.write_all(&line).await.map_err(|e| io_error(&path, e))?;
         let mut reader = tokio::io::BufReader::new(stream);
         let mut response = String::new();
-        let n = reader.read_line(&mut response).await.map_err(|e| ShimError::Call {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let n = reader.read_line(&mut response).await.map_err(|e| io_error(&path, e))?;
         if n == 0 {
             return Err(ShimError::Gone { path: path.clone() });
         }
@@ -160,6 +154,23 @@ pub async fn call(bundle: &Path, request: Value, timeout: Duration) -> Result<Va
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| ShimError::Timeout(timeout))?
+}
+
+/// A failed read or write on the shim's connection. A reset or broken connection means the
+/// shim died during the call (killed, say): that is `Gone`, as a refused connection is, so
+/// the container is reported lost instead of the call failing.
+fn io_error(path: &Path, e: std::io::Error) -> ShimError {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    ) {
+        return ShimError::Gone { path: path.into() };
+    }
+    ShimError::Call {
+        path: path.into(),
+        message: e.to_string(),
+    }
 }
 
 const QUICK: Duration = Duration::from_secs(10);

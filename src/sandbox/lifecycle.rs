@@ -42,11 +42,11 @@ pub struct SandboxesOptions {
 }
 
 pub struct Sandboxes {
-    opts: SandboxesOptions,
+    pub(super) opts: SandboxesOptions,
     meta: Arc<MetaStore>,
     network: Arc<dyn PodNetwork>,
-    cgroups: Option<Hierarchy>,
-    records: RwLock<HashMap<String, SandboxRecord>>,
+    pub(super) cgroups: Option<Hierarchy>,
+    pub(super) records: RwLock<HashMap<String, SandboxRecord>>,
     /// Reserved names (`name_namespace_uid_attempt`) to sandbox ids.
     names: Mutex<HashMap<String, String>>,
     locks: KeyedLocks,
@@ -96,6 +96,7 @@ impl Sandboxes {
     /// After a restart: asks the CNI plugins to CHECK every ready sandbox's network, so a
     /// network lost while berthd was down is logged rather than found by users.
     pub async fn recover(&self) {
+        self.sweep_orphans().await;
         let ready: Vec<SandboxRecord> = self.list(&SandboxFilter {
             state: Some(SandboxState::Ready),
             ..Default::default()
@@ -109,11 +110,11 @@ impl Sandboxes {
         }
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
+    pub(super) fn dir(&self, id: &str) -> PathBuf {
         self.opts.state_dir.join("sandboxes").join(id)
     }
 
-    fn netns_path(&self, id: &str) -> PathBuf {
+    pub(super) fn netns_path(&self, id: &str) -> PathBuf {
         self.opts.state_dir.join("netns").join(id)
     }
 
@@ -233,6 +234,9 @@ impl Sandboxes {
         let err = setup_err(&id);
         let dir = self.dir(&id);
         std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        // What a start-up sweep needs to take this sandbox down if berthd dies before it
+        // is recorded.
+        super::orphans::write_intent(&dir, rec).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let host_net = rec.spec.namespaces.network == NsMode::Node;
         let host_ipc = rec.spec.namespaces.ipc == NsMode::Node;
         let hostname = if rec.spec.hostname.is_empty() && host_net {
@@ -275,6 +279,14 @@ impl Sandboxes {
             pid: rec.spec.namespaces.pid == NsMode::Pod,
             sysctls,
         });
+        let intent = rec.clone();
+        let infra = async {
+            let pid = infra.await;
+            if let Ok(pid) = &pid {
+                super::orphans::write_infra(&dir, &intent, *pid);
+            }
+            pid
+        };
         let net_req = rec.netns.clone().map(|ns| network_request(rec, &ns));
         let network = async {
             match &net_req {
@@ -322,7 +334,7 @@ impl Sandboxes {
     }
 
     /// Network down, infra stopped, netns and shm released. Idempotent.
-    async fn release(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+    pub(super) async fn release(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let mut first_err = None;
         if let Some(pid) = rec.infra_pid {
             infra::stop(pid, rec.infra_start, self.opts.stop_grace).await;
@@ -343,7 +355,7 @@ impl Sandboxes {
     }
 
     /// Removes the sandbox's files and cgroup.
-    fn purge(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+    pub(super) fn purge(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let dir = self.dir(&rec.id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| setup_err(&rec.id)(format!("{}: {e}", dir.display())))?;

@@ -6,6 +6,7 @@ mod bandwidth;
 mod files;
 mod infra;
 mod lifecycle;
+mod orphans;
 
 pub use lifecycle::{new_id, SandboxError, Sandboxes, SandboxesOptions};
 

@@ -10,12 +10,20 @@
 //!                        pod start only, then stop+remove (the runtime handler column)
 //! cri-bench cleanup ENDPOINT
 //!                        stop and remove every pod
+//! cri-bench soak ENDPOINT --image I --daemon-pid P [--pods 100] [--containers 2]
+//!           [--minutes 3] [--handler H]
+//!                        pods created at once, then ExecSync probes every second per
+//!                        container and stats every 10 s (see soak::load)
+//! cri-bench cycles ENDPOINT --image I --daemon-pid P [--cycles 1000] [--every 100]
+//!                        create/start/stop/remove cycles, the daemon's RSS and fds
+//!                        sampled (see soak::cycles)
 //! cri-bench report DIR   reads DIR/*.json written by run.sh, prints the side-by-side
 //!                        table and writes DIR/summary.json
 //! ```
 
 mod procs;
 mod report;
+mod soak;
 mod suite;
 
 use std::collections::HashMap;
@@ -75,7 +83,7 @@ async fn startup(c: &mut Cri, t: &suite::Target, n: usize) -> anyhow::Result<ser
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(mode), Some(arg)) = (args.first(), args.get(1)) else {
-        anyhow::bail!("usage: cri-bench suite|startup|cleanup ENDPOINT [--OPTION VALUE]… | report DIR");
+        anyhow::bail!("usage: cri-bench suite|startup|cleanup|soak|cycles ENDPOINT [--OPTION VALUE]… | report DIR");
     };
     let o = options(&args[2..])?;
     let out = match mode.as_str() {
@@ -108,6 +116,26 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         "cleanup" => suite::cleanup(&mut connect(arg).await?).await?,
+        "soak" => {
+            let minutes = o.get("minutes").map_or(Ok(3.0), |m| m.parse::<f64>())?;
+            soak::load(
+                &mut connect(arg).await?,
+                &target(&o)?,
+                num(&o, "pods", 100)?,
+                num(&o, "containers", 2)?,
+                std::time::Duration::from_secs_f64(minutes * 60.0),
+            )
+            .await?
+        }
+        "cycles" => {
+            soak::cycles(
+                &mut connect(arg).await?,
+                &target(&o)?,
+                num(&o, "cycles", 1000)?,
+                num(&o, "every", 100)?,
+            )
+            .await?
+        }
         "report" => report::report(Path::new(arg))?,
         other => anyhow::bail!("unknown mode {other:?}"),
     };
