@@ -60,7 +60,9 @@ for t in $targets; do
     else
         status=FAILED
         failed+=("$t")
-        tail -n 40 "$log"
+        # The finding (panic message or sanitizer report), then the reproducer's path.
+        grep -m 1 -A 12 -E "panicked at|ERROR: (AddressSanitizer|libFuzzer)|SUMMARY: " "$log" || tail -n 40 "$log"
+        grep -A 2 "^Failing input:" "$log" || true
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
