@@ -61,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
         max_bytes: 1 << 20,
     };
     let _ = unpack_layer(data, &s.dest, &limits);
-    assert_eq!(names(&s.base), ["outside", "root"], "something was created next to the root");
+    assert_eq!(
+        names(&s.base),
+        ["outside", "root"],
+        "something was created next to the root"
+    );
     assert_eq!(names(&s.outside), ["canary"], "something was created outside the root");
     let meta = fs::symlink_metadata(s.outside.join("canary")).expect("canary stat");
     assert!(meta.file_type().is_file(), "the canary was replaced");
