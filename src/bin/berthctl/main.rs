@@ -10,6 +10,7 @@ mod containers;
 mod images;
 mod info;
 mod json;
+mod logline;
 mod logs;
 mod output;
 mod pods;

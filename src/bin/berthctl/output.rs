@@ -222,7 +222,8 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         _ => return None,
     };
     let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset;
-    Some(secs * 1_000_000_000 + nanos)
+    // Years past 2262 do not fit in i64 nanoseconds.
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// A relative duration like `90s`, `5m`, `2h`, `1h30m`, in nanoseconds.
@@ -239,18 +240,19 @@ pub fn parse_duration(text: &str) -> Option<i64> {
         }
         let n: i64 = num.parse().ok()?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
             _ => return None,
         };
+        total = total.checked_add(n.checked_mul(unit)?)?;
     }
     if !num.is_empty() {
-        total += num.parse::<i64>().ok()?;
+        total = total.checked_add(num.parse::<i64>().ok()?)?;
     }
-    Some(total * 1_000_000_000)
+    total.checked_mul(1_000_000_000)
 }
 
 #[cfg(test)]
@@ -288,6 +290,12 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(5400 * 1_000_000_000));
         assert_eq!(parse_duration("10"), Some(10 * 1_000_000_000));
         assert_eq!(parse_duration("5x"), None);
+        // Found by fuzz/ (cri_log): overflows are None, not a panic or a wrapped time.
+        assert_eq!(parse_rfc3339("2263-01-01T00:00:00Z"), None);
+        assert!(parse_rfc3339("2262-04-11T23:47:16Z").is_some());
+        assert_eq!(parse_duration("9223372036854775807d"), None);
+        assert_eq!(parse_duration("9223372036854775807s"), None);
+        assert_eq!(parse_duration("9223372036s9223372036s"), None);
     }
 
     #[test]
