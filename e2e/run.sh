@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # run.sh — the whole Berth test suite, from a fresh Debian machine with only the Rust
 # toolchain: installs the Debian packages the tests use, builds the workspace, runs the
-# unit and e2e tests (real registry, real mounts; needs root), then the upstream CRI
-# conformance suite (critest) with a regression check against e2e/critest/passing.txt.
+# unit and e2e tests (real registry, real mounts; needs root), a short run of every fuzz
+# target, then the upstream CRI conformance suite (critest) with a regression check
+# against e2e/critest/passing.txt.
 #
 #   sudo e2e/run.sh            everything
 #   SKIP_CRITEST=1 e2e/run.sh  without critest (not allowed when CI=true)
+#   SKIP_FUZZ=1 e2e/run.sh     without the short fuzz run (not allowed when CI=true)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
@@ -29,6 +31,14 @@ cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
 # Deployment: shellcheck, the Helm chart (lint, render, parse), install/uninstall in throwaway roots.
 bash e2e/deploy/check.sh target/debug
+
+# Fuzzing: every cargo-fuzz target for a few seconds over its checked-in corpus (fuzz/run.sh
+# builds with the nightly toolchain; a crash fails the suite).
+if [[ -n ${SKIP_FUZZ:-} && ${CI:-} != true ]]; then
+    echo "fuzz skipped (SKIP_FUZZ set)"
+else
+    bash fuzz/run.sh "${FUZZ_SECONDS:-10}"
+fi
 
 if [[ -n ${SKIP_CRITEST:-} && ${CI:-} != true ]]; then
     echo "critest skipped (SKIP_CRITEST set)"

@@ -20,6 +20,15 @@ cd "$root"
 now() { date +%s; }
 t_start=$(now)
 
+# Without a nightly toolchain, the stable one builds the targets too (RUSTC_BOOTSTRAP lets it
+# take cargo-fuzz's -Z flags), without a sanitizer.
+if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
+    echo "== no $toolchain toolchain: using stable with RUSTC_BOOTSTRAP=1, no sanitizer"
+    toolchain=stable
+    sanitizer=none
+    export RUSTC_BOOTSTRAP=1
+fi
+
 if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
     cargo "+$toolchain" install cargo-fuzz --locked
