@@ -11,29 +11,15 @@ use berth_e2e::canary::{store_leftovers, Canary};
 use berth_e2e::cri::Cri;
 use berth_e2e::image::{push_built, BuiltLayer, ImageSpec, Pushed};
 use berth_e2e::registry::{RegistryOpts, TestRegistry};
-use berth_e2e::{require_root, sha256_digest, Berthd, BerthdOpts};
+use berth_e2e::{sha256_digest, Berthd};
 use tar::EntryType as T;
 use tonic::Code;
 
 /// A berthd reaching `reg` over plain HTTP, with `config` as its config file.
 async fn berthd_for(reg: &str, config: Option<String>) -> (Berthd, Cri, tempfile::TempDir) {
-    require_root();
-    let hosts = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(hosts.path().join(reg)).expect("mkdir");
-    std::fs::write(
-        hosts.path().join(reg).join("hosts.toml"),
-        format!("server = \"http://{reg}\"\n"),
-    )
-    .expect("hosts.toml");
-    let berthd = Berthd::start(BerthdOpts {
-        registry_config_dir: Some(hosts.path().into()),
-        config_toml: config,
-        ..Default::default()
-    })
-    .await
-    .expect("berthd starts");
-    let cri = Cri::connect(berthd.socket()).await.expect("connect");
-    (berthd, cri, hosts)
+    berth_e2e::ctl::berthd_reaching(reg, config)
+        .await
+        .expect("berthd starts")
 }
 
 /// A tar built entry by entry with raw (unchecked) names and link targets.

@@ -10,7 +10,7 @@ use berth_e2e::canary::store_leftovers;
 use berth_e2e::cri::Cri;
 use berth_e2e::image::{media, push_built, BuiltLayer, Compression, Entry, ImageSpec, Layer, Pushed};
 use berth_e2e::registry::{RegistryOpts, TestRegistry};
-use berth_e2e::{require_root, sha256_digest, Berthd, BerthdOpts};
+use berth_e2e::{sha256_digest, Berthd};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
@@ -20,23 +20,9 @@ const LAYER_BYTES: u64 = 16 << 20;
 const LIMITS: &str = "[limits]\nmax_layer_bytes = 16777216\nmax_layers = 4\nmax_layer_entries = 100\n";
 
 async fn berthd_for(reg: &str) -> (Berthd, Cri, tempfile::TempDir) {
-    require_root();
-    let hosts = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(hosts.path().join(reg)).expect("mkdir");
-    std::fs::write(
-        hosts.path().join(reg).join("hosts.toml"),
-        format!("server = \"http://{reg}\"\n"),
-    )
-    .expect("hosts.toml");
-    let berthd = Berthd::start(BerthdOpts {
-        registry_config_dir: Some(hosts.path().into()),
-        config_toml: Some(LIMITS.into()),
-        ..Default::default()
-    })
-    .await
-    .expect("berthd starts");
-    let cri = Cri::connect(berthd.socket()).await.expect("connect");
-    (berthd, cri, hosts)
+    berth_e2e::ctl::berthd_reaching(reg, Some(LIMITS.into()))
+        .await
+        .expect("berthd starts")
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

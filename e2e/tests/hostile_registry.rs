@@ -10,29 +10,14 @@ use berth_e2e::canary::store_leftovers;
 use berth_e2e::cri::{basic_auth, Cri};
 use berth_e2e::image::{BuiltImage, Compression, Entry, ImageSpec, Layer};
 use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
-use berth_e2e::{free_port, require_root, sha256_digest, Berthd, BerthdOpts};
+use berth_e2e::{free_port, sha256_digest, Berthd};
 use serde_json::Value;
 use tonic::Code;
 
 const REPO: &str = "e2e/lie";
 
 async fn berthd_for(reg: &str) -> (Berthd, Cri, tempfile::TempDir) {
-    require_root();
-    let hosts = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(hosts.path().join(reg)).expect("mkdir");
-    std::fs::write(
-        hosts.path().join(reg).join("hosts.toml"),
-        format!("server = \"http://{reg}\"\n"),
-    )
-    .expect("hosts.toml");
-    let berthd = Berthd::start(BerthdOpts {
-        registry_config_dir: Some(hosts.path().into()),
-        ..Default::default()
-    })
-    .await
-    .expect("berthd starts");
-    let cri = Cri::connect(berthd.socket()).await.expect("connect");
-    (berthd, cri, hosts)
+    berth_e2e::ctl::berthd_reaching(reg, None).await.expect("berthd starts")
 }
 
 fn image() -> BuiltImage {

@@ -58,19 +58,7 @@ async fn start_pod(c: &mut Cri, t: &Target, name: &str, containers: usize) -> an
     let pod_id = c.runtime.run_pod_sandbox(req).await?.into_inner().pod_sandbox_id;
     let mut ids = Vec::new();
     for i in 0..containers {
-        let ctr = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: format!("c{i}"),
-                attempt: 0,
-            }),
-            image: Some(cri::ImageSpec {
-                image: t.image.clone(),
-                ..Default::default()
-            }),
-            command: vec!["sleep".into(), "3600".into()],
-            linux: Some(cri::LinuxContainerConfig::default()),
-            ..Default::default()
-        };
+        let ctr = crate::suite::sleeper(&format!("c{i}"), &t.image);
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: pod_id.clone(),
             config: Some(ctr),

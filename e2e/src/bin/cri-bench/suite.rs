@@ -45,6 +45,23 @@ pub fn summary(mut samples: Vec<Duration>) -> Value {
     })
 }
 
+/// A container named `name` that sleeps for an hour in `image`.
+pub fn sleeper(name: &str, image: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        linux: Some(cri::LinuxContainerConfig::default()),
+        ..Default::default()
+    }
+}
+
 /// One pod with one `sleep` container: the times of RunPodSandbox, CreateContainer and
 /// StartContainer, and the container's id.
 pub async fn start_pod(c: &mut Cri, t: &Target) -> anyhow::Result<([Duration; 3], String)> {
@@ -57,22 +74,9 @@ pub async fn start_pod(c: &mut Cri, t: &Target) -> anyhow::Result<([Duration; 3]
     };
     let pod_id = c.runtime.run_pod_sandbox(req).await?.into_inner().pod_sandbox_id;
     let t1 = Instant::now();
-    let ctr = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: "app".into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: t.image.clone(),
-            ..Default::default()
-        }),
-        command: vec!["sleep".into(), "3600".into()],
-        linux: Some(cri::LinuxContainerConfig::default()),
-        ..Default::default()
-    };
     let req = cri::CreateContainerRequest {
         pod_sandbox_id: pod_id,
-        config: Some(ctr),
+        config: Some(sleeper("app", &t.image)),
         sandbox_config: Some(config),
     };
     let id = c.runtime.create_container(req).await?.into_inner().container_id;

@@ -12,6 +12,9 @@ use std::time::Duration;
 use berth_proto::berth::v1::images_client::ImagesClient;
 use tonic::transport::Channel;
 
+use crate::explain;
+use crate::output::{human_size, print_table};
+
 /// Largest message accepted from berthd.
 const MAX_MESSAGE: usize = 16 << 20;
 
@@ -62,63 +65,7 @@ fn request<T>(msg: T, timeout: Option<u64>) -> tonic::Request<T> {
     req
 }
 
-/// Turns a gRPC status into a sentence for people.
-fn explain(status: tonic::Status) -> anyhow::Error {
-    use tonic::Code;
-    let what = match status.code() {
-        Code::NotFound => "not found",
-        Code::InvalidArgument => "invalid request",
-        Code::AlreadyExists => "already exists",
-        Code::FailedPrecondition => "not possible now",
-        Code::Unauthenticated => "authentication failed",
-        Code::PermissionDenied => "permission denied",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "content verification failed",
-        Code::Unimplemented => "not supported by this berthd",
-        Code::DeadlineExceeded => "timed out",
-        _ => "failed",
-    };
-    anyhow::anyhow!("{what}: {}", status.message())
-}
-
-/// `12.3MB`-style sizes (powers of 1000, like docker).
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < units.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", units[u])
-    }
-}
-
 /// `1 layer`, `2 layers`.
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", parts.join("   ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
 }

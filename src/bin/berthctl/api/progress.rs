@@ -196,7 +196,7 @@ mod tests {
         );
         assert_eq!(b.totals(), (900, 1500));
         let done = b.update(&ev(a, 1000, 1000, LayerState::Done), t).unwrap();
-        assert_eq!(done, "aaaaaaaaaaaa: done (1.0kB)");
+        assert_eq!(done, "aaaaaaaaaaaa: done (1kB)");
         assert_eq!(b.totals(), (1500, 1500));
         assert_eq!((b.layers(), b.downloaded()), (2, 1000));
         let mut out = Vec::new();
@@ -219,8 +219,8 @@ mod tests {
         b.draw(&mut out, t + Duration::from_secs(1), false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\x1b[3A"), "cursor goes back up over all lines: {text:?}");
-        assert!(text.contains("2 layers: 1.0kB/2.0kB"), "{text:?}");
-        assert!(text.contains("1.0kB/s") && text.contains("ETA 1s"), "{text:?}");
+        assert!(text.contains("2 layers: 1kB/2.01kB"), "{text:?}");
+        assert!(text.contains("1kB/s") && text.contains("ETA 1s"), "{text:?}");
         assert!(text.contains("[============            ]"), "{text:?}");
     }
 }
