@@ -5,6 +5,11 @@ WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
 PIDS=()
 EXTRA_CLEANUP=${EXTRA_CLEANUP:-}
 bench_cleanup() {
+    # Pods outlive their daemon by design (their infra processes and shims are not its
+    # children to kill): a run cut short removes them through CRI first.
+    for sock in "$WORK"/berth/berth.sock "$WORK"/ctrd/containerd.sock; do
+        [[ -S $sock ]] && timeout 120 "${BENCH:-$ROOT/target/release/cri-bench}" cleanup "unix://$sock" >/dev/null 2>&1 || true
+    done
     for p in "${PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
