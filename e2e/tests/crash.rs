@@ -383,11 +383,7 @@ async fn kill_during_run_pod_sandbox() {
     e.berthd.kill9();
     assert!(call.await.expect("join").is_err(), "the call died with berthd");
     w.wait_for("out-add").await;
-    restart(&mut e).await;
-
-    assert_survivor(&mut e, &keep).await;
-    remove_all_but(&mut e, &keep).await;
-    assert_same(&footprint(&e, &cg), &before, "the interrupted RunPodSandbox");
+    recovers_clean(&mut e, &keep, None, &cg, &before, "the interrupted RunPodSandbox").await;
     // The same pod runs now.
     let again = run_pod(&mut e, &cg, "half", "").await;
     berth_e2e::pod::stop_remove(&mut e.cri, &again.0).await;
@@ -401,14 +397,15 @@ async fn kill_during_run_pod_sandbox() {
         e.berthd.kill9();
         let _ = call.await;
         tokio::time::sleep(Duration::from_millis(300)).await; // plugins still running finish
-        restart(&mut e).await;
-        assert_survivor(&mut e, &keep).await;
-        remove_all_but(&mut e, &keep).await;
-        assert_same(
-            &footprint(&e, &cg),
+        recovers_clean(
+            &mut e,
+            &keep,
+            None,
+            &cg,
             &before,
             &format!("kill {delay} ms into RunPodSandbox"),
-        );
+        )
+        .await;
     }
 }
 
@@ -434,11 +431,15 @@ async fn kill_during_create_container() {
     assert!(call.await.expect("join").is_err(), "the call died with berthd");
     w.wait_for("out-create").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    restart(&mut e).await;
-
-    assert_survivor(&mut e, &keep).await;
-    remove_all_but_pod(&mut e, &keep, &pod).await;
-    assert_same(&footprint(&e, &cg), &before, "the interrupted CreateContainer");
+    recovers_clean(
+        &mut e,
+        &keep,
+        Some(&pod),
+        &cg,
+        &before,
+        "the interrupted CreateContainer",
+    )
+    .await;
     // The same container can be created and runs.
     let c = e
         .create(&pod, e.container("half", &["sleep", "1000"]))
@@ -460,15 +461,35 @@ async fn kill_during_create_container() {
         e.berthd.kill9();
         let _ = call.await;
         tokio::time::sleep(Duration::from_millis(500)).await; // a shim still starting finishes
-        restart(&mut e).await;
-        assert_survivor(&mut e, &keep).await;
-        remove_all_but_pod(&mut e, &keep, &pod).await;
-        assert_same(
-            &footprint(&e, &cg),
+        recovers_clean(
+            &mut e,
+            &keep,
+            Some(&pod),
+            &cg,
             &before,
             &format!("kill {delay} ms into CreateContainer"),
-        );
+        )
+        .await;
     }
+}
+
+/// After a kill: restart berthd, check the survivor still runs, remove everything else
+/// (keeping `pod`, but not its containers, when given) and compare the host with `before`.
+async fn recovers_clean(
+    e: &mut Env,
+    keep: &(Pod, String),
+    pod: Option<&Pod>,
+    cg: &CgroupParent,
+    before: &Footprint,
+    what: &str,
+) {
+    restart(e).await;
+    assert_survivor(e, keep).await;
+    match pod {
+        Some(pod) => remove_all_but_pod(e, keep, pod).await,
+        None => remove_all_but(e, keep).await,
+    }
+    assert_same(&footprint(e, cg), before, what);
 }
 
 /// [`remove_all_but`], also keeping `pod` (but not its containers).
@@ -546,10 +567,7 @@ async fn kill_during_remove_container_and_remove_pod() {
     e.berthd.kill9();
     let _ = call.await;
     w.wait_for("out-del").await;
-    restart(&mut e).await;
-    assert_survivor(&mut e, &keep).await;
-    remove_all_but(&mut e, &keep).await;
-    assert_same(&footprint(&e, &cg), &before, "interrupted removals");
+    recovers_clean(&mut e, &keep, None, &cg, &before, "interrupted removals").await;
 
     // By timing, a pod with a container removed in one call.
     for delay in (0..=60).step_by(20) {
@@ -571,15 +589,16 @@ async fn kill_during_remove_container_and_remove_pod() {
         e.berthd.kill9();
         let _ = call.await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        restart(&mut e).await;
-        assert_survivor(&mut e, &keep).await;
         // The removal may not have begun: what is listed is whatever state it reached.
-        remove_all_but(&mut e, &keep).await;
-        assert_same(
-            &footprint(&e, &cg),
+        recovers_clean(
+            &mut e,
+            &keep,
+            None,
+            &cg,
             &before,
             &format!("kill {delay} ms into RemovePodSandbox"),
-        );
+        )
+        .await;
     }
 }
 
