@@ -16,7 +16,7 @@ FOCUS=${1:-}
 
 WORK=$(mktemp -d /tmp/berth-critest.XXXXXX)
 PID=""
-SOCK=$WORK/state/berth.sock
+SOCK=$WORK/berth.sock
 # The kit's CNI config uses bridge cni0; remove it afterwards if this run created it.
 BRIDGE_EXISTED=$(ip link show cni0 >/dev/null 2>&1 && echo yes || echo no)
 cleanup() {
@@ -41,11 +41,10 @@ trap cleanup EXIT
 
 mkdir -p "$WORK/cni"
 cp "$KIT/10-critest-bridge.conflist" "$WORK/cni/"
-"$BERTHD" --listen "unix://$SOCK" --root "$WORK/root" --state "$WORK/state" \
-    --registry-config-path "$KIT/certs.d" --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni \
-    --log-level info 2>"$WORK/berthd.log" &
-PID=$!
-for _ in $(seq 1 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
+# shellcheck source=e2e/daemons.sh
+source "$HERE/daemons.sh"
+start_berthd_at "$BERTHD" "$WORK" "$WORK/cni" "$WORK/berthd.log" || true
+PID=$DAEMON_PID
 [[ -S $SOCK ]] || { tail -20 "$WORK/berthd.log"; echo "berthd did not start" >&2; exit 1; }
 
 OUT=$WORK/out

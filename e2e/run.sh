@@ -8,6 +8,7 @@
 #   sudo e2e/run.sh            everything
 #   SKIP_CRITEST=1 e2e/run.sh  without critest (not allowed when CI=true)
 #   SKIP_FUZZ=1 e2e/run.sh     without the short fuzz run (not allowed when CI=true)
+#   SKIP_NODE_E2E=1 e2e/run.sh without the node e2e subset (not allowed when CI=true)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
@@ -15,7 +16,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-PACKAGES=(docker-registry apache2-utils busybox-static runc crun containernetworking-plugins iptables protobuf-compiler curl python3 ca-certificates)
+PACKAGES=(docker-registry apache2-utils busybox-static runc crun containernetworking-plugins iptables protobuf-compiler curl python3 ca-certificates xz-utils)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -44,4 +45,10 @@ if [[ -n ${SKIP_CRITEST:-} && ${CI:-} != true ]]; then
     echo "critest skipped (SKIP_CRITEST set)"
 else
     bash e2e/critest.sh
+fi
+
+if [[ -n ${SKIP_NODE_E2E:-} && ${CI:-} != true ]]; then
+    echo "node e2e skipped (SKIP_NODE_E2E set)"
+else
+    bash e2e/node-e2e.sh
 fi

@@ -26,18 +26,17 @@ stop_pid() {
     for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
     kill -9 "$1" 2>/dev/null || true
 }
-wait_sock() { for _ in $(seq 1 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; return 1; }
+wait_sock() { daemon_wait_sock "$1"; }
+# shellcheck source=e2e/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../daemons.sh"
 
 # Starts the release berthd on $WORK/berth (the kit's registry mapping, the bench CNI
 # config), sets B to its directory and BERTHD_PID.
 start_berthd() {
     B=$WORK/berth
-    "$ROOT/target/release/berthd" --listen "unix://$B/berth.sock" --root "$B/root" --state "$B/state" \
-        --registry-config-path "$KIT/certs.d" --cni-conf-dir "$WORK/cni" --cni-bin-dir /usr/lib/cni \
-        --log-level ${BERTH_LOG_LEVEL:-warn} 2>"$WORK/berthd.log" &
-    BERTHD_PID=$!
+    start_berthd_at "$ROOT/target/release/berthd" "$B" "$WORK/cni" "$WORK/berthd.log" "${BERTH_LOG_LEVEL:-warn}"
+    BERTHD_PID=$DAEMON_PID
     PIDS+=("$BERTHD_PID")
-    wait_sock "$B/berth.sock"
 }
 
 # The CNI network both runtimes use: bridge bbench0, 10.244.0.0/16, portmap.
@@ -56,34 +55,13 @@ JSON
 # CTRD_PID.
 start_containerd() {
     local C=$WORK/ctrd
-    mkdir -p "$C"
-    cat >"$C/config.toml" <<TOML
-version = 2
-root = "$C/root"
-state = "$C/state"
-[grpc]
-  address = "$C/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.6"
-  # This machine lacks CAP_SYS_RESOURCE: a negative oom_score_adj (containerd gives pause
-  # -998) cannot be set, and runc fails. Keep containerd's scores no lower than its own.
-  restrict_oom_score_adj = true
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
+    start_containerd_at "$C" "$WORK/cni" "$WORK/containerd.log" registry.k8s.io/pause:3.6 '
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
-  BinaryName = "/usr/bin/crun"
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "/usr/lib/cni"
-  conf_dir = "$WORK/cni"
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "$KIT/certs.d"
-TOML
-    containerd --config "$C/config.toml" >"$WORK/containerd.log" 2>&1 &
-    CTRD_PID=$!
+  BinaryName = "/usr/bin/crun"'
+    CTRD_PID=$DAEMON_PID
     PIDS+=("$CTRD_PID")
-    wait_sock "$C/containerd.sock"
     sleep 1
     "$KIT/bin/crictl" -r "unix://$C/containerd.sock" -i "unix://$C/containerd.sock" pull registry.k8s.io/pause:3.6 >/dev/null 2>&1
 }

@@ -20,6 +20,7 @@ pub mod canary;
 pub mod cri;
 pub mod ctl;
 pub mod image;
+pub mod kubelet;
 pub mod pod;
 pub mod proxy;
 pub mod registry;

@@ -87,6 +87,17 @@ impl Env {
         self._reg.addr()
     }
 
+    /// Every container berthd lists.
+    pub async fn containers(&mut self) -> Vec<cri::Container> {
+        self.cri
+            .runtime
+            .list_containers(cri::ListContainersRequest::default())
+            .await
+            .expect("list containers")
+            .into_inner()
+            .containers
+    }
+
     pub async fn pod(&mut self, name: &str) -> (String, cri::PodSandboxConfig) {
         let mut config = pod_config(name);
         config.log_directory = self.logs.path().join(name).display().to_string();

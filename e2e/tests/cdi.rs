@@ -171,14 +171,7 @@ async fn cdi_specs_inject_nodes_mounts_env_and_hooks() {
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains(named), "{named}: {}", err.message());
     }
-    let listed = e
-        .cri
-        .runtime
-        .list_containers(cri::ListContainersRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .containers;
+    let listed = e.containers().await;
     assert!(listed.is_empty(), "failed creates left containers: {listed:?}");
 
     // A spec added while berthd runs is used without a restart; `=all` expands a kind.

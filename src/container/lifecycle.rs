@@ -66,6 +66,9 @@ pub struct ImageRef {
     pub id: String,
     /// A name of it: the first repo digest, else the first tag.
     pub name: String,
+    /// Its first repo tag when the container was made ("" if none).
+    #[serde(default)]
+    pub tag: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -512,6 +515,7 @@ impl Containers {
                     .or(image.repo_tags.first())
                     .cloned()
                     .unwrap_or_else(|| image.id.clone()),
+                tag: image.repo_tags.first().cloned().unwrap_or_default(),
             },
             state: ContainerState::Created,
             created_at: crate::cri::convert::now_nanos(),
@@ -784,7 +788,7 @@ impl Containers {
         if r.memory_limit_in_bytes > 0 {
             memory.insert("limit".into(), r.memory_limit_in_bytes.into());
         }
-        if r.memory_swap_limit_in_bytes > 0 {
+        if r.memory_swap_limit_in_bytes > 0 && crate::cgroup::has_swap_accounting() {
             memory.insert("swap".into(), r.memory_swap_limit_in_bytes.into());
         }
         let mut body = serde_json::json!({"cpu": cpu, "memory": memory});

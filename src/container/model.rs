@@ -94,9 +94,14 @@ pub struct SecuritySpec {
 pub struct ContainerSpec {
     pub name: String,
     pub attempt: u32,
-    /// The image as the request named it, and the resolved image id.
+    /// The image as the request named it (kubelet sends the image id), and the resolved
+    /// image id.
     pub image: String,
     pub image_id: String,
+    /// `ImageSpec.user_specified_image`: the reference the user wrote in the pod (kubelet
+    /// sends it beside the id); empty when the client did not say.
+    #[serde(default)]
+    pub user_image: String,
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub working_dir: String,

@@ -22,11 +22,40 @@ pub(crate) fn oom_score_adj(requested: i64, min: i64) -> i32 {
     requested.max(min).clamp(-1000, 1000) as i32
 }
 
+/// Optional cgroup controllers (and controller features) the host's hierarchies offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Controllers {
+    /// The hugetlb controller.
+    pub hugetlb: bool,
+    /// Swap accounting in the memory controller (`memory.memsw.*` on v1, `memory.swap.max`
+    /// on v2).
+    pub swap: bool,
+}
+
+impl Controllers {
+    /// Everything present (tests; a host that cannot be told).
+    #[cfg(test)]
+    pub const ALL: Controllers = Controllers {
+        hugetlb: true,
+        swap: true,
+    };
+
+    pub(crate) fn detect() -> Controllers {
+        Controllers {
+            hugetlb: crate::cgroup::has_controller("hugetlb"),
+            swap: crate::cgroup::has_swap_accounting(),
+        }
+    }
+}
+
 /// `linux.resources` from the CRI resources: CPU shares/quota/period and cpuset, memory limit,
 /// swap (`memory_swap_limit_in_bytes`; 0 leaves it unset, -1 is unlimited), hugepage limits, and
 /// `unified` (cgroup v2 files; `Invalid` on a cgroup v1 host). No pids limit. Zero values mean
-/// "not set", as in the CRI.
-pub(crate) fn linux_resources(r: &Resources, cgroup_v2: bool) -> Result<LinuxResources, SpecError> {
+/// "not set", as in the CRI. A limit whose controller the host lacks (see [`Controllers`]) is
+/// validated, then left out with one warning per berthd: kubelet sets hugepage limits for
+/// every page size the node has and a swap limit beside every memory limit, and the OCI
+/// runtime would otherwise fail to create every container.
+pub(crate) fn linux_resources(r: &Resources, cgroup_v2: bool, have: Controllers) -> Result<LinuxResources, SpecError> {
     let mut out = LinuxResources::default();
 
     if r.cpu_shares < 0 || r.cpu_period < 0 || r.cpu_quota < -1 {
@@ -78,7 +107,16 @@ pub(crate) fn linux_resources(r: &Resources, cgroup_v2: bool) -> Result<LinuxRes
             mem = mem.limit(r.memory_limit_in_bytes);
         }
         if r.memory_swap_limit_in_bytes != 0 {
-            mem = mem.swap(r.memory_swap_limit_in_bytes);
+            if have.swap {
+                mem = mem.swap(r.memory_swap_limit_in_bytes);
+            } else {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "the host's memory cgroup has no swap accounting: swap limits of containers are left out"
+                    )
+                });
+            }
         }
         out.set_memory(Some(mem.build().map_err(|e| SpecError::build("resources.memory", e))?));
     }
@@ -99,7 +137,14 @@ pub(crate) fn linux_resources(r: &Resources, cgroup_v2: bool) -> Result<LinuxRes
                     .map_err(|e| SpecError::build("resources.hugepage_limits", e))?,
             );
         }
-        out.set_hugepage_limits(Some(limits));
+        if have.hugetlb {
+            out.set_hugepage_limits(Some(limits));
+        } else {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!("the host has no hugetlb cgroup controller: hugepage limits of containers are left out")
+            });
+        }
     }
 
     if let Some(key) = r.unified.keys().next() {
@@ -343,7 +388,7 @@ mod tests {
             hugepage_limits: vec![("2MB".into(), 4 << 20)],
             ..Default::default()
         };
-        let out = linux_resources(&r, false).expect("resources");
+        let out = linux_resources(&r, false, Controllers::ALL).expect("resources");
         let cpu = out.cpu().clone().expect("cpu");
         assert_eq!(
             (cpu.shares(), cpu.quota(), cpu.period()),
@@ -362,20 +407,61 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            linux_resources(&r, false).expect("ok").memory().expect("mem").swap(),
+            linux_resources(&r, false, Controllers::ALL)
+                .expect("ok")
+                .memory()
+                .expect("mem")
+                .swap(),
             Some(2 << 30)
         );
-        let empty = linux_resources(&Resources::default(), false).expect("ok");
+        let empty = linux_resources(&Resources::default(), false, Controllers::ALL).expect("ok");
         assert!(empty.cpu().is_none() && empty.memory().is_none());
+    }
+
+    #[test]
+    fn limits_left_out_without_their_controller() {
+        let r = Resources {
+            memory_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![("2MB".into(), 0), ("1GB".into(), 0)],
+            ..Default::default()
+        };
+        let none = Controllers {
+            hugetlb: false,
+            swap: false,
+        };
+        let out = linux_resources(&r, false, none).expect("no hugetlb controller is not an error");
+        assert!(out.hugepage_limits().is_none());
+        assert_eq!(out.memory().expect("memory").limit(), Some(64 << 20), "the rest stays");
+        let swap = Resources {
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        };
+        let out = linux_resources(&swap, false, none).expect("no swap accounting is not an error");
+        assert_eq!(
+            (
+                out.memory().expect("memory").limit(),
+                out.memory().expect("memory").swap()
+            ),
+            (Some(64 << 20), None)
+        );
+        let bad = Resources {
+            hugepage_limits: vec![(String::new(), 1)],
+            ..Default::default()
+        };
+        assert!(
+            matches!(linux_resources(&bad, false, none), Err(SpecError::Invalid(_))),
+            "still validated"
+        );
     }
 
     #[test]
     fn unified_needs_cgroup_v2() {
         let mut r = Resources::default();
         r.unified.insert("memory.high".into(), "1000000".into());
-        let err = linux_resources(&r, false).expect_err("v1");
+        let err = linux_resources(&r, false, Controllers::ALL).expect_err("v1");
         assert!(matches!(&err, SpecError::Invalid(m) if m.contains("memory.high") && m.contains("unified")));
-        let ok = linux_resources(&r, true).expect("v2");
+        let ok = linux_resources(&r, true, Controllers::ALL).expect("v2");
         assert_eq!(ok.unified().clone().expect("unified")["memory.high"], "1000000");
     }
 
@@ -400,7 +486,7 @@ mod tests {
             },
         ] {
             assert!(
-                matches!(linux_resources(&r, false), Err(SpecError::Invalid(_))),
+                matches!(linux_resources(&r, false, Controllers::ALL), Err(SpecError::Invalid(_))),
                 "{r:?}"
             );
         }

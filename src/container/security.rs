@@ -442,6 +442,7 @@ mod tests {
 
     const HOST: Host = Host {
         cgroup_v2: false,
+        controllers: crate::container::resources::Controllers::ALL,
         cap_last_cap: 40,
         nofile_hard: None,
         current_caps: None,

@@ -98,6 +98,8 @@ impl SpecError {
 pub(crate) struct Host {
     /// The unified cgroup v2 hierarchy is mounted at /sys/fs/cgroup.
     pub cgroup_v2: bool,
+    /// Optional controllers the cgroup hierarchies in use offer.
+    pub controllers: resources::Controllers,
     /// Highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`).
     pub cap_last_cap: u32,
     /// This process's hard `RLIMIT_NOFILE` (`None`: unlimited or unknown). Raising a limit above
@@ -124,6 +126,7 @@ impl Host {
         });
         Self {
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            controllers: resources::Controllers::detect(),
             cap_last_cap,
             nofile_hard,
             current_caps,
@@ -182,7 +185,7 @@ pub(crate) fn generate_on(input: &SpecInput, host: &Host) -> Result<Spec, SpecEr
 
     let plan = mounts::build(input)?;
     let devices = resources::devices(c)?;
-    let mut linux_resources = resources::linux_resources(&c.resources, host.cgroup_v2)?;
+    let mut linux_resources = resources::linux_resources(&c.resources, host.cgroup_v2, host.controllers)?;
     linux_resources.set_devices(Some(devices.rules));
 
     let namespaces = namespaces(input, host)?;
@@ -492,6 +495,7 @@ mod tests {
 
     const V1: Host = Host {
         cgroup_v2: false,
+        controllers: resources::Controllers::ALL,
         cap_last_cap: 40,
         nofile_hard: None,
         current_caps: None,
@@ -764,6 +768,7 @@ mod tests {
         f.container.security.pid_mode = NsMode::Container;
         let host = Host {
             cgroup_v2: true,
+            controllers: resources::Controllers::ALL,
             cap_last_cap: 40,
             nofile_hard: None,
             current_caps: None,
@@ -830,6 +835,7 @@ mod tests {
         assert!(matches!(f.generate(&V1), Err(SpecError::Invalid(m)) if m.contains("memory.high")));
         let v2 = Host {
             cgroup_v2: true,
+            controllers: resources::Controllers::ALL,
             cap_last_cap: 40,
             nofile_hard: None,
             current_caps: None,

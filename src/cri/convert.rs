@@ -396,6 +396,11 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         attempt: meta.attempt,
         image,
         image_id: String::new(),
+        user_image: c
+            .image
+            .as_ref()
+            .map(|i| i.user_specified_image.trim().to_string())
+            .unwrap_or_default(),
         command: c.command.clone(),
         args: c.args.clone(),
         working_dir: c.working_dir.clone(),
@@ -522,20 +527,12 @@ pub(crate) fn container_metadata(r: &ContainerRecord) -> pb::ContainerMetadata {
     }
 }
 
-fn image_spec_of(r: &ContainerRecord) -> pb::ImageSpec {
-    pb::ImageSpec {
-        image: r.spec.image.clone(),
-        user_specified_image: r.spec.image.clone(),
-        ..Default::default()
-    }
-}
-
 pub fn container(r: &ContainerRecord) -> pb::Container {
     pb::Container {
         id: r.id.clone(),
         pod_sandbox_id: r.sandbox_id.clone(),
         metadata: Some(container_metadata(r)),
-        image: Some(image_spec_of(r)),
+        image: Some(super::container_image::image_spec(r)),
         image_ref: r.image.name.clone(),
         state: container_state(r.state),
         created_at: r.created_at,
@@ -554,7 +551,7 @@ pub fn container_status(r: &ContainerRecord) -> pb::ContainerStatus {
         started_at: r.started_at,
         finished_at: r.finished_at,
         exit_code: r.exit_code,
-        image: Some(image_spec_of(r)),
+        image: Some(super::container_image::image_spec(r)),
         image_ref: r.image.name.clone(),
         reason: r.reason.clone(),
         message: r.message.clone(),

@@ -3,6 +3,7 @@
 //! and error mapping. RPCs of later milestones answer `Unimplemented` (gRPC's way of
 //! saying "not offered"), never a fake success.
 
+mod container_image;
 pub mod convert;
 pub mod image;
 pub mod instrument;

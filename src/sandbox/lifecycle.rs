@@ -360,7 +360,8 @@ impl Sandboxes {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| setup_err(&rec.id)(format!("{}: {e}", dir.display())))?;
         }
-        cgroup::remove_dirs(&rec.cgroup_dirs).map_err(|e| setup_err(&rec.id)(format!("cgroup: {e}")))?;
+        cgroup::remove_dirs(&cgroup::owned_leaves(&rec.cgroup_dirs, &rec.cgroup))
+            .map_err(|e| setup_err(&rec.id)(format!("cgroup: {e}")))?;
         Ok(())
     }
 
