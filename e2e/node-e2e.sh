@@ -44,6 +44,30 @@ PID=""
 SOCK=$WORK/berth.sock
 BRIDGE_EXISTED=$(ip link show cni0 >/dev/null 2>&1 && echo yes || echo no)
 KUBEPODS_EXISTED=$(compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null || [[ -d /sys/fs/cgroup/kubepods ]] && echo yes || echo no)
+KUBE_CHAINS_EXISTED=$( (iptables-save; ip6tables-save) 2>/dev/null | grep -q '^:KUBE-' && echo yes || echo no)
+# Takes out the iptables chains kubelet makes (localnet firewall, canaries) and the jumps to them.
+remove_kube_chains() {
+    local cmd table line
+    for cmd in iptables ip6tables; do
+        table=""
+        while read -r line; do
+            case $line in
+                \**) table=${line#\*} ;;
+                "-A KUBE-"*) ;;
+                "-A "*"-j KUBE-"*) read -ra rule <<<"${line#-A }"; "$cmd" -t "$table" -D "${rule[@]}" 2>/dev/null || true ;;
+            esac
+        done < <("$cmd-save" 2>/dev/null)
+        for flag in -F -X; do
+            table=""
+            while read -r line; do
+                case $line in
+                    \**) table=${line#\*} ;;
+                    ":KUBE-"*) line=${line#:}; "$cmd" -t "$table" "$flag" "${line%% *}" 2>/dev/null || true ;;
+                esac
+            done < <("$cmd-save" 2>/dev/null)
+        done
+    done
+}
 cleanup() {
     # Pods outlive berthd by design: remove what the suite left before stopping it.
     if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
@@ -64,6 +88,7 @@ cleanup() {
     [[ $KUBEPODS_EXISTED == yes ]] || for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
         [[ -d $h ]] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
+    [[ $KUBE_CHAINS_EXISTED == yes ]] || remove_kube_chains
     true
 }
 trap cleanup EXIT

@@ -68,6 +68,8 @@ pub fn kubelet_binary() -> Result<PathBuf> {
 /// root removed when dropped.
 pub struct Kubelet {
     child: Option<Child>,
+    /// The host had no `KUBE-*` iptables chains before: those kubelet adds are removed.
+    remove_kube_chains: bool,
     dir: tempfile::TempDir,
     /// The cgroup root kubelet was given (`/berth-e2e-kubelet-<pid>`): it makes its
     /// `kubepods` tree there, fresh for every test.
@@ -82,6 +84,7 @@ impl Kubelet {
     pub fn start(endpoint: &str) -> Result<Kubelet> {
         let bin = kubelet_binary()?;
         let dir = tempfile::tempdir()?;
+        let remove_kube_chains = kube_chains().is_empty();
         let cgroup_root = format!("/berth-e2e-kubelet-{}", std::process::id());
         for h in hierarchies() {
             std::fs::create_dir_all(h.join(cgroup_root.trim_start_matches('/')))?;
@@ -120,6 +123,7 @@ impl Kubelet {
             .context("starting kubelet")?;
         Ok(Kubelet {
             child: Some(child),
+            remove_kube_chains,
             dir,
             cgroup_root,
             port,
@@ -176,6 +180,67 @@ impl Drop for Kubelet {
         for h in hierarchies() {
             remove_tree(&h.join(self.cgroup_root.trim_start_matches('/')));
         }
+        if self.remove_kube_chains {
+            remove_kube_chains();
+        }
+    }
+}
+
+/// `(command, table, chain)` of every `KUBE-*` iptables chain (IPv4 and IPv6).
+fn kube_chains() -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    for cmd in ["iptables", "ip6tables"] {
+        let save = Command::new(format!("{cmd}-save"))
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let mut table = String::new();
+        for line in String::from_utf8_lossy(&save).lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            } else if let Some(chain) = line.strip_prefix(":KUBE-") {
+                let name = chain.split_whitespace().next().unwrap_or_default();
+                out.push((cmd, table.clone(), format!("KUBE-{name}")));
+            }
+        }
+    }
+    out
+}
+
+/// Takes out the chains kubelet made (its localnet firewall and canaries) and the jumps to
+/// them from the built-in chains.
+fn remove_kube_chains() {
+    let chains = kube_chains();
+    for cmd in ["iptables", "ip6tables"] {
+        let save = Command::new(format!("{cmd}-save"))
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let mut table = String::new();
+        for line in String::from_utf8_lossy(&save).lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                let builtin = !rule.starts_with("KUBE-");
+                if builtin && rule.contains("-j KUBE-") {
+                    let mut args = vec!["-t".to_string(), table.clone(), "-D".to_string()];
+                    args.extend(rule.split_whitespace().map(str::to_string));
+                    let _ = Command::new(cmd).args(&args).stderr(Stdio::null()).status();
+                }
+            }
+        }
+    }
+    for (cmd, table, chain) in &chains {
+        let _ = Command::new(cmd)
+            .args(["-t", table, "-F", chain])
+            .stderr(Stdio::null())
+            .status();
+    }
+    for (cmd, table, chain) in &chains {
+        let _ = Command::new(cmd)
+            .args(["-t", table, "-X", chain])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
