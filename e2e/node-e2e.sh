@@ -24,10 +24,10 @@ DEFAULT_SKIP='\[Flaky\]|\[Slow\]|\[Serial\]|\[Disruptive\]|\[Feature:.+\]|\[Alph
 # The CI subset leaves out what fails here for any runtime (measured with Debian's containerd
 # 1.6 and this kit: images whose stand-ins lack curl or keep a shell that drops dashed
 # variable names, images the kit lacks, host-to-pod HTTPS hooks, no dummy links without
-# kernel modules, no PSI or systemd system containers for the Summary API and cAdvisor, no
-# "test-handler" on containerd), and two slow groups whose specs mostly wait (probes that
-# must *not* restart a container for minutes, device plugin failure timers).
-CI_SKIP='Hostname of Pod|Override hostname of Pod|https hook|node-pod communication|intra-pod communication|PodOverhead|Summary API|ContainerMetrics|should enable privileged commands|consumable via the environment|prestop exec hook|poststart exec hook|should \*not\* be restarted|Device Plugin Failures'
+# kernel modules, no PSI or systemd system containers for the Summary API and cAdvisor), and
+# two slow groups whose specs mostly wait (probes that must *not* restart a container for
+# minutes, device plugin failure timers).
+CI_SKIP='Hostname of Pod|Override hostname of Pod|https hook|node-pod communication|intra-pod communication|Summary API|ContainerMetrics|should enable privileged commands|consumable via the environment|prestop exec hook|poststart exec hook|should \*not\* be restarted|Device Plugin Failures'
 FOCUS='\[NodeConformance\]'
 SKIP=$DEFAULT_SKIP
 case ${1:-} in
