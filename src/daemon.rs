@@ -91,6 +91,15 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), StartError> {
 }
 
 impl Daemon {
+    /// The services stats are gathered from.
+    pub fn stats_sources(&self) -> crate::stats::query::Sources<'_> {
+        crate::stats::query::Sources {
+            containers: &self.containers,
+            sandboxes: &self.sandboxes,
+            stats: &self.stats,
+        }
+    }
+
     /// Opens (creating) the root and state directories and the stores in them, then
     /// collects whatever an earlier crash left unreferenced.
     pub async fn open(config: Config) -> Result<Daemon, StartError> {
@@ -135,7 +144,7 @@ impl Daemon {
             shm_size: config.sandbox_shm_size,
             stop_grace: Duration::from_secs(2),
         };
-        let events = Arc::new(EventBus::default());
+        let events = Arc::new(EventBus::default().observed_by(|e| crate::metrics::global().event(e)));
         let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network, events.clone())?);
         sandboxes.recover().await;
         let cdi = Arc::new(crate::cdi::Cdi::start(&config.cdi, config.cgroup_driver));

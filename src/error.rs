@@ -39,6 +39,12 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<crate::stats::query::CollectError> for Error {
+    fn from(e: crate::stats::query::CollectError) -> Error {
+        Error::Internal(e.to_string())
+    }
+}
+
 impl Error {
     /// The gRPC code kubelet sees for this error.
     pub fn code(&self) -> Code {

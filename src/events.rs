@@ -5,7 +5,7 @@
 
 use tokio::sync::broadcast;
 
-use crate::container::lifecycle::{ContainerRecord, ContainerState};
+use crate::container::model::{ContainerRecord, ContainerState};
 use crate::sandbox::{SandboxRecord, SandboxState};
 
 /// Events a subscriber may fall behind by before it loses the oldest.
@@ -35,10 +35,12 @@ pub struct Event {
     pub oom_killed: bool,
 }
 
-/// The fan-out point: services publish, `GetContainerEvents` streams subscribe.
+/// The fan-out point: services publish, `GetContainerEvents` streams subscribe, and one
+/// observer (the daemon's metrics) sees every event as it is published.
 #[derive(Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
+    observer: Option<fn(&Event)>,
 }
 
 impl Default for EventBus {
@@ -51,11 +53,21 @@ impl EventBus {
     pub fn new(backlog: usize) -> EventBus {
         EventBus {
             tx: broadcast::channel(backlog.max(1)).0,
+            observer: None,
         }
     }
 
+    /// The bus, with `observer` called (on the publishing thread, so it must not block) for
+    /// every event, whether or not anyone subscribes.
+    pub fn observed_by(mut self, observer: fn(&Event)) -> EventBus {
+        self.observer = Some(observer);
+        self
+    }
+
     pub fn publish(&self, event: Event) {
-        crate::metrics::global().event(&event);
+        if let Some(observe) = self.observer {
+            observe(&event);
+        }
         // No subscriber is fine: the event is simply not kept.
         let _ = self.tx.send(event);
     }
@@ -162,5 +174,20 @@ mod tests {
             other => panic!("expected a lag, got {other:?}"),
         }
         assert_eq!(slow.recv().await.unwrap().container_id, "c6");
+    }
+
+    #[test]
+    fn the_observer_sees_every_event_without_subscribers() {
+        static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let bus = EventBus::new(1).observed_by(|e| {
+            if e.container_id.starts_with('c') {
+                SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        assert_eq!(bus.subscribers(), 0);
+        for n in 0..3 {
+            bus.publish(event(n));
+        }
+        assert_eq!(SEEN.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

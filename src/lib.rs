@@ -8,10 +8,12 @@
 pub mod api;
 pub mod cdi;
 pub mod cgroup;
+pub mod clock;
 pub mod config;
 pub mod container;
 pub mod cri;
 pub mod daemon;
+pub mod digest;
 pub mod error;
 pub mod events;
 pub mod image;

@@ -186,8 +186,8 @@ impl Drop for Kubelet {
     }
 }
 
-/// `(command, table, chain)` of every `KUBE-*` iptables chain (IPv4 and IPv6).
-fn kube_chains() -> Vec<(&'static str, String, String)> {
+/// `(command, table, line)` of every line of `iptables-save` and `ip6tables-save`.
+fn saved_rules() -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     for cmd in ["iptables", "ip6tables"] {
         let save = Command::new(format!("{cmd}-save"))
@@ -196,51 +196,47 @@ fn kube_chains() -> Vec<(&'static str, String, String)> {
             .unwrap_or_default();
         let mut table = String::new();
         for line in String::from_utf8_lossy(&save).lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
-            } else if let Some(chain) = line.strip_prefix(":KUBE-") {
-                let name = chain.split_whitespace().next().unwrap_or_default();
-                out.push((cmd, table.clone(), format!("KUBE-{name}")));
+            match line.strip_prefix('*') {
+                Some(t) => table = t.to_string(),
+                None => out.push((cmd, table.clone(), line.to_string())),
             }
         }
     }
     out
 }
 
+/// `(command, table, chain)` of every `KUBE-*` iptables chain (IPv4 and IPv6).
+fn kube_chains() -> Vec<(&'static str, String, String)> {
+    saved_rules()
+        .into_iter()
+        .filter_map(|(cmd, table, line)| {
+            let name = line.strip_prefix(":KUBE-")?.split_whitespace().next()?.to_string();
+            Some((cmd, table, format!("KUBE-{name}")))
+        })
+        .collect()
+}
+
 /// Takes out the chains kubelet made (its localnet firewall and canaries) and the jumps to
 /// them from the built-in chains.
 fn remove_kube_chains() {
     let chains = kube_chains();
-    for cmd in ["iptables", "ip6tables"] {
-        let save = Command::new(format!("{cmd}-save"))
-            .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        let mut table = String::new();
-        for line in String::from_utf8_lossy(&save).lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
-            } else if let Some(rule) = line.strip_prefix("-A ") {
-                let builtin = !rule.starts_with("KUBE-");
-                if builtin && rule.contains("-j KUBE-") {
-                    let mut args = vec!["-t".to_string(), table.clone(), "-D".to_string()];
-                    args.extend(rule.split_whitespace().map(str::to_string));
-                    let _ = Command::new(cmd).args(&args).stderr(Stdio::null()).status();
-                }
-            }
+    for (cmd, table, line) in saved_rules() {
+        let Some(rule) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        if !rule.starts_with("KUBE-") && rule.contains("-j KUBE-") {
+            let mut args = vec!["-t".to_string(), table, "-D".to_string()];
+            args.extend(rule.split_whitespace().map(str::to_string));
+            let _ = Command::new(cmd).args(&args).stderr(Stdio::null()).status();
         }
     }
-    for (cmd, table, chain) in &chains {
-        let _ = Command::new(cmd)
-            .args(["-t", table, "-F", chain])
-            .stderr(Stdio::null())
-            .status();
-    }
-    for (cmd, table, chain) in &chains {
-        let _ = Command::new(cmd)
-            .args(["-t", table, "-X", chain])
-            .stderr(Stdio::null())
-            .status();
+    for flag in ["-F", "-X"] {
+        for (cmd, table, chain) in &chains {
+            let _ = Command::new(cmd)
+                .args(["-t", table, flag, chain])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

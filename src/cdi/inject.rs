@@ -18,7 +18,7 @@ use oci_spec::runtime::{
 
 use super::registry::Edit;
 use super::spec::{self, DeviceNode};
-use crate::container::resources::{major, minor};
+use crate::sys::dev::{major, minor};
 
 /// A device node injected into the container, as found on the host (for `/dev/char` links).
 #[derive(Debug, Clone, PartialEq, Eq)]

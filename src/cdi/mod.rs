@@ -12,6 +12,7 @@ pub mod nvidia;
 pub mod registry;
 pub mod spec;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -19,7 +20,6 @@ use oci_spec::runtime::Spec;
 pub use registry::{Listing, Registry};
 
 use crate::config::{CdiConfig, CgroupDriver};
-use crate::container::model::ContainerSpec;
 
 /// Annotation key prefix through which device plugins request CDI devices.
 pub const ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
@@ -67,10 +67,15 @@ impl Cdi {
         self.registry.as_ref().map(Registry::listing)
     }
 
-    /// Resolves the devices `container` asks for into the edits to apply (an error names an
-    /// unknown device). Cheap when none is asked for (no file is read).
-    pub fn resolve(&self, container: &ContainerSpec) -> Result<Vec<registry::Edit>, String> {
-        let names = requested(container)?;
+    /// Resolves the devices a container asks for (its CRI `cdi_devices` and annotations) into
+    /// the edits to apply (an error names an unknown device). Cheap when none is asked for (no
+    /// file is read).
+    pub fn resolve(
+        &self,
+        devices: &[String],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Vec<registry::Edit>, String> {
+        let names = requested(devices, annotations)?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -152,7 +157,7 @@ pub fn discover_nvidia(cfg: &CdiConfig, force: bool) -> Result<Option<NvidiaRepo
 /// Fully qualified device names a container asks for: `cdi_devices` first, then each
 /// `cdi.k8s.io/*` annotation's comma-separated list (annotation keys in order), without
 /// duplicates. A malformed name is an error naming it and where it came from.
-pub fn requested(c: &ContainerSpec) -> Result<Vec<String>, String> {
+pub fn requested(devices: &[String], annotations: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |name: &str, from: &str| -> Result<(), String> {
         spec::parse_qualified(name).map_err(|e| format!("{from}: {e}"))?;
@@ -161,10 +166,10 @@ pub fn requested(c: &ContainerSpec) -> Result<Vec<String>, String> {
         }
         Ok(())
     };
-    for (i, d) in c.cdi_devices.iter().enumerate() {
+    for (i, d) in devices.iter().enumerate() {
         add(d, &format!("cdi_devices[{i}]"))?;
     }
-    for (k, v) in &c.annotations {
+    for (k, v) in annotations {
         if !k.starts_with(ANNOTATION_PREFIX) {
             continue;
         }
@@ -200,32 +205,35 @@ mod tests {
 
     #[test]
     fn requests_from_field_and_annotations() {
-        let mut c = ContainerSpec {
-            cdi_devices: vec!["nvidia.com/gpu=0".into()],
-            ..Default::default()
-        };
-        c.annotations.insert(
-            "cdi.k8s.io/nvidia-device-plugin_uuid".into(),
-            "nvidia.com/gpu=0, nvidia.com/gpu=1".into(),
+        let mut devices = vec!["nvidia.com/gpu=0".to_string()];
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            "cdi.k8s.io/nvidia-device-plugin_uuid".to_string(),
+            "nvidia.com/gpu=0, nvidia.com/gpu=1".to_string(),
         );
-        c.annotations.insert("other".into(), "x=y".into());
-        assert_eq!(requested(&c).unwrap(), vec!["nvidia.com/gpu=0", "nvidia.com/gpu=1"]);
-        c.annotations.insert("cdi.k8s.io/bad".into(), "gpu0".into());
-        let e = requested(&c).unwrap_err();
+        annotations.insert("other".into(), "x=y".into());
+        assert_eq!(
+            requested(&devices, &annotations).unwrap(),
+            vec!["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+        );
+        annotations.insert("cdi.k8s.io/bad".into(), "gpu0".into());
+        let e = requested(&devices, &annotations).unwrap_err();
         assert!(e.contains("annotation cdi.k8s.io/bad") && e.contains("\"gpu0\""), "{e}");
-        c.cdi_devices = vec!["nope".into()];
-        assert!(requested(&c).unwrap_err().starts_with("cdi_devices[0]"));
+        devices = vec!["nope".into()];
+        assert!(requested(&devices, &annotations)
+            .unwrap_err()
+            .starts_with("cdi_devices[0]"));
     }
 
     #[test]
     fn disabled_cdi_rejects_requests_only() {
         let cdi = Cdi::new(None, false);
-        assert!(cdi.resolve(&ContainerSpec::default()).unwrap().is_empty());
-        let c = ContainerSpec {
-            cdi_devices: vec!["v.com/c=0".into()],
-            ..Default::default()
-        };
-        assert!(cdi.resolve(&c).unwrap_err().contains("disabled"));
+        assert!(cdi.resolve(&[], &BTreeMap::new()).unwrap().is_empty());
+        let devices = vec!["v.com/c=0".to_string()];
+        assert!(cdi
+            .resolve(&devices, &BTreeMap::new())
+            .unwrap_err()
+            .contains("disabled"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::sys::dev;
+
 /// The CDI kind of the generated spec.
 pub const KIND: &str = "nvidia.com/gpu";
 /// Lowest CDI version covering what the spec uses: device names starting with a digit and `hostPath` on device
@@ -709,7 +711,7 @@ fn char_device_numbers(path: &Path) -> Option<(u32, u32)> {
         return None;
     }
     let rdev = meta.rdev();
-    Some((libc::major(rdev), libc::minor(rdev)))
+    Some((dev::major(rdev) as u32, dev::minor(rdev) as u32))
 }
 
 fn is_char_device(path: &Path) -> bool {

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::model::ContainerSpec;
+pub use super::model::{ContainerFilter, ContainerRecord, ContainerState, ImageRef};
 use super::rootfs::RootfsPaths;
 use super::spec::{self, ImageDefaults, SpecError, SpecInput};
 use crate::config::CgroupDriver;
@@ -21,55 +20,6 @@ use crate::runtime::shim::{self, ExecArgs, ExecResult, ShimError};
 use crate::sandbox::{NsMode, SandboxRecord, SandboxState, Sandboxes};
 use crate::snapshot::Snapshotter;
 use crate::store::{MetaStore, StoreError, Table};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ContainerState {
-    Created,
-    Running,
-    Exited,
-    Unknown,
-}
-
-/// A container as the metadata store keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerRecord {
-    pub id: String,
-    pub sandbox_id: String,
-    pub spec: ContainerSpec,
-    pub image: ImageRef,
-    pub state: ContainerState,
-    pub created_at: i64,
-    pub started_at: i64,
-    pub finished_at: i64,
-    pub exit_code: i32,
-    pub reason: String,
-    pub message: String,
-    pub pid: u32,
-    /// Absolute log path ("" when the pod has no log directory).
-    pub log_path: String,
-    pub cgroup: String,
-    pub stop_signal: i32,
-    /// The user the container's process runs as, for exec.
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    /// The sandbox's runtime handler ("" = default).
-    #[serde(default)]
-    pub runtime_handler: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ImageRef {
-    /// The image id (sha256 of its config).
-    pub id: String,
-    /// A name of it: the first repo digest, else the first tag.
-    pub name: String,
-    /// Its first repo tag when the container was made ("" if none).
-    #[serde(default)]
-    pub tag: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -100,27 +50,6 @@ pub struct ContainersOptions {
     pub cgroup_driver: CgroupDriver,
     /// CDI devices (GPUs and others) containers may ask for.
     pub cdi: Arc<crate::cdi::Cdi>,
-}
-
-/// A listing filter.
-#[derive(Debug, Clone, Default)]
-pub struct ContainerFilter {
-    pub id_prefix: Option<String>,
-    pub state: Option<ContainerState>,
-    pub sandbox_id: Option<String>,
-    pub labels: std::collections::BTreeMap<String, String>,
-}
-
-impl ContainerFilter {
-    pub fn matches(&self, rec: &ContainerRecord) -> bool {
-        self.id_prefix.as_ref().is_none_or(|p| rec.id.starts_with(p.as_str()))
-            && self
-                .sandbox_id
-                .as_ref()
-                .is_none_or(|s| rec.sandbox_id.starts_with(s.as_str()))
-            && self.state.is_none_or(|s| s == rec.state)
-            && self.labels.iter().all(|(k, v)| rec.spec.labels.get(k) == Some(v))
-    }
 }
 
 pub struct Containers {
@@ -223,7 +152,7 @@ impl Containers {
                 EventKind::Created => rec.created_at,
                 EventKind::Started => rec.started_at,
                 EventKind::Stopped => rec.finished_at,
-                EventKind::Deleted => crate::cri::convert::now_nanos(),
+                EventKind::Deleted => crate::clock::now_nanos(),
             };
             self.events.publish(Event {
                 kind,
@@ -278,7 +207,7 @@ impl Containers {
                         rec.state = ContainerState::Unknown;
                         rec.reason = "ShimGone".into();
                         rec.message = "the container's shim is gone and left no exit record".into();
-                        rec.finished_at = crate::cri::convert::now_nanos();
+                        rec.finished_at = crate::clock::now_nanos();
                         self.save(&rec)?;
                     }
                     None
@@ -376,7 +305,11 @@ impl Containers {
             .ok_or_else(|| ContainerError::NotFound(format!("image {}", spec.image)))?;
         spec.image_id = image.id.clone();
         // Unknown CDI devices fail the request before anything is set up.
-        let cdi_edits = self.opts.cdi.resolve(&spec).map_err(ContainerError::Invalid)?;
+        let cdi_edits = self
+            .opts
+            .cdi
+            .resolve(&spec.cdi_devices, &spec.annotations)
+            .map_err(ContainerError::Invalid)?;
         let id = crate::sandbox::new_id();
         let name = reserved_name(&sandbox.id, &spec);
         {
@@ -423,7 +356,7 @@ impl Containers {
             .chain_ids
             .iter()
             .rev()
-            .filter_map(|c| crate::image::reference::Digest::parse(c).ok())
+            .filter_map(|c| crate::digest::Digest::parse(c).ok())
             .map(|c| self.snapshots.lower_dir(&c))
             .collect();
         rootfs
@@ -518,7 +451,7 @@ impl Containers {
                 tag: image.repo_tags.first().cloned().unwrap_or_default(),
             },
             state: ContainerState::Created,
-            created_at: crate::cri::convert::now_nanos(),
+            created_at: crate::clock::now_nanos(),
             started_at: 0,
             finished_at: 0,
             exit_code: 0,
@@ -574,7 +507,7 @@ impl Containers {
         }
         shim::start_container(&self.bundle(&rec.id)).await?;
         rec.state = ContainerState::Running;
-        rec.started_at = crate::cri::convert::now_nanos();
+        rec.started_at = crate::clock::now_nanos();
         self.save(&rec)?;
         self.watch_exit(&rec.id);
         Ok(())
@@ -643,7 +576,7 @@ impl Containers {
         if rec.state == ContainerState::Created {
             // Never started: it is done now, with no exit of its own.
             rec.state = ContainerState::Exited;
-            rec.finished_at = crate::cri::convert::now_nanos();
+            rec.finished_at = crate::clock::now_nanos();
             rec.exit_code = 137;
             rec.reason = "Error".into();
             self.save(&rec)?;

@@ -9,4 +9,5 @@ pub(crate) mod resources;
 pub mod rootfs;
 mod security;
 pub mod spec;
+mod spec_input;
 mod user;

@@ -143,3 +143,75 @@ pub struct SandboxContext {
     pub sysctls: BTreeMap<String, String>,
     pub privileged: bool,
 }
+
+/// Where a container is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// A container as the metadata store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub spec: ContainerSpec,
+    pub image: ImageRef,
+    pub state: ContainerState,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    pub pid: u32,
+    /// Absolute log path ("" when the pod has no log directory).
+    pub log_path: String,
+    pub cgroup: String,
+    pub stop_signal: i32,
+    /// The user the container's process runs as, for exec.
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// The sandbox's runtime handler ("" = default).
+    #[serde(default)]
+    pub runtime_handler: String,
+}
+
+/// The image a container was made from, as recorded at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageRef {
+    /// The image id (sha256 of its config).
+    pub id: String,
+    /// A name of it: the first repo digest, else the first tag.
+    pub name: String,
+    /// Its first repo tag when the container was made ("" if none).
+    #[serde(default)]
+    pub tag: String,
+}
+
+/// A listing filter.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilter {
+    pub id_prefix: Option<String>,
+    pub state: Option<ContainerState>,
+    pub sandbox_id: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerFilter {
+    pub fn matches(&self, rec: &ContainerRecord) -> bool {
+        self.id_prefix.as_ref().is_none_or(|p| rec.id.starts_with(p.as_str()))
+            && self
+                .sandbox_id
+                .as_ref()
+                .is_none_or(|s| rec.sandbox_id.starts_with(s.as_str()))
+            && self.state.is_none_or(|s| s == rec.state)
+            && self.labels.iter().all(|(k, v)| rec.spec.labels.get(k) == Some(v))
+    }
+}

@@ -10,7 +10,7 @@ use oci_spec::runtime::{Mount, MountBuilder};
 
 use super::model::{MountSpec, Propagation};
 
-use super::spec::{SpecError, SpecInput};
+use super::spec_input::{SpecError, SpecInput};
 
 /// The mounts of a container and the rootfs propagation they need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +243,7 @@ pub(crate) fn build(input: &SpecInput) -> Result<MountPlan, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::super::model::{ContainerSpec, SandboxContext};
-    use super::super::spec::ImageDefaults;
+    use super::super::spec_input::ImageDefaults;
     use super::*;
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;

@@ -12,7 +12,9 @@ use oci_spec::runtime::{
 
 use super::model::{ContainerSpec, DeviceSpec, Resources};
 
-use super::spec::SpecError;
+pub(crate) use super::spec_input::Controllers;
+use super::spec_input::SpecError;
+use crate::sys::dev::{major, minor};
 
 /// `process.oomScoreAdj`: the CRI value raised to at least `min` (lowering a process's score
 /// below its parent's needs `CAP_SYS_RESOURCE`, which the runtime may lack, and runc then fails
@@ -20,32 +22,6 @@ use super::spec::SpecError;
 pub(crate) fn oom_score_adj(requested: i64, min: i64) -> i32 {
     // The clamp makes the cast lossless.
     requested.max(min).clamp(-1000, 1000) as i32
-}
-
-/// Optional cgroup controllers (and controller features) the host's hierarchies offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Controllers {
-    /// The hugetlb controller.
-    pub hugetlb: bool,
-    /// Swap accounting in the memory controller (`memory.memsw.*` on v1, `memory.swap.max`
-    /// on v2).
-    pub swap: bool,
-}
-
-impl Controllers {
-    /// Everything present (tests; a host that cannot be told).
-    #[cfg(test)]
-    pub const ALL: Controllers = Controllers {
-        hugetlb: true,
-        swap: true,
-    };
-
-    pub(crate) fn detect() -> Controllers {
-        Controllers {
-            hugetlb: crate::cgroup::has_controller("hugetlb"),
-            swap: crate::cgroup::has_swap_accounting(),
-        }
-    }
 }
 
 /// `linux.resources` from the CRI resources: CPU shares/quota/period and cpuset, memory limit,
@@ -209,16 +185,6 @@ fn cgroup_rule(
         b = b.minor(m);
     }
     b.build().map_err(|e| SpecError::build("device cgroup rule", e))
-}
-
-/// Major number of a Linux `dev_t` (glibc's `gnu_dev_major`).
-pub(crate) fn major(dev: u64) -> i64 {
-    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as i64
-}
-
-/// Minor number of a Linux `dev_t` (glibc's `gnu_dev_minor`).
-pub(crate) fn minor(dev: u64) -> i64 {
-    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as i64
 }
 
 /// The device node at `host` (following no symlink) as a `LinuxDevice` at `container`, or
@@ -490,17 +456,6 @@ mod tests {
                 "{r:?}"
             );
         }
-    }
-
-    #[test]
-    fn dev_t_arithmetic() {
-        // makedev(1, 3) and a large one: makedev(0x12345, 0x6789a)
-        assert_eq!((major(0x103), minor(0x103)), (1, 3));
-        let dev: u64 = ((0x12345u64 & 0xfffff000) << 32)
-            | ((0x12345u64 & 0xfff) << 8)
-            | ((0x6789au64 & 0xffffff00) << 12)
-            | (0x6789au64 & 0xff);
-        assert_eq!((major(dev), minor(dev)), (0x12345, 0x6789a));
     }
 
     fn spec_with(devices: Vec<DeviceSpec>) -> ContainerSpec {

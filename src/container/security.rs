@@ -12,10 +12,7 @@ use oci_spec::runtime::{
 
 use super::model::{ProfileKind, SecuritySpec};
 
-use super::spec::{Host, SpecError};
-
-/// Highest capability number in [`CAPS`].
-pub(crate) const LAST_KNOWN_CAP: u32 = 40;
+use super::spec_input::{Host, SpecError, LAST_KNOWN_CAP};
 
 /// Linux capabilities by number (`capability.h`), 0..=40.
 pub(crate) const CAPS: [(&str, Capability); 41] = [
@@ -442,7 +439,7 @@ mod tests {
 
     const HOST: Host = Host {
         cgroup_v2: false,
-        controllers: crate::container::resources::Controllers::ALL,
+        controllers: super::super::spec_input::Controllers::ALL,
         cap_last_cap: 40,
         nofile_hard: None,
         current_caps: None,

@@ -10,7 +10,7 @@ use oci_spec::runtime::{User, UserBuilder};
 
 use super::model::SecuritySpec;
 
-use super::spec::SpecError;
+use super::spec_input::SpecError;
 
 /// Largest passwd/group file read (a hostile image must not make us read gigabytes).
 const MAX_DB_SIZE: u64 = 16 << 20;

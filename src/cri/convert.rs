@@ -62,13 +62,6 @@ pub fn image_name(spec: Option<&pb::ImageSpec>) -> Result<&str, crate::error::Er
     }
 }
 
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// An id a request must carry.
 pub fn required_id<'a>(id: &'a str, field: &str) -> Result<&'a str, crate::error::Error> {
     let id = id.trim();

@@ -4,7 +4,6 @@
 //! and record the image only when all of it is verified on disk.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::try_join_all;
 use tokio::sync::Semaphore;
@@ -110,10 +109,7 @@ impl Images {
             run_config,
             os: config.os.clone(),
             architecture: config.architecture.clone(),
-            pulled_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0),
+            pulled_at: crate::clock::now_nanos(),
             pinned: false,
         };
         let record = self.record_pull(record, &reference, &target_digest)?;

@@ -38,6 +38,12 @@ pub enum ImageError {
     Internal(String),
 }
 
+impl From<crate::digest::InvalidDigest> for ImageError {
+    fn from(e: crate::digest::InvalidDigest) -> ImageError {
+        ImageError::Reference(e.into())
+    }
+}
+
 pub struct ImagesOptions {
     pub limits: Limits,
     pub max_concurrent_downloads: usize,

@@ -139,7 +139,7 @@ impl Sandboxes {
                 at: if kind == EventKind::Created {
                     rec.created_at
                 } else {
-                    crate::cri::convert::now_nanos()
+                    crate::clock::now_nanos()
                 },
                 sandbox: Some(rec.clone()),
                 containers: None,
@@ -204,7 +204,7 @@ impl Sandboxes {
             id: id.clone(),
             spec,
             state: SandboxState::NotReady,
-            created_at: crate::cri::convert::now_nanos(),
+            created_at: crate::clock::now_nanos(),
             netns: None,
             ips: Vec::new(),
             infra_pid: None,
@@ -236,7 +236,7 @@ impl Sandboxes {
         std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         // What a start-up sweep needs to take this sandbox down if berthd dies before it
         // is recorded.
-        super::orphans::write_intent(&dir, rec).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        super::intent::write_intent(&dir, rec).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let host_net = rec.spec.namespaces.network == NsMode::Node;
         let host_ipc = rec.spec.namespaces.ipc == NsMode::Node;
         let hostname = if rec.spec.hostname.is_empty() && host_net {
@@ -283,7 +283,7 @@ impl Sandboxes {
         let infra = async {
             let pid = infra.await;
             if let Ok(pid) = &pid {
-                super::orphans::write_infra(&dir, &intent, *pid);
+                super::intent::write_infra(&dir, &intent, *pid);
             }
             pid
         };

@@ -5,6 +5,7 @@
 mod bandwidth;
 mod files;
 mod infra;
+mod intent;
 mod lifecycle;
 mod orphans;
 

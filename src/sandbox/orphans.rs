@@ -1,35 +1,13 @@
 //! Sandboxes a crash left half-made. A sandbox is recorded only once `run` finished, so a
 //! berthd killed in the middle of it leaves a netns, a /dev/shm mount, a cgroup, an infra
-//! process and a CNI attachment that no record names. `run` therefore writes what it is
-//! about to make to `<state>/sandboxes/<id>/intent.json` first (and again once the infra
-//! process is up), and the start-up sweep takes down every sandbox directory or netns pin
-//! that has no record.
+//! process and a CNI attachment that no record names. The start-up sweep takes down every
+//! sandbox directory or netns pin that has no record, guided by the intent `run` wrote
+//! (see `intent`).
 
-use std::path::Path;
-
-use super::infra;
+use super::intent::INTENT;
 use super::lifecycle::Sandboxes;
 use super::SandboxRecord;
 use crate::cgroup;
-
-const INTENT: &str = "intent.json";
-
-/// Records `rec` as being set up in its directory `dir`.
-pub(super) fn write_intent(dir: &Path, rec: &SandboxRecord) -> std::io::Result<()> {
-    let json = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(INTENT), json)
-}
-
-/// Adds the infra process to the intent, so a sweep can stop it. Best effort: a failure
-/// here only narrows what a sweep after a crash can find.
-pub(super) fn write_infra(dir: &Path, rec: &SandboxRecord, pid: u32) {
-    let mut rec = rec.clone();
-    rec.infra_pid = Some(pid);
-    rec.infra_start = infra::start_time(pid).unwrap_or(0);
-    if let Err(e) = write_intent(dir, &rec) {
-        tracing::warn!(sandbox = %rec.id, error = %e, "recording the infra process");
-    }
-}
 
 impl Sandboxes {
     /// Takes down every sandbox whose directory or netns pin has no record.

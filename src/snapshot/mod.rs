@@ -6,7 +6,7 @@ pub mod overlay;
 
 use std::path::PathBuf;
 
-use crate::image::reference::Digest;
+use crate::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {

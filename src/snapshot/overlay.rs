@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Prepared, SnapshotError, Snapshotter, Usage};
-use crate::image::reference::Digest;
+use crate::digest::Digest;
 
 #[derive(Debug, Clone)]
 pub struct OverlaySnapshotter {

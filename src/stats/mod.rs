@@ -94,7 +94,7 @@ impl Collector {
     }
 
     fn sample(&self, key: &str, stats: Option<cgroupfs::CgroupStats>) -> Sample {
-        let timestamp = crate::cri::convert::now_nanos();
+        let timestamp = crate::clock::now_nanos();
         let Some(stats) = stats else {
             return Sample {
                 timestamp,

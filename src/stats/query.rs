@@ -6,13 +6,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{ContainerSample, PodSample};
+use crate::container::lifecycle::Containers;
 use crate::container::lifecycle::{ContainerFilter, ContainerRecord};
-use crate::daemon::Daemon;
-use crate::error::{Error, Result};
-use crate::sandbox::{SandboxFilter, SandboxRecord, SandboxState};
+use crate::sandbox::{SandboxFilter, SandboxRecord, SandboxState, Sandboxes};
+
+/// The blocking collection did not finish (it panicked or the runtime is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("collecting stats: {0}")]
+pub struct CollectError(#[from] tokio::task::JoinError);
+
+type Result<T> = std::result::Result<T, CollectError>;
+
+/// What stats are gathered from: the container and sandbox services and the collector.
+pub struct Sources<'a> {
+    pub containers: &'a Arc<Containers>,
+    pub sandboxes: &'a Sandboxes,
+    pub stats: &'a Arc<super::Collector>,
+}
 
 /// Figures of the containers matching `filter` (their states refreshed first).
-pub async fn containers(d: &Daemon, filter: &ContainerFilter) -> Result<Vec<ContainerSample>> {
+pub async fn containers(d: &Sources<'_>, filter: &ContainerFilter) -> Result<Vec<ContainerSample>> {
     let records = d.containers.list(filter).await;
     prune(d);
     collect(d, move |c, layers| {
@@ -30,7 +43,7 @@ pub async fn containers(d: &Daemon, filter: &ContainerFilter) -> Result<Vec<Cont
 /// Figures of the sandboxes matching `filter`; listings leave out sandboxes that are not
 /// ready (nothing runs in them), a request for one id does not. `detail` adds the finer
 /// figures metrics need.
-pub async fn pods(d: &Daemon, filter: &SandboxFilter, ready_only: bool, detail: bool) -> Result<Vec<PodSample>> {
+pub async fn pods(d: &Sources<'_>, filter: &SandboxFilter, ready_only: bool, detail: bool) -> Result<Vec<PodSample>> {
     let sandboxes: Vec<SandboxRecord> = d
         .sandboxes
         .list(filter)
@@ -71,7 +84,7 @@ pub async fn pods(d: &Daemon, filter: &SandboxFilter, ready_only: bool, detail: 
 }
 
 /// Lets the collector forget containers and sandboxes that are gone (cheap: records only).
-fn prune(d: &Daemon) {
+fn prune(d: &Sources<'_>) {
     let containers: Vec<(String, PathBuf)> = d
         .containers
         .records(&ContainerFilter::default())
@@ -92,12 +105,12 @@ fn prune(d: &Daemon) {
 
 /// Runs `work` on a blocking thread with the collector and a way to find writable layers.
 async fn collect<T: Send + 'static>(
-    d: &Daemon,
+    d: &Sources<'_>,
     work: impl FnOnce(&super::Collector, &dyn Fn(&str) -> std::path::PathBuf) -> T + Send + 'static,
 ) -> Result<T> {
-    let collector = d.stats.clone();
-    let containers = Arc::clone(&d.containers);
+    let collector = Arc::clone(d.stats);
+    let containers = Arc::clone(d.containers);
     tokio::task::spawn_blocking(move || work(&collector, &|id: &str| containers.writable_layer(id)))
         .await
-        .map_err(|e| Error::Internal(format!("collecting stats: {e}")))
+        .map_err(CollectError)
 }

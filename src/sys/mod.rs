@@ -1,7 +1,8 @@
 //! The only place Berth makes raw syscalls and the only module allowed `unsafe` (each use
 //! a single call with its SAFETY note): `*at` filesystem calls relative to a directory fd,
-//! namespace pinning and entry, and pseudo-terminals.
+//! namespace pinning and entry, pseudo-terminals, and device numbers.
 
+pub mod dev;
 pub mod fs;
 pub mod mount;
 pub mod ns;

@@ -1,6 +1,5 @@
 use berth_proto as pb;
 
-use crate::cri::convert;
 use crate::daemon::Daemon;
 use crate::error::Result;
 
@@ -9,7 +8,7 @@ use crate::error::Result;
 pub async fn image_fs_info(d: &Daemon, _req: pb::ImageFsInfoRequest) -> Result<pb::ImageFsInfoResponse> {
     let usage = d.images.fs_usage();
     let fs = pb::FilesystemUsage {
-        timestamp: convert::now_nanos(),
+        timestamp: crate::clock::now_nanos(),
         fs_id: Some(pb::FilesystemIdentifier {
             mountpoint: d.images.fs_mountpoint().display().to_string(),
         }),

@@ -14,7 +14,7 @@ pub async fn container_stats(d: &Daemon, req: pb::ContainerStatsRequest) -> Resu
         id_prefix: Some(rec.id.clone()),
         ..Default::default()
     };
-    let samples = crate::stats::query::containers(d, &filter).await?;
+    let samples = crate::stats::query::containers(&d.stats_sources(), &filter).await?;
     let sample = samples
         .iter()
         .find(|s| s.record.id == rec.id)

@@ -15,7 +15,7 @@ pub async fn list_container_stats(
 }
 
 pub async fn matching(d: &Daemon, filter: Option<&pb::ContainerStatsFilter>) -> Result<Vec<pb::ContainerStats>> {
-    let samples = crate::stats::query::containers(d, &stats::container_filter(filter)).await?;
+    let samples = crate::stats::query::containers(&d.stats_sources(), &stats::container_filter(filter)).await?;
     let mountpoint = stats::layers_mountpoint(d);
     Ok(samples.iter().map(|s| stats::container_stats(s, &mountpoint)).collect())
 }

@@ -15,7 +15,7 @@ pub async fn list_pod_sandbox_metrics(
 }
 
 pub async fn all(d: &Daemon) -> Result<Vec<pb::PodSandboxMetrics>> {
-    let samples = crate::stats::query::pods(d, &Default::default(), true, true).await?;
+    let samples = crate::stats::query::pods(&d.stats_sources(), &Default::default(), true, true).await?;
     let mountpoint = stats::layers_mountpoint(d);
     let fs = crate::sys::fs::space(std::path::Path::new(&mountpoint)).ok();
     Ok(samples

@@ -15,7 +15,7 @@ pub async fn list_pod_sandbox_stats(
 }
 
 pub async fn matching(d: &Daemon, filter: Option<&pb::PodSandboxStatsFilter>) -> Result<Vec<pb::PodSandboxStats>> {
-    let samples = crate::stats::query::pods(d, &stats::sandbox_filter(filter), true, false).await?;
+    let samples = crate::stats::query::pods(&d.stats_sources(), &stats::sandbox_filter(filter), true, false).await?;
     let mountpoint = stats::layers_mountpoint(d);
     Ok(samples.iter().map(|s| stats::pod_stats(s, &mountpoint)).collect())
 }

@@ -15,7 +15,7 @@ pub async fn pod_sandbox_stats(d: &Daemon, req: pb::PodSandboxStatsRequest) -> R
         id_prefix: Some(rec.id.clone()),
         ..Default::default()
     };
-    let samples = crate::stats::query::pods(d, &filter, false, false).await?;
+    let samples = crate::stats::query::pods(&d.stats_sources(), &filter, false, false).await?;
     let sample = samples
         .iter()
         .find(|s| s.record.id == rec.id)

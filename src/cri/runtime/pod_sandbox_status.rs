@@ -31,6 +31,6 @@ pub async fn pod_sandbox_status(d: &Daemon, req: pb::PodSandboxStatusRequest) ->
             .iter()
             .map(convert::container_status)
             .collect(),
-        timestamp: convert::now_nanos(),
+        timestamp: crate::clock::now_nanos(),
     })
 }

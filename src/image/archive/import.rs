@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
@@ -376,10 +375,7 @@ impl Images {
                 run_config: c.config.config.clone().unwrap_or_default(),
                 os: c.config.os.clone(),
                 architecture: c.config.architecture.clone(),
-                pulled_at: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as i64)
-                    .unwrap_or(0),
+                pulled_at: crate::clock::now_nanos(),
                 pinned: false,
             };
             records.push(self.record_named(record, &c.tags, &c.repo_digests)?);

@@ -4,100 +4,27 @@
 //! task (owns the write half and the header compression context). Peer streams arrive on the returned
 //! receiver, already answered with an empty SYN_REPLY.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::codec::{FrameReader, FrameWriter};
 use super::frame::{self, Frame, FrameError};
 use super::reader::{wait_for_end, End, ReadCtx};
-use super::stream::{Stream, StreamState, WriteCmd};
+pub use super::shared::Options;
+use super::shared::{Entry, Shared, StreamState, WriteCmd};
+use super::stream::Stream;
 
 const CTRL_QUEUE: usize = 64;
 const DATA_QUEUE: usize = 16;
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long the end of a connection waits for queued frames and the GOAWAY to be written.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Streams open at once; more are refused with RST_STREAM(REFUSED_STREAM).
-    pub max_streams: usize,
-    /// End the connection when no frame arrived and no stream was open for this long.
-    pub idle_timeout: Option<Duration>,
-    /// Received DATA chunks buffered per stream before the reader task waits (back-pressure).
-    pub stream_buffer: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            max_streams: 100,
-            idle_timeout: None,
-            stream_buffer: 16,
-        }
-    }
-}
-
-pub(super) struct Entry {
-    pub(super) data_tx: Option<mpsc::Sender<Bytes>>,
-    pub(super) state: Arc<StreamState>,
-    pub(super) discarded: u32,
-}
-
-pub(super) struct Table {
-    pub(super) streams: HashMap<u32, Entry>,
-    pub(super) last_id: u32,
-    pub(super) goaway_sent: bool,
-}
-
-pub(super) struct Shared {
-    table: Mutex<Table>,
-    pub(super) wake: Notify,
-    pub(super) shutdown_requested: AtomicBool,
-    pub(super) writer_failed: AtomicBool,
-    pub(super) goaway_received: AtomicBool,
-    pub(super) closed: AtomicBool,
-    epoch: Instant,
-    last_activity_ms: AtomicU64,
-}
-
-impl Shared {
-    pub(super) fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) fn touch(&self) {
-        self.last_activity_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    pub(super) fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
-    }
-
-    pub(super) fn remove(&self, id: u32) {
-        if self.table().streams.remove(&id).is_some() {
-            self.touch();
-            self.wake.notify_one();
-        }
-    }
-
-    pub(super) fn finish_if_done(&self, id: u32, st: &StreamState) {
-        let done = st.remote_closed.load(Ordering::Acquire) && st.local_closed.load(Ordering::Acquire);
-        if done || st.reset.load(Ordering::Acquire) {
-            self.remove(id);
-        }
-    }
-}
 
 /// Controls a served connection.
 #[derive(Clone)]
@@ -165,20 +92,7 @@ where
     let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
     let (streams_tx, streams_rx) = mpsc::channel(opts.max_streams.clamp(1, 64));
     let (closed_tx, closed_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        table: Mutex::new(Table {
-            streams: HashMap::new(),
-            last_id: 0,
-            goaway_sent: false,
-        }),
-        wake: Notify::new(),
-        shutdown_requested: AtomicBool::new(false),
-        writer_failed: AtomicBool::new(false),
-        goaway_received: AtomicBool::new(false),
-        closed: AtomicBool::new(false),
-        epoch: Instant::now(),
-        last_activity_ms: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new());
     let writer = tokio::spawn(writer_task(FrameWriter::new(wr), ctrl_rx, data_rx, shared.clone()));
     let handle = ConnHandle {
         shared: shared.clone(),

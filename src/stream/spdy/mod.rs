@@ -7,6 +7,7 @@ pub mod conn;
 pub mod frame;
 pub mod header;
 mod reader;
+mod shared;
 pub mod stream;
 
 pub use codec::{FrameReader, FrameWriter};

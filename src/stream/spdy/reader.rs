@@ -10,10 +10,10 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use super::codec::FrameReader;
-use super::conn::{Entry, Options, Shared};
 use super::frame::{self, Frame, FrameError};
 use super::header::Headers;
-use super::stream::{Stream, StreamState, WriteCmd, WINDOW_UPDATE_AT};
+use super::shared::{Entry, Options, Shared, StreamState, WriteCmd};
+use super::stream::{Stream, WINDOW_UPDATE_AT};
 
 #[derive(Debug)]
 pub(super) enum End {

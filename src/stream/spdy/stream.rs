@@ -1,15 +1,15 @@
 //! Streams opened by the peer: the application-facing reader and writer halves.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::mpsc;
 
-use super::conn::Shared;
 use super::frame::Frame;
 use super::header::Headers;
+use super::shared::{Shared, StreamState, WriteCmd};
 
 /// Largest DATA payload this side sends; longer writes are split.
 pub const MAX_DATA_FRAME: usize = 32 * 1024;
@@ -23,28 +23,6 @@ pub struct Stream {
     pub headers: Headers,
     pub reader: StreamReader,
     pub writer: StreamWriter,
-}
-
-#[derive(Default)]
-pub(super) struct StreamState {
-    pub(super) remote_closed: AtomicBool,
-    pub(super) fin_requested: AtomicBool,
-    pub(super) local_closed: AtomicBool,
-    pub(super) reset: AtomicBool,
-    pub(super) notify: Notify,
-}
-
-pub(super) enum WriteCmd {
-    Data {
-        id: u32,
-        state: Arc<StreamState>,
-        data: Bytes,
-        fin: bool,
-    },
-    Shutdown {
-        goaway: Option<u32>,
-        ack: oneshot::Sender<()>,
-    },
 }
 
 /// Receives DATA the peer sent on one stream.
