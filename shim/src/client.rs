@@ -82,6 +82,12 @@ impl ShimClient {
         }
     }
 
+    /// The connection's halves, for a request after which it carries a stream of its own
+    /// (attach); the reader keeps whatever the shim sent after its answer.
+    pub fn into_parts(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+        (self.reader, self.writer)
+    }
+
     async fn call_inner(&mut self, req: &Request) -> Result<Response, ClientError> {
         let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');

@@ -1,5 +1,6 @@
-//! `berth-shim` as a library: the wire types of the shim API ([`api`]) and a small async
-//! client ([`client`]). The shim process itself lives in the binary.
+//! `berth-shim` as a library: the wire types of the shim API ([`api`]), the async client
+//! berthd and the tests use ([`client`]), and the OCI runtime's command line ([`oci`]),
+//! shared by the shim and berthd. The shim process itself lives in the binary.
 //!
 //! # Why not containerd's shim v2 Task API (ttrpc)
 //!
@@ -22,3 +23,4 @@ pub mod api;
 pub mod attach;
 pub mod b64;
 pub mod client;
+pub mod oci;

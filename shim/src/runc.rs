@@ -2,56 +2,32 @@
 //! so that only fatal errors reach stderr: for `create` that stderr is the container's.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::fdio;
 use crate::reaper::Reaper;
 
-#[derive(Debug)]
-pub struct Runc {
-    pub bin: PathBuf,
-    pub root: PathBuf,
-    pub systemd_cgroup: bool,
-    pub log: PathBuf,
-}
+pub use berth_shim::oci::OciRuntime as Runc;
 
-impl Runc {
-    /// `runc --root R --log L --log-format json [--systemd-cgroup]`.
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.arg("--root")
-            .arg(&self.root)
-            .arg("--log")
-            .arg(&self.log)
-            .arg("--log-format")
-            .arg("json");
-        if self.systemd_cgroup {
-            c.arg("--systemd-cgroup");
-        }
-        c
+/// Runs a short command (start, kill, delete); the error is runc's stderr.
+pub async fn run(runc: &Runc, reaper: &Reaper, args: &[&OsStr]) -> Result<(), String> {
+    let what = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (err_r, err_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let mut cmd = runc.command();
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_w);
+    let (_, exited) = fdio::spawn(cmd, reaper).map_err(|e| format!("{}: {e}", runc.bin.display()))?;
+    let mut stderr = Vec::new();
+    if let Ok(rx) = fdio::receiver(err_r) {
+        let _ = tokio::time::timeout(Duration::from_secs(60), fdio::read_capped(&rx, 16 * 1024, &mut stderr)).await;
     }
-
-    /// Runs a short command (start, kill, delete); the error is runc's stderr.
-    pub async fn run(&self, reaper: &Reaper, args: &[&OsStr]) -> Result<(), String> {
-        let what = args
-            .first()
-            .map(|a| a.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (err_r, err_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let mut cmd = self.command();
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_w);
-        let (_, exited) = fdio::spawn(cmd, reaper).map_err(|e| format!("{}: {e}", self.bin.display()))?;
-        let mut stderr = Vec::new();
-        if let Ok(rx) = fdio::receiver(err_r) {
-            let _ = tokio::time::timeout(Duration::from_secs(60), fdio::read_capped(&rx, 16 * 1024, &mut stderr)).await;
-        }
-        match exited.await {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(error_text(&stderr, &format!("runc {what} exited with {code}"))),
-            Err(_) => Err(format!("runc {what}: exit status lost")),
-        }
+    match exited.await {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(error_text(&stderr, &format!("runc {what} exited with {code}"))),
+        Err(_) => Err(format!("runc {what}: exit status lost")),
     }
 }
 

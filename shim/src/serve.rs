@@ -159,9 +159,7 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
             Ok(c) => c,
             Err(e) => {
                 // Leave nothing behind: a half-created container, its cgroup, runc state.
-                let _ = runc
-                    .run(&reaper, &["delete".as_ref(), "-f".as_ref(), args.id.as_ref()])
-                    .await;
+                let _ = crate::runc::run(&runc, &reaper, &["delete".as_ref(), "-f".as_ref(), args.id.as_ref()]).await;
                 return Err(e);
             }
         };
@@ -831,13 +829,7 @@ impl Shim {
     async fn exec_run(&self, req: &ExecRequest, process_file: &str, pid_file: &str) -> Result<Response, String> {
         let (out_r, out_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let mut cmd = self.runc.command();
-        cmd.arg("exec")
-            .arg("--process")
-            .arg(process_file)
-            .arg("--pid-file")
-            .arg(pid_file)
-            .arg(&self.id);
+        let mut cmd = self.runc.exec(Path::new(process_file), Path::new(pid_file), &self.id);
         cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
         let (runc_pid, exited) =
             fdio::spawn(cmd, &self.reaper).map_err(|e| format!("{}: {e}", self.runc.bin.display()))?;
@@ -886,7 +878,7 @@ impl Shim {
 
     async fn runc(&self, args: &[&str]) -> Result<(), String> {
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        self.runc.run(&self.reaper, &args).await
+        crate::runc::run(&self.runc, &self.reaper, &args).await
     }
 }
 

@@ -109,6 +109,20 @@ impl Containers {
 
     /// The OCI runtime binary of a runtime handler, and its own state root (runtimes do not
     /// share state formats).
+    /// How to run container `id`'s OCI runtime directly (the shim runs it otherwise).
+    fn oci_runtime(&self, handler: &str, id: &str) -> Result<berth_shim::oci::OciRuntime, ContainerError> {
+        let (bin, root) = self.runtime(handler)?;
+        Ok(berth_shim::oci::OciRuntime {
+            bin,
+            root,
+            systemd_cgroup: self.opts.cgroup_driver == CgroupDriver::Systemd,
+            // runc fails before anything else when it cannot open its log.
+            log: Some(self.bundle(id))
+                .filter(|b| b.is_dir())
+                .map_or_else(|| PathBuf::from("/dev/null"), |b| b.join("runc.log")),
+        })
+    }
+
     fn runtime(&self, handler: &str) -> Result<(PathBuf, PathBuf), ContainerError> {
         let binary = self
             .opts
@@ -193,12 +207,12 @@ impl Containers {
         let bundle = self.bundle(&rec.id);
         let exit = match shim::state(&bundle).await {
             Ok(s) => {
-                if s.status == "running" && rec.state == ContainerState::Created {
+                if s.status == shim::Status::Running && rec.state == ContainerState::Created {
                     rec.state = ContainerState::Running;
                     rec.started_at = s.started_at;
                     self.save(&rec)?;
                 }
-                s.exit.filter(|_| s.status == "stopped")
+                s.exit.filter(|_| s.status == shim::Status::Stopped)
             }
             Err(ShimError::Gone { .. }) => match shim::read_exit(&bundle) {
                 Some(e) => Some(e),
@@ -480,11 +494,8 @@ impl Containers {
             let _ = shim::delete(&bundle).await;
         }
         // A shim that died leaves runtime state; take it back directly.
-        if let Ok((runtime, root)) = self.runtime(handler) {
-            let _ = tokio::process::Command::new(runtime)
-                .arg("--root")
-                .arg(root)
-                .args(["delete", "--force", id])
+        if let Ok(runtime) = self.oci_runtime(handler, id) {
+            let _ = tokio::process::Command::from(runtime.delete_force(id))
                 .stderr(std::process::Stdio::null())
                 .status()
                 .await;
@@ -728,11 +739,8 @@ impl Containers {
         if !r.unified.is_empty() {
             body["unified"] = serde_json::to_value(&r.unified).unwrap_or_default();
         }
-        let (runtime, root) = self.runtime(&rec.runtime_handler)?;
-        let mut child = tokio::process::Command::new(runtime)
-            .arg("--root")
-            .arg(root)
-            .args(["update", "--resources", "-", &rec.id])
+        let runtime = self.oci_runtime(&rec.runtime_handler, &rec.id)?;
+        let mut child = tokio::process::Command::from(runtime.update_resources(&rec.id))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

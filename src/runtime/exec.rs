@@ -106,23 +106,14 @@ pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, Exe
     let process_file = unique(&t.bundle, "json");
     let pid_file = unique(&t.bundle, "pid");
     write_private(&process_file, &serde_json::to_vec(&process).map_err(io::Error::other)?)?;
-    let mut cmd = tokio::process::Command::new(&t.runtime);
-    cmd.arg("--root")
-        .arg(&t.runtime_root)
-        .arg("--log")
-        .arg(t.bundle.join("runc.log"))
-        .arg("--log-format")
-        .arg("json");
-    if t.systemd_cgroup {
-        cmd.arg("--systemd-cgroup");
-    }
-    cmd.arg("exec")
-        .arg("--process")
-        .arg(&process_file)
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(&t.id)
-        .kill_on_drop(true);
+    let runtime = berth_shim::oci::OciRuntime {
+        bin: t.runtime.clone(),
+        root: t.runtime_root.clone(),
+        systemd_cgroup: t.systemd_cgroup,
+        log: t.bundle.join("runc.log"),
+    };
+    let mut cmd = tokio::process::Command::from(runtime.exec(&process_file, &pid_file, &t.id));
+    cmd.kill_on_drop(true);
     let mut master = None;
     if o.tty {
         let p = pty::open()?;

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use berth_shim::api::{self, ExecRequest, Request, Response, User};
+pub use berth_shim::api::{Exit, StateResponse as ShimState, Status};
+use berth_shim::client::{ClientError, ShimClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -23,35 +23,12 @@ pub enum ShimError {
     Timeout(Duration),
 }
 
-/// How a container ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
-pub struct Exit {
-    pub exit_code: i32,
-    pub finished_at: i64,
-    #[serde(default)]
-    pub oom_killed: bool,
-}
-
-/// What the shim reports about its container.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
-pub struct ShimState {
-    pub status: String,
-    #[serde(default)]
-    pub pid: u32,
-    #[serde(default)]
-    pub started_at: i64,
-    #[serde(default)]
-    pub exit: Option<Exit>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+/// What an ExecSync returned, its output decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecResult {
     pub exit_code: i32,
-    #[serde(default)]
-    pub stdout: String,
-    #[serde(default)]
-    pub stderr: String,
-    #[serde(default)]
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
     pub timed_out: bool,
 }
 
@@ -113,107 +90,111 @@ pub async fn start(a: StartArgs<'_>) -> Result<u32, ShimError> {
 }
 
 pub fn socket(bundle: &Path) -> PathBuf {
-    bundle.join("shim.sock")
+    bundle.join(api::SOCKET)
 }
 
 /// Connects to a shim's socket. A socket path may hold at most 107 bytes; it is reached
 /// through the bundle directory's fd so long state directories work too.
-async fn connect(bundle: &Path) -> Result<tokio::net::UnixStream, ShimError> {
+async fn connect(bundle: &Path) -> Result<ShimClient, ShimError> {
     let gone = || ShimError::Gone { path: socket(bundle) };
     let dir = std::fs::File::open(bundle).map_err(|_| gone())?;
-    let short = format!("/proc/self/fd/{}/shim.sock", std::os::fd::AsRawFd::as_raw_fd(&dir));
-    tokio::net::UnixStream::connect(&short).await.map_err(|_| gone())
+    let short = format!(
+        "/proc/self/fd/{}/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir),
+        api::SOCKET
+    );
+    ShimClient::connect(&short).await.map_err(|_| gone())
 }
 
-/// One request, one response line.
-pub async fn call(bundle: &Path, request: Value, timeout: Duration) -> Result<Value, ShimError> {
-    let path = socket(bundle);
+/// One request, one response, on a connection of its own.
+async fn call(bundle: &Path, request: &Request, timeout: Duration) -> Result<Response, ShimError> {
     let fut = async {
-        let mut stream = connect(bundle).await?;
-        let mut line = serde_json::to_vec(&request).unwrap_or_default();
-        line.push(b'\n');
-        stream.write_all(&line).await.map_err(|e| io_error(&path, e))?;
-        let mut reader = tokio::io::BufReader::new(stream);
-        let mut response = String::new();
-        let n = reader.read_line(&mut response).await.map_err(|e| io_error(&path, e))?;
-        if n == 0 {
-            return Err(ShimError::Gone { path: path.clone() });
-        }
-        let value: Value = serde_json::from_str(&response).map_err(|e| ShimError::Call {
-            path: path.clone(),
-            message: format!("bad response: {e}"),
-        })?;
-        if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
-            return Err(ShimError::Call {
-                path: path.clone(),
-                message: err.to_string(),
-            });
-        }
-        Ok(value)
+        connect(bundle)
+            .await?
+            .call(request, timeout)
+            .await
+            .map_err(|e| shim_error(bundle, e))
     };
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| ShimError::Timeout(timeout))?
 }
 
-/// A failed read or write on the shim's connection. A reset or broken connection means the
-/// shim died during the call (killed, say): that is `Gone`, as a refused connection is, so
-/// the container is reported lost instead of the call failing.
-fn io_error(path: &Path, e: std::io::Error) -> ShimError {
+/// A client error as the daemon reports it. A reset or broken connection, or one closed
+/// without an answer, means the shim died during the call (killed, say): that is `Gone`, as
+/// a refused connection is, so the container is reported lost instead of the call failing.
+fn shim_error(bundle: &Path, e: ClientError) -> ShimError {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    if matches!(
-        e.kind(),
-        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
-    ) {
-        return ShimError::Gone { path: path.into() };
+    let path = socket(bundle);
+    match e {
+        ClientError::Gone { .. } | ClientError::Closed => ShimError::Gone { path },
+        ClientError::Io(io)
+            if matches!(
+                io.kind(),
+                BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+            ) =>
+        {
+            ShimError::Gone { path }
+        }
+        ClientError::Timeout(t) => ShimError::Timeout(t),
+        ClientError::Shim(message) => ShimError::Call { path, message },
+        e @ (ClientError::Io(_) | ClientError::Protocol(_)) => ShimError::Call {
+            path,
+            message: e.to_string(),
+        },
     }
+}
+
+/// A response of the wrong shape for its request.
+fn unexpected(bundle: &Path, what: &str, r: Response) -> ShimError {
     ShimError::Call {
-        path: path.into(),
-        message: e.to_string(),
+        path: socket(bundle),
+        message: format!("bad response to {what}: {r:?}"),
     }
 }
 
 const QUICK: Duration = Duration::from_secs(10);
 
 pub async fn state(bundle: &Path) -> Result<ShimState, ShimError> {
-    let v = call(bundle, json!({"op": "state"}), QUICK).await?;
-    serde_json::from_value(v).map_err(|e| ShimError::Call {
-        path: socket(bundle),
-        message: e.to_string(),
-    })
+    match call(bundle, &Request::State, QUICK).await? {
+        Response::State(s) => Ok(s),
+        r => Err(unexpected(bundle, "state", r)),
+    }
+}
+
+/// A request answered with `{"ok":true}`.
+async fn simple(bundle: &Path, request: Request, timeout: Duration) -> Result<(), ShimError> {
+    match call(bundle, &request, timeout).await? {
+        Response::Ok { .. } => Ok(()),
+        r => Err(unexpected(bundle, &format!("{request:?}"), r)),
+    }
 }
 
 pub async fn start_container(bundle: &Path) -> Result<(), ShimError> {
-    call(bundle, json!({"op": "start"}), Duration::from_secs(60))
-        .await
-        .map(|_| ())
+    simple(bundle, Request::Start, Duration::from_secs(60)).await
 }
 
 pub async fn kill(bundle: &Path, signal: i32, all: bool) -> Result<(), ShimError> {
-    call(bundle, json!({"op": "kill", "signal": signal, "all": all}), QUICK)
-        .await
-        .map(|_| ())
+    simple(bundle, Request::Kill { signal, all }, QUICK).await
 }
 
 /// Waits up to `timeout` for the container to stop; true when it did.
 pub async fn wait(bundle: &Path, timeout: Duration) -> Result<bool, ShimError> {
-    let v = call(
-        bundle,
-        json!({"op": "wait", "timeout_ms": timeout.as_millis() as u64}),
-        timeout + QUICK,
-    )
-    .await?;
-    Ok(!v.get("timed_out").and_then(|t| t.as_bool()).unwrap_or(false))
+    let request = Request::Wait {
+        timeout_ms: timeout.as_millis() as u64,
+    };
+    match call(bundle, &request, timeout + QUICK).await? {
+        Response::Wait(w) => Ok(!w.timed_out),
+        r => Err(unexpected(bundle, "wait", r)),
+    }
 }
 
 pub async fn delete(bundle: &Path) -> Result<(), ShimError> {
-    call(bundle, json!({"op": "delete"}), Duration::from_secs(30))
-        .await
-        .map(|_| ())
+    simple(bundle, Request::Delete, Duration::from_secs(30)).await
 }
 
 pub async fn reopen_log(bundle: &Path) -> Result<(), ShimError> {
-    call(bundle, json!({"op": "reopen_log"}), QUICK).await.map(|_| ())
+    simple(bundle, Request::ReopenLog, QUICK).await
 }
 
 pub struct ExecArgs {
@@ -228,29 +209,43 @@ pub struct ExecArgs {
 }
 
 pub async fn exec(bundle: &Path, a: ExecArgs) -> Result<ExecResult, ShimError> {
-    let timeout_ms = a.timeout.map(|t| t.as_millis() as u64).unwrap_or(0);
-    let request = json!({
-        "op": "exec",
-        "args": a.args,
-        "env": a.env,
-        "cwd": a.cwd,
-        "user": {"uid": a.uid, "gid": a.gid, "additional_gids": a.additional_gids},
-        "tty": false,
-        "timeout_ms": timeout_ms,
-        "max_output": a.max_output,
+    let request = Request::Exec(ExecRequest {
+        args: a.args,
+        env: a.env,
+        cwd: a.cwd,
+        user: Some(User {
+            uid: a.uid,
+            gid: a.gid,
+            additional_gids: a.additional_gids,
+        }),
+        tty: false,
+        timeout_ms: a.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+        max_output: a.max_output,
     });
     // The shim enforces the exec timeout; berthd only guards against a stuck shim.
     let guard = a.timeout.unwrap_or(Duration::from_secs(24 * 3600)) + Duration::from_secs(30);
-    let v = call(bundle, request, guard).await?;
-    serde_json::from_value(v).map_err(|e| ShimError::Call {
-        path: socket(bundle),
-        message: e.to_string(),
+    let r = match call(bundle, &request, guard).await? {
+        Response::Exec(r) => r,
+        r => return Err(unexpected(bundle, "exec", r)),
+    };
+    let decode = |what: &str, text: &str| {
+        berth_shim::b64::decode(text).map_err(|e| ShimError::Call {
+            path: socket(bundle),
+            message: format!("exec {what}: {e}"),
+        })
+    };
+    Ok(ExecResult {
+        exit_code: r.exit_code,
+        stdout: decode("stdout", &r.stdout)?,
+        stderr: decode("stderr", &r.stderr)?,
+        timed_out: r.timed_out,
     })
 }
 
 /// The exit record the shim leaves in the bundle.
 pub fn read_exit(bundle: &Path) -> Option<Exit> {
-    serde_json::from_slice(&std::fs::read(bundle.join("exit.json")).ok()?).ok()
+    let record: api::ExitRecord = serde_json::from_slice(&std::fs::read(bundle.join(api::EXIT_FILE)).ok()?).ok()?;
+    Some(record.exit())
 }
 
 /// An attach session with a container's shim (see `berth_shim::attach` for the frames).
@@ -261,37 +256,12 @@ pub struct Attached {
 
 /// Opens an attach session: the shim answers, then streams the container's output.
 pub async fn attach(bundle: &Path, stdin: bool, stdout: bool, stderr: bool) -> Result<Attached, ShimError> {
-    let path = socket(bundle);
-    let gone = || ShimError::Gone { path: path.clone() };
-    let stream = connect(bundle).await?;
-    let (r, mut writer) = stream.into_split();
-    let mut reader = tokio::io::BufReader::new(r);
-    let mut line = serde_json::to_vec(&json!({"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr}))
-        .unwrap_or_default();
-    line.push(b'\n');
-    let call_err = |message: String| ShimError::Call {
-        path: path.clone(),
-        message,
-    };
-    let answer = async {
-        writer.write_all(&line).await.map_err(|e| call_err(e.to_string()))?;
-        let mut response = String::new();
-        if reader
-            .read_line(&mut response)
-            .await
-            .map_err(|e| call_err(e.to_string()))?
-            == 0
-        {
-            return Err(gone());
-        }
-        let value: Value = serde_json::from_str(&response).map_err(|e| call_err(format!("bad response: {e}")))?;
-        match value.get("error").and_then(Value::as_str) {
-            Some(err) => Err(call_err(err.to_string())),
-            None => Ok(()),
-        }
-    };
-    tokio::time::timeout(QUICK, answer)
-        .await
-        .map_err(|_| ShimError::Timeout(QUICK))??;
+    let mut client = connect(bundle).await?;
+    let request = Request::Attach { stdin, stdout, stderr };
+    match client.call(&request, QUICK).await.map_err(|e| shim_error(bundle, e))? {
+        Response::Ok { .. } => {}
+        r => return Err(unexpected(bundle, "attach", r)),
+    }
+    let (reader, writer) = client.into_parts();
     Ok(Attached { reader, writer })
 }

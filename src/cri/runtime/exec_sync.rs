@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use base64::Engine as _;
 use berth_proto as pb;
 
 use crate::cri::{convert, instrument};
@@ -29,10 +28,9 @@ pub async fn exec_sync(d: &Daemon, req: pb::ExecSyncRequest) -> Result<pb::ExecS
             req.timeout
         )));
     }
-    let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default();
     Ok(pb::ExecSyncResponse {
-        stdout: decode(&r.stdout),
-        stderr: decode(&r.stderr),
+        stdout: r.stdout,
+        stderr: r.stderr,
         exit_code: r.exit_code,
     })
 }
