@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::CgroupDriver;
+pub use berth_shim::cgroups::{expand_slice, runtime_path, unified, ROOT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
@@ -20,8 +21,8 @@ pub enum Hierarchy {
 impl Hierarchy {
     /// Reads the mounted hierarchies from /proc/self/mountinfo.
     pub fn detect() -> io::Result<Hierarchy> {
-        let root = Path::new("/sys/fs/cgroup");
-        if root.join("cgroup.controllers").exists() {
+        let root = Path::new(ROOT);
+        if unified() {
             return Ok(Hierarchy::Unified(root.into()));
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
@@ -100,8 +101,8 @@ const V1_CONTROLLERS: [&str; 15] = [
 pub fn has_swap_accounting() -> bool {
     static SWAP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SWAP.get_or_init(|| {
-        let root = Path::new("/sys/fs/cgroup");
-        if root.join("cgroup.controllers").exists() {
+        let root = Path::new(ROOT);
+        if unified() {
             let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
             let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
                 return true;
@@ -172,26 +173,6 @@ pub fn leaf_path(driver: CgroupDriver, parent: &str, id: &str) -> Result<String,
     })
 }
 
-/// The hierarchy path of an OCI `cgroupsPath`: a path as it is, or the systemd driver's
-/// `SLICE:PREFIX:NAME` as the scope `PREFIX-NAME.scope` inside the slice's nested path.
-pub fn runtime_path(cgroups_path: &str) -> Result<String, String> {
-    match cgroups_path.split(':').collect::<Vec<_>>()[..] {
-        [path] => Ok(path.to_string()),
-        [slice, prefix, name] => {
-            let parent = if slice.is_empty() { "-.slice" } else { slice };
-            let parent = if parent == "-.slice" {
-                String::new()
-            } else {
-                expand_slice(parent)?
-            };
-            Ok(format!("{parent}/{prefix}-{name}.scope"))
-        }
-        _ => Err(format!(
-            "cgroups path {cgroups_path:?} is neither a path nor SLICE:PREFIX:NAME"
-        )),
-    }
-}
-
 /// The pod-level cgroup kubelet made (`cgroup_parent`), as a hierarchy path; `None` when the
 /// sandbox has no parent of its own (then nothing but the sandbox's members are in it).
 pub fn pod_path(driver: CgroupDriver, parent: &str) -> Option<String> {
@@ -202,26 +183,6 @@ pub fn pod_path(driver: CgroupDriver, parent: &str) -> Option<String> {
         CgroupDriver::Cgroupfs => Some(parent.trim_end_matches('/').to_string()),
         CgroupDriver::Systemd => expand_slice(parent).ok(),
     }
-}
-
-/// `a-b-c.slice` → `/a.slice/a-b.slice/a-b-c.slice`.
-pub fn expand_slice(slice: &str) -> Result<String, String> {
-    let name = slice.strip_suffix(".slice").ok_or_else(|| {
-        format!("cgroup parent {slice:?} must be a systemd slice (NAME.slice) with the systemd driver")
-    })?;
-    if name.is_empty() || name.contains('/') || name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!("invalid systemd slice name {slice:?}"));
-    }
-    let mut path = String::new();
-    let mut prefix = String::new();
-    for part in name.split('-') {
-        if !prefix.is_empty() {
-            prefix.push('-');
-        }
-        prefix.push_str(part);
-        path.push_str(&format!("/{prefix}.slice"));
-    }
-    Ok(path)
 }
 
 /// Creates `path` in every hierarchy and returns the leaf directories this call made: the
@@ -339,24 +300,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slices_expand() {
-        assert_eq!(expand_slice("kubepods.slice").as_deref(), Ok("/kubepods.slice"));
-        assert_eq!(
-            expand_slice("kubepods-besteffort-pod12.slice").as_deref(),
-            Ok("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice")
-        );
-        assert!(expand_slice("/kubepods").is_err());
-        assert!(expand_slice("a--b.slice").is_err());
-    }
-
-    #[test]
-    fn runtime_paths() {
-        assert_eq!(runtime_path("/kubepods/pod1/c1").as_deref(), Ok("/kubepods/pod1/c1"));
-        assert_eq!(
-            runtime_path("kubepods-pod1.slice:berth:c1").as_deref(),
-            Ok("/kubepods.slice/kubepods-pod1.slice/berth-c1.scope")
-        );
-        assert!(runtime_path("a:b").is_err());
+    fn pod_paths() {
         assert_eq!(pod_path(CgroupDriver::Cgroupfs, ""), None);
         assert_eq!(
             pod_path(CgroupDriver::Systemd, "kubepods-pod1.slice").as_deref(),

@@ -1,6 +1,6 @@
 //! `berth-shim` as a library: the wire types of the shim API ([`api`]), the async client
-//! berthd and the tests use ([`client`]), and the OCI runtime's command line ([`oci`]),
-//! shared by the shim and berthd. The shim process itself lives in the binary.
+//! berthd and the tests use ([`client`]), and what both sides need of the OCI runtime: its
+//! command line ([`oci`]) and where it puts cgroups ([`cgroups`]). The shim process itself lives in the binary.
 //!
 //! # Why not containerd's shim v2 Task API (ttrpc)
 //!
@@ -22,5 +22,6 @@
 pub mod api;
 pub mod attach;
 pub mod b64;
+pub mod cgroups;
 pub mod client;
 pub mod oci;

@@ -31,7 +31,7 @@ use berth_shim::api::{
     PID_FILE, SOCKET,
 };
 use berth_shim::attach::{self, Hub};
-use berth_shim::b64;
+use berth_shim::{b64, cgroups};
 use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use rustix::process::{kill_process, test_kill_process, Pid, Signal};
 use serde_json::{json, Value};
@@ -212,50 +212,12 @@ fn read_cgroups_path() -> Option<String> {
 /// The file whose `oom_kill N` line counts OOM kills in the container's memory cgroup:
 /// v1 `memory/<path>/memory.oom_control`, v2 (unified hierarchy) `<path>/memory.events`.
 fn oom_file(cgroups_path: &str, id: &str, systemd: bool) -> PathBuf {
-    let rel = if systemd {
-        systemd_cgroup_dir(if cgroups_path.is_empty() { "" } else { cgroups_path }, id)
-    } else if cgroups_path.is_empty() {
-        id.to_string()
+    let rel = cgroups::container_dir(cgroups_path, id, systemd);
+    if cgroups::unified() {
+        PathBuf::from(format!("{}/{rel}/memory.events", cgroups::ROOT))
     } else {
-        cgroups_path.trim_start_matches('/').to_string()
-    };
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        PathBuf::from(format!("/sys/fs/cgroup/{rel}/memory.events"))
-    } else {
-        PathBuf::from(format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"))
+        PathBuf::from(format!("{}/memory/{rel}/memory.oom_control", cgroups::ROOT))
     }
-}
-
-/// runc's systemd form `slice:prefix:name` as a path under a hierarchy's root:
-/// `a-b.slice` expands to `a.slice/a-b.slice`, and the unit is `prefix-name.scope`.
-fn systemd_cgroup_dir(path: &str, id: &str) -> String {
-    let parts: Vec<&str> = path.splitn(3, ':').collect();
-    let (slice, prefix, name) = match parts.as_slice() {
-        [s, p, n] => (*s, *p, *n),
-        _ => ("", "runc", id),
-    };
-    let slice = if slice.is_empty() { "system.slice" } else { slice };
-    let mut dir = String::new();
-    if slice != "-.slice" {
-        let base = slice.strip_suffix(".slice").unwrap_or(slice);
-        let mut acc = String::new();
-        for part in base.split('-') {
-            if !acc.is_empty() {
-                acc.push('-');
-            }
-            acc.push_str(part);
-            dir.push_str(&acc);
-            dir.push_str(".slice/");
-        }
-    }
-    if name.ends_with(".slice") {
-        dir.push_str(name);
-    } else if prefix.is_empty() {
-        dir.push_str(&format!("{name}.scope"));
-    } else {
-        dir.push_str(&format!("{prefix}-{name}.scope"));
-    }
-    dir
 }
 
 fn oom_kills(file: &Path) -> u64 {
@@ -994,21 +956,6 @@ fn spawn_pump(rx: Receiver, stream: &'static str, log: Rc<RefCell<LogFile>>, hub
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn systemd_paths() {
-        assert_eq!(
-            systemd_cgroup_dir("system.slice:runc:abc", "x"),
-            "system.slice/runc-abc.scope"
-        );
-        assert_eq!(
-            systemd_cgroup_dir("kubepods-besteffort-pod1.slice:cri-containerd:abc", "x"),
-            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"
-        );
-        assert_eq!(systemd_cgroup_dir(":berth:abc", "x"), "system.slice/berth-abc.scope");
-        assert_eq!(systemd_cgroup_dir("-.slice::abc", "x"), "abc.scope");
-        assert_eq!(systemd_cgroup_dir("", "x"), "system.slice/runc-x.scope");
-    }
 
     #[test]
     fn exec_process_overrides() {

@@ -111,7 +111,7 @@ impl Host {
             u64::from_str_radix(hex.trim(), 16).ok()
         });
         Self {
-            cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            cgroup_v2: crate::cgroup::unified(),
             controllers: Controllers::detect(),
             cap_last_cap,
             nofile_hard,
