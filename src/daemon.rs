@@ -91,6 +91,14 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), StartError> {
 }
 
 impl Daemon {
+    /// The pod controller over the sandbox and container services.
+    pub fn pods(&self) -> crate::pod::Pods {
+        crate::pod::Pods {
+            sandboxes: Arc::clone(&self.sandboxes),
+            containers: Arc::clone(&self.containers),
+        }
+    }
+
     /// The services stats are gathered from.
     pub fn stats_sources(&self) -> crate::stats::query::Sources<'_> {
         crate::stats::query::Sources {

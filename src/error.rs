@@ -39,6 +39,15 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<crate::pod::PodError> for Error {
+    fn from(e: crate::pod::PodError) -> Error {
+        match e {
+            crate::pod::PodError::Sandbox(e) => Error::Sandbox(e),
+            crate::pod::PodError::Container(e) => Error::Container(e),
+        }
+    }
+}
+
 impl From<crate::stats::query::CollectError> for Error {
     fn from(e: crate::stats::query::CollectError) -> Error {
         Error::Internal(e.to_string())

@@ -20,6 +20,7 @@ pub mod image;
 pub mod locks;
 pub mod metrics;
 pub mod network;
+pub mod pod;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

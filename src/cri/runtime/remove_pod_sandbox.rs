@@ -11,11 +11,6 @@ use crate::error::Result;
 pub async fn remove_pod_sandbox(d: &Daemon, req: pb::RemovePodSandboxRequest) -> Result<pb::RemovePodSandboxResponse> {
     let id = convert::required_id(&req.pod_sandbox_id, "pod_sandbox_id")?;
     instrument::record_id(id);
-    if let Ok(sandbox) = d.sandboxes.get(id) {
-        for c in d.containers.in_sandbox(&sandbox.id).await {
-            d.containers.remove(&c.id).await?;
-        }
-    }
-    d.sandboxes.remove(id).await?;
+    d.pods().remove(id).await?;
     Ok(pb::RemovePodSandboxResponse {})
 }

@@ -9,11 +9,6 @@ use crate::error::Result;
 pub async fn stop_pod_sandbox(d: &Daemon, req: pb::StopPodSandboxRequest) -> Result<pb::StopPodSandboxResponse> {
     let id = convert::required_id(&req.pod_sandbox_id, "pod_sandbox_id")?;
     instrument::record_id(id);
-    if let Ok(sandbox) = d.sandboxes.get(id) {
-        for c in d.containers.in_sandbox(&sandbox.id).await {
-            d.containers.stop(&c.id, std::time::Duration::ZERO).await?;
-        }
-    }
-    d.sandboxes.stop(id).await?;
+    d.pods().stop(id).await?;
     Ok(pb::StopPodSandboxResponse {})
 }
