@@ -19,15 +19,15 @@ pub use hook::update_ldcache;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sys::dev;
+use crate::sys::inroot::{self, host_path};
 
 /// The CDI kind of the generated spec.
 pub const KIND: &str = "nvidia.com/gpu";
@@ -1014,57 +1014,9 @@ fn elf_matches_host(path: &Path) -> bool {
     header[4] == 2 && machine == expected
 }
 
-/// `root` joined with an absolute path inside it.
-fn host_path(root: &Path, path: &Path) -> PathBuf {
-    let rel: PathBuf = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    root.join(rel)
-}
-
-/// Resolves `path` inside `root` the way a process chrooted to `root` would see it: symlinks are followed, absolute
-/// targets start again at `root` and `..` stops at it. Returns the absolute path inside `root` of an existing file.
+/// `path` resolved inside `root` (the absolute path inside it); NotFound when it is not there.
 fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
-    fn push_components(stack: &mut Vec<OsString>, path: &Path) {
-        for c in path.components().rev() {
-            match c {
-                Component::Normal(n) => stack.push(n.to_os_string()),
-                Component::ParentDir => stack.push(OsString::from("..")),
-                _ => {}
-            }
-        }
-    }
-    let mut pending = Vec::new();
-    push_components(&mut pending, path);
-    let mut resolved: Vec<OsString> = Vec::new();
-    let mut links = 0;
-    while let Some(c) = pending.pop() {
-        if c == ".." {
-            resolved.pop();
-            continue;
-        }
-        let mut host = root.to_path_buf();
-        host.extend(&resolved);
-        host.push(&c);
-        let meta = fs::symlink_metadata(&host)?;
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > 40 {
-                return Err(io::Error::other(format!("{}: too many symlinks", path.display())));
-            }
-            let target = fs::read_link(&host)?;
-            if target.is_absolute() {
-                resolved.clear();
-            }
-            push_components(&mut pending, &target);
-        } else {
-            resolved.push(c);
-        }
-    }
-    let mut out = PathBuf::from("/");
-    out.extend(resolved);
-    Ok(out)
+    inroot::resolve(root, path)?.ok_or_else(|| io::ErrorKind::NotFound.into())
 }
 
 /// Writes `target` (mode 0644) through a temporary file in `dir` and a rename, never following a symlink.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{User, UserBuilder};
 
@@ -14,9 +14,6 @@ use super::spec_input::SpecError;
 
 /// Largest passwd/group file read (a hostile image must not make us read gigabytes).
 const MAX_DB_SIZE: u64 = 16 << 20;
-/// Symlinks followed while resolving a path inside the rootfs before giving up.
-const MAX_SYMLINKS: usize = 40;
-
 /// One `/etc/passwd` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PasswdEntry {
@@ -205,57 +202,14 @@ fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<Option<String>, SpecError
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
-/// Resolves `path` under `root` like `filepath-securejoin`: every symlink met is read and
-/// re-resolved with absolute targets and `..` confined to `root`. Returns `None` if a component
-/// does not exist. The result has no symlink components at the time of the call.
+/// The host path of `path` resolved inside `root` (see [`crate::sys::inroot::resolve`]);
+/// `None` if a component does not exist.
 pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Result<Option<PathBuf>, SpecError> {
-    // Components still to walk, in reverse order (a stack), and the resolved prefix so far.
-    let mut todo: Vec<std::ffi::OsString> = Vec::new();
-    push_components(&mut todo, path);
-    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
-    let mut links = 0;
-    while let Some(part) = todo.pop() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)).join(&part);
-        let meta = match fs::symlink_metadata(&candidate) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(SpecError::io(&candidate, e)),
-        };
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return Err(SpecError::Invalid(format!(
-                    "{}: too many levels of symlinks",
-                    path.display()
-                )));
-            }
-            let target = fs::read_link(&candidate).map_err(|e| SpecError::io(&candidate, e))?;
-            if target.is_absolute() {
-                resolved.clear();
-            }
-            push_components(&mut todo, &target);
-        } else {
-            resolved.push(part);
-        }
+    match crate::sys::inroot::resolve(root, path) {
+        Ok(inside) => Ok(inside.map(|p| crate::sys::inroot::host_path(root, &p))),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(SpecError::Invalid(e.to_string())),
+        Err(e) => Err(SpecError::io(root, e)),
     }
-    Ok(Some(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c))))
-}
-
-/// Pushes `path`'s normal and `..` components onto the reverse-order stack `todo`.
-fn push_components(todo: &mut Vec<std::ffi::OsString>, path: &Path) {
-    let parts: Vec<std::ffi::OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    todo.extend(parts.into_iter().rev());
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The only place Berth makes raw syscalls and the only module allowed `unsafe` (each use
 //! a single call with its SAFETY note): `*at` filesystem calls relative to a directory fd,
-//! namespace pinning and entry, pseudo-terminals, and device numbers.
+//! namespace pinning and entry, pseudo-terminals, device numbers, and paths resolved
+//! inside a root filesystem.
 
 pub mod dev;
 pub mod fs;
+pub mod inroot;
 pub mod mount;
 pub mod ns;
 pub mod pty;

@@ -2,6 +2,7 @@
 
 use super::hook::find_ldconfig;
 use super::*;
+use std::ffi::OsString;
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 
