@@ -54,10 +54,11 @@ fn module_files(src: &Path) -> BTreeMap<Module, PathBuf> {
 /// The source without comments and without the trailing `#[cfg(test)] mod tests`.
 fn production_code(text: &str) -> String {
     let mut out = String::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
         let t = line.trim_start();
-        if t == "#[cfg(test)]" && lines.peek().is_some_and(|n| n.trim_start().starts_with("mod ")) {
+        let next_item = lines[i + 1..].iter().map(|l| l.trim_start()).find(|l| !l.starts_with("#["));
+        if t == "#[cfg(test)]" && next_item.is_some_and(|n| n.starts_with("mod ")) {
             break;
         }
         if t.starts_with("//") {

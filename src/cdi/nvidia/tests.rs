@@ -1,10 +1,13 @@
 //! Tests of NVIDIA discovery over fake device and driver trees.
 
 use super::hook::find_ldconfig;
+use super::smi::*;
 use super::*;
+use serde_json::json;
 use std::ffi::OsString;
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
+use std::process::Command;
 
 const VERSION: &str = "535.104.05";
 const UUID0: &str = "GPU-11111111-2222-3333-4444-555555555555";
