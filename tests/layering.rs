@@ -57,7 +57,10 @@ fn production_code(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim_start();
-        let next_item = lines[i + 1..].iter().map(|l| l.trim_start()).find(|l| !l.starts_with("#["));
+        let next_item = lines[i + 1..]
+            .iter()
+            .map(|l| l.trim_start())
+            .find(|l| !l.starts_with("#["));
         if t == "#[cfg(test)]" && next_item.is_some_and(|n| n.starts_with("mod ")) {
             break;
         }
