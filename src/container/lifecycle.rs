@@ -3,12 +3,11 @@
 //! metadata store; after a berthd restart, running containers are found again through their
 //! shims, and exits that happened meanwhile are read from the shim's exit record.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::model::ContainerSpec;
+use super::model::{reserved_name, ContainerSpec};
 pub use super::model::{ContainerFilter, ContainerRecord, ContainerState, ImageRef};
 use super::rootfs::RootfsPaths;
 use super::spec::{self, ImageDefaults, SpecError, SpecInput};
@@ -19,7 +18,7 @@ use crate::locks::KeyedLocks;
 use crate::runtime::shim::{self, ExecArgs, ExecResult, ShimError};
 use crate::sandbox::{NsMode, SandboxRecord, SandboxState, Sandboxes};
 use crate::snapshot::Snapshotter;
-use crate::store::{MetaStore, StoreError, Table};
+use crate::store::{Index, MetaStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -54,12 +53,10 @@ pub struct ContainersOptions {
 
 pub struct Containers {
     pub(super) opts: ContainersOptions,
-    meta: Arc<MetaStore>,
     images: Arc<Images>,
     snapshots: Arc<dyn Snapshotter>,
     sandboxes: Arc<Sandboxes>,
-    pub(super) records: RwLock<HashMap<String, ContainerRecord>>,
-    names: Mutex<HashMap<String, String>>,
+    pub(super) records: Index<ContainerRecord>,
     locks: KeyedLocks,
     events: Arc<EventBus>,
 }
@@ -80,20 +77,12 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
         events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
-        let mut records = HashMap::new();
-        let mut names = HashMap::new();
-        for (id, rec) in meta.load_all::<ContainerRecord>(Table::Containers)? {
-            names.insert(reserved_name(&rec.sandbox_id, &rec.spec), id.clone());
-            records.insert(id, rec);
-        }
         Ok(Containers {
             opts,
-            meta,
             images,
             snapshots,
             sandboxes,
-            records: RwLock::new(records),
-            names: Mutex::new(names),
+            records: Index::load(meta, |_| false)?,
             locks: KeyedLocks::default(),
             events,
         })
@@ -107,8 +96,6 @@ impl Containers {
         RootfsPaths::new(&self.opts.root_dir.join("containers"), id)
     }
 
-    /// The OCI runtime binary of a runtime handler, and its own state root (runtimes do not
-    /// share state formats).
     /// How to run container `id`'s OCI runtime directly (the shim runs it otherwise).
     fn oci_runtime(&self, handler: &str, id: &str) -> Result<berth_shim::oci::OciRuntime, ContainerError> {
         let (bin, root) = self.runtime(handler)?;
@@ -123,6 +110,8 @@ impl Containers {
         })
     }
 
+    /// The OCI runtime binary of a runtime handler, and its own state root (runtimes do not
+    /// share state formats).
     fn runtime(&self, handler: &str) -> Result<(PathBuf, PathBuf), ContainerError> {
         let binary = self
             .opts
@@ -134,13 +123,7 @@ impl Containers {
     }
 
     fn save(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
-        self.meta.put(Table::Containers, &rec.id, rec)?;
-        let old = self
-            .records
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(rec.id.clone(), rec.clone())
-            .map(|r| r.state);
+        let old = self.records.put(rec)?.map(|r| r.state);
         self.announce(rec, old, Some(rec.state));
         Ok(())
     }
@@ -152,14 +135,7 @@ impl Containers {
         if kinds.is_empty() {
             return;
         }
-        let containers: Vec<ContainerRecord> = self
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|r| r.sandbox_id == rec.sandbox_id)
-            .cloned()
-            .collect();
+        let containers = self.records.list(|r| r.sandbox_id == rec.sandbox_id);
         let sandbox = self.sandboxes.get(&rec.sandbox_id).ok();
         for kind in kinds {
             let at = match kind {
@@ -181,17 +157,9 @@ impl Containers {
     }
 
     fn find(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
-        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get(id) {
-            return Ok(r.clone());
-        }
-        if id.len() >= 3 {
-            let mut found = records.values().filter(|r| r.id.starts_with(id));
-            if let (Some(r), None) = (found.next(), found.next()) {
-                return Ok(r.clone());
-            }
-        }
-        Err(ContainerError::NotFound(format!("container {id}")))
+        self.records
+            .find(id)
+            .ok_or_else(|| ContainerError::NotFound(format!("container {id}")))
     }
 
     /// The record with its state brought up to date from the shim.
@@ -250,16 +218,7 @@ impl Containers {
 
     /// Records as last seen, without asking the shims (state filters apply to that state).
     pub fn records(&self, filter: &ContainerFilter) -> Vec<ContainerRecord> {
-        let mut out: Vec<ContainerRecord> = self
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|rec| filter.matches(rec))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        out
+        self.records.list(|rec| filter.matches(rec))
     }
 
     /// Containers matching `filter`, their states brought up to date first.
@@ -280,14 +239,9 @@ impl Containers {
 
     /// Shim processes alive now (one per container until it is removed).
     pub fn live_shims(&self) -> usize {
-        let ids: Vec<String> = self
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        ids.iter()
+        self.records
+            .ids()
+            .iter()
             .filter_map(|id| std::fs::read_to_string(self.bundle(id).join(berth_shim::api::PID_FILE)).ok())
             .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{}/comm", pid.trim()))
@@ -326,29 +280,23 @@ impl Containers {
             .map_err(ContainerError::Invalid)?;
         let id = crate::sandbox::new_id();
         let name = reserved_name(&sandbox.id, &spec);
-        {
-            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(other) = names.get(&name) {
-                return Err(ContainerError::NameTaken {
-                    name,
-                    id: other.clone(),
-                });
-            }
-            names.insert(name.clone(), id.clone());
-        }
+        let reservation = self
+            .records
+            .reserve(&name, &id)
+            .map_err(|holder| ContainerError::NameTaken { name, id: holder })?;
         let _lock = self.locks.lock(&id).await;
         match self.setup(&id, &sandbox, &image, spec, &cdi_edits).await {
             Ok(rec) => {
                 if let Err(e) = self.save(&rec) {
                     self.teardown(&id, &sandbox.spec.runtime_handler).await;
-                    self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
                     return Err(e);
                 }
+                reservation.keep();
                 Ok(id)
             }
             Err(e) => {
+                // The reservation, dropped, gives the name back.
                 self.teardown(&id, &sandbox.spec.runtime_handler).await;
-                self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
                 Err(e)
             }
         }
@@ -526,16 +474,8 @@ impl Containers {
 
     /// Follows every running container (after a restart).
     pub fn watch_running(self: &Arc<Self>) {
-        let running: Vec<String> = self
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|r| r.state == ContainerState::Running)
-            .map(|r| r.id.clone())
-            .collect();
-        for id in running {
-            self.watch_exit(&id);
+        for rec in self.records.list(|r| r.state == ContainerState::Running) {
+            self.watch_exit(&rec.id);
         }
     }
 
@@ -601,18 +541,8 @@ impl Containers {
         let _lock = self.locks.lock(&rec.id).await;
         let Ok(rec) = self.find(&rec.id) else { return Ok(()) };
         self.teardown(&rec.id, &rec.runtime_handler).await;
-        self.meta.delete(Table::Containers, &rec.id)?;
-        let old = self
-            .records
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&rec.id)
-            .map(|r| r.state);
+        let old = self.records.remove(&rec.id)?.map(|r| r.state);
         self.announce(&rec, old, None);
-        self.names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&reserved_name(&rec.sandbox_id, &rec.spec));
         Ok(())
     }
 
@@ -764,10 +694,6 @@ impl Containers {
         rec.spec.resources = r;
         self.save(&rec)
     }
-}
-
-fn reserved_name(sandbox_id: &str, spec: &ContainerSpec) -> String {
-    format!("{}_{}_{}", spec.name, sandbox_id, spec.attempt)
 }
 
 fn image_defaults(image: &ImageRecord) -> ImageDefaults {

@@ -215,3 +215,25 @@ impl ContainerFilter {
             && self.labels.iter().all(|(k, v)| rec.spec.labels.get(k) == Some(v))
     }
 }
+
+impl crate::store::Record for ContainerRecord {
+    const TABLE: crate::store::Table = crate::store::Table::Containers;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `name_sandbox_attempt`: unique among live containers (kubelet relies on it).
+    fn reservation(&self) -> String {
+        reserved_name(&self.sandbox_id, &self.spec)
+    }
+
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
+/// The name a container of `spec` holds in sandbox `sandbox_id`.
+pub fn reserved_name(sandbox_id: &str, spec: &ContainerSpec) -> String {
+    format!("{}_{}_{}", spec.name, sandbox_id, spec.attempt)
+}

@@ -9,13 +9,7 @@ use super::lifecycle::Containers;
 impl Containers {
     /// Tears down every container whose bundle or root filesystem directory has no record.
     pub async fn sweep_orphans(&self) {
-        let known: std::collections::HashSet<String> = self
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let known = self.records.ids();
         let mut ids = std::collections::BTreeSet::new();
         for dir in [
             self.opts.state_dir.join("containers"),

@@ -2,9 +2,8 @@
 //! fails, and `stop`/`remove` are idempotent, so nothing is left behind either way: no
 //! netns mount, veth, iptables rule, cgroup, shm mount or infra process.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::infra::{self, InfraArgs};
@@ -14,7 +13,7 @@ use crate::config::CgroupDriver;
 use crate::events::{self, Event, EventBus, EventKind};
 use crate::locks::KeyedLocks;
 use crate::network::{NetworkError, PodNetwork, PodNetworkRequest};
-use crate::store::{MetaStore, StoreError, Table};
+use crate::store::{Index, MetaStore, StoreError};
 use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +42,10 @@ pub struct SandboxesOptions {
 
 pub struct Sandboxes {
     pub(super) opts: SandboxesOptions,
-    meta: Arc<MetaStore>,
     network: Arc<dyn PodNetwork>,
     pub(super) cgroups: Option<Hierarchy>,
-    pub(super) records: RwLock<HashMap<String, SandboxRecord>>,
-    /// Reserved names (`name_namespace_uid_attempt`) to sandbox ids.
-    names: Mutex<HashMap<String, String>>,
+    /// Records, and the names (`name_namespace_uid_attempt`) they hold.
+    pub(super) records: Index<SandboxRecord>,
     locks: KeyedLocks,
     events: Arc<EventBus>,
 }
@@ -70,24 +67,20 @@ impl Sandboxes {
         let cgroups = Hierarchy::detect()
             .map_err(|e| tracing::warn!(error = %e, "no cgroups: sandboxes run without a cgroup"))
             .ok();
-        let mut records = HashMap::new();
-        let mut names = HashMap::new();
-        for (id, mut rec) in meta.load_all::<SandboxRecord>(Table::Sandboxes)? {
+        let records = Index::load(meta, |rec: &mut SandboxRecord| {
             // The infra process may have died while berthd was down.
-            if rec.state == SandboxState::Ready && !rec.infra_pid.is_some_and(|p| infra::alive(p, rec.infra_start)) {
+            let died =
+                rec.state == SandboxState::Ready && !rec.infra_pid.is_some_and(|p| infra::alive(p, rec.infra_start));
+            if died {
                 rec.state = SandboxState::NotReady;
-                meta.put(Table::Sandboxes, &id, &rec)?;
             }
-            names.insert(SandboxRecord::reserved_name(&rec.spec), id.clone());
-            records.insert(id, rec);
-        }
+            died
+        })?;
         Ok(Sandboxes {
             opts,
-            meta,
             network,
             cgroups,
-            records: RwLock::new(records),
-            names: Mutex::new(names),
+            records,
             locks: KeyedLocks::default(),
             events,
         })
@@ -119,13 +112,7 @@ impl Sandboxes {
     }
 
     fn save(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
-        self.meta.put(Table::Sandboxes, &rec.id, rec)?;
-        let old = self
-            .records
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(rec.id.clone(), rec.clone())
-            .map(|r| r.state);
+        let old = self.records.put(rec)?.map(|r| r.state);
         self.announce(rec, old, Some(rec.state));
         Ok(())
     }
@@ -149,30 +136,20 @@ impl Sandboxes {
     }
 
     pub fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
-        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get(id) {
-            return Ok(refresh(r.clone()));
-        }
-        // A unique prefix of at least 3 characters also names a sandbox, as in crictl.
-        if id.len() >= 3 {
-            let mut found = records.values().filter(|r| r.id.starts_with(id));
-            if let (Some(r), None) = (found.next(), found.next()) {
-                return Ok(refresh(r.clone()));
-            }
-        }
-        Err(SandboxError::NotFound(id.to_string()))
+        // A unique prefix (3 characters or more) also names a sandbox, as in crictl.
+        self.records
+            .find(id)
+            .map(refresh)
+            .ok_or_else(|| SandboxError::NotFound(id.to_string()))
     }
 
     pub fn list(&self, filter: &SandboxFilter) -> Vec<SandboxRecord> {
-        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<SandboxRecord> = records
-            .values()
-            .cloned()
+        self.records
+            .list(|_| true)
+            .into_iter()
             .map(refresh)
             .filter(|r| filter.matches(r))
-            .collect();
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        out
+            .collect()
     }
 
     /// Creates and starts a sandbox; returns its id.
@@ -180,26 +157,13 @@ impl Sandboxes {
         validate(&spec)?;
         let id = new_id();
         let name = SandboxRecord::reserved_name(&spec);
-        {
-            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(other) = names.get(&name) {
-                return Err(SandboxError::NameTaken {
-                    name,
-                    id: other.clone(),
-                });
-            }
-            names.insert(name.clone(), id.clone());
-        }
+        let reservation = self
+            .records
+            .reserve(&name, &id)
+            .map_err(|holder| SandboxError::NameTaken { name, id: holder })?;
         let _lock = self.locks.lock(&id).await;
         let cgroup =
-            cgroup::leaf_path(self.opts.cgroup_driver, &spec.cgroup_parent, &id).map_err(SandboxError::Invalid);
-        let cgroup = match cgroup {
-            Ok(c) => c,
-            Err(e) => {
-                self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
-                return Err(e);
-            }
-        };
+            cgroup::leaf_path(self.opts.cgroup_driver, &spec.cgroup_parent, &id).map_err(SandboxError::Invalid)?;
         let mut rec = SandboxRecord {
             id: id.clone(),
             spec,
@@ -220,6 +184,7 @@ impl Sandboxes {
                     self.undo(&rec).await;
                     return Err(e);
                 }
+                reservation.keep();
                 Ok(id)
             }
             Err(e) => {
@@ -327,10 +292,6 @@ impl Sandboxes {
             tracing::warn!(sandbox = %rec.id, error = %e, "cleaning up a failed sandbox");
         }
         let _ = self.purge(rec);
-        self.names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&SandboxRecord::reserved_name(&rec.spec));
     }
 
     /// Network down, infra stopped, netns and shm released. Idempotent.
@@ -391,18 +352,8 @@ impl Sandboxes {
             }
         }
         self.purge(&rec)?;
-        self.meta.delete(Table::Sandboxes, &rec.id)?;
-        let old = self
-            .records
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&rec.id)
-            .map(|r| r.state);
+        let old = self.records.remove(&rec.id)?.map(|r| r.state);
         self.announce(&rec, old, None);
-        self.names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&SandboxRecord::reserved_name(&rec.spec));
         Ok(())
     }
 

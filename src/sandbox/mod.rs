@@ -118,3 +118,19 @@ impl SandboxFilter {
             && self.labels.iter().all(|(k, v)| r.spec.labels.get(k) == Some(v))
     }
 }
+
+impl crate::store::Record for SandboxRecord {
+    const TABLE: crate::store::Table = crate::store::Table::Sandboxes;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn reservation(&self) -> String {
+        SandboxRecord::reserved_name(&self.spec)
+    }
+
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}

@@ -12,13 +12,7 @@ use crate::cgroup;
 impl Sandboxes {
     /// Takes down every sandbox whose directory or netns pin has no record.
     pub(super) async fn sweep_orphans(&self) {
-        let known: std::collections::HashSet<String> = self
-            .records
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let known = self.records.ids();
         let mut ids = std::collections::BTreeSet::new();
         for sub in ["sandboxes", "netns"] {
             let Ok(entries) = std::fs::read_dir(self.opts.state_dir.join(sub)) else {

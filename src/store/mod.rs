@@ -1,7 +1,11 @@
 //! The metadata store: an embedded redb database (`root/meta.redb`) holding JSON records
 //! in named tables. redb commits are atomic and crash-safe (copy-on-write B-trees with a
 //! durable commit), so a record is either wholly there after a crash or not at all.
-//! Callers keep their own in-memory indexes and write through this store first.
+//! Services keep their records in an [`Index`], which writes through this store first.
+
+mod index;
+
+pub use index::{Index, Record, Reservation};
 
 use std::path::{Path, PathBuf};
 
