@@ -257,6 +257,7 @@ impl Containers {
 
     /// Creates a container in a ready sandbox; returns its id.
     pub async fn create(&self, sandbox_id: &str, mut spec: ContainerSpec) -> Result<String, ContainerError> {
+        super::validate::validate(&spec).map_err(ContainerError::Invalid)?;
         let sandbox = self
             .sandboxes
             .get(sandbox_id)

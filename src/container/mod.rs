@@ -11,3 +11,4 @@ mod security;
 pub mod spec;
 mod spec_input;
 mod user;
+pub mod validate;

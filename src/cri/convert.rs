@@ -8,6 +8,7 @@ use crate::container::lifecycle::{ContainerFilter, ContainerRecord, ContainerSta
 use crate::container::model::{
     ContainerSpec, DeviceSpec, MountSpec, Profile, ProfileKind, Propagation, Resources, SecuritySpec,
 };
+use crate::container::validate::shown as truncate;
 use crate::image::auth::AuthInput;
 use crate::image::ImageRecord;
 use crate::network::{PortMapping, Protocol};
@@ -75,10 +76,6 @@ pub fn required_id<'a>(id: &'a str, field: &str) -> Result<&'a str, crate::error
         )));
     }
     Ok(id)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(80).collect()
 }
 
 fn ns_mode(mode: i32) -> Result<NsMode, crate::error::Error> {
@@ -285,69 +282,18 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("container config metadata is required".into()))?;
-    if meta.name.is_empty() {
-        return Err(Error::InvalidArgument(
-            "container config metadata.name is required".into(),
-        ));
-    }
-    if meta.name.len() > 253 || meta.name.contains(['/', '\0']) {
-        return Err(Error::InvalidArgument(format!(
-            "container name {:?} is not valid",
-            truncate(&meta.name)
-        )));
-    }
-    // Relative to the pod's log directory, and staying inside it.
-    let log = Path::new(&c.log_path);
-    if log.is_absolute()
-        || c.log_path.len() > 4096
-        || c.log_path.contains('\0')
-        || log.components().any(|p| p == Component::ParentDir)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "log_path {:?} must be relative to the pod's log directory, without '..'",
-            truncate(&c.log_path)
-        )));
-    }
     let image = c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-    if image.trim().is_empty() {
-        return Err(Error::InvalidArgument("container config image is required".into()));
+    if !image.trim().is_empty() {
+        image_name(c.image.as_ref())?;
     }
-    image_name(c.image.as_ref())?;
     let linux = c.linux.clone().unwrap_or_default();
     let r = linux.resources.unwrap_or_default();
     check_resources(&r)?;
     let sc = linux.security_context.unwrap_or_default();
-    let ids = [sc.run_as_user.as_ref(), sc.run_as_group.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|v| v.value)
-        .chain(sc.supplemental_groups.iter().copied());
-    if let Some(bad) = ids.into_iter().find(|id| u32::try_from(*id).is_err()) {
-        return Err(Error::InvalidArgument(format!(
-            "user or group id {bad} is out of range"
-        )));
-    }
-    let strings = c
-        .command
-        .iter()
-        .chain(&c.args)
-        .chain(c.mounts.iter().flat_map(|m| [&m.host_path, &m.container_path]));
-    if let Some(bad) = strings.into_iter().find(|s| s.contains('\0')) {
-        return Err(Error::InvalidArgument(format!(
-            "command, argument or mount path {:?} contains a NUL byte",
-            truncate(bad)
-        )));
-    }
     let ns = sc.namespace_options.clone().unwrap_or_default();
     let caps = sc.capabilities.clone().unwrap_or_default();
     let mut envs = Vec::new();
     for kv in &c.envs {
-        if kv.key.is_empty() || kv.key.contains('=') || kv.key.contains('\0') {
-            return Err(Error::InvalidArgument(format!(
-                "environment variable name {:?} is not valid",
-                kv.key
-            )));
-        }
         let value = String::from_utf8(kv.value.clone())
             .ok()
             .filter(|v| !v.contains('\0'))

@@ -8,8 +8,10 @@ mod infra;
 mod intent;
 mod lifecycle;
 mod orphans;
+mod validate;
 
 pub use lifecycle::{new_id, SandboxError, Sandboxes, SandboxesOptions};
+pub use validate::{valid_name, SHM_SIZE_ANNOTATION};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
