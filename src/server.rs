@@ -63,6 +63,7 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(wire_errors_as_grpc_codes))
+        .layer(tower::layer::layer_fn(Deadline))
         .add_service(runtime)
         .add_service(images)
         .add_service(api)
@@ -95,6 +96,67 @@ fn wire_errors_as_grpc_codes(
     response
 }
 
+/// A call's deadline (the client's `grpc-timeout`) that passes is DEADLINE_EXCEEDED, as the
+/// gRPC spec and kubelet expect: tonic's own timer answers CANCELLED ("Timeout expired").
+/// The deadline is taken when the call arrives, before tonic starts its timer, and this
+/// layer sits inside tonic's, so it always answers first; the handler is dropped either way.
+#[derive(Clone)]
+struct Deadline<S>(S);
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for Deadline<S>
+where
+    S: tower::Service<tonic::codegen::http::Request<B>, Response = tonic::codegen::http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let budget = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc_timeout);
+        let deadline = budget.map(|d| tokio::time::Instant::now() + d);
+        let call = self.0.call(req);
+        Box::pin(async move {
+            let (Some(deadline), Some(budget)) = (deadline, budget) else {
+                return call.await;
+            };
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(response) => response,
+                Err(_) => Ok(
+                    tonic::Status::deadline_exceeded(format!("the call's deadline ({budget:?}) passed")).into_http(),
+                ),
+            }
+        })
+    }
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -118,6 +180,51 @@ mod tests {
         r.headers_mut().insert("grpc-message", message.parse().expect("header"));
         let r = wire_errors_as_grpc_codes(r);
         r.headers()["grpc-status"].to_str().expect("ascii").to_string()
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        use std::time::Duration;
+        assert_eq!(grpc_timeout("1m"), Some(Duration::from_millis(1)));
+        assert_eq!(grpc_timeout("999u"), Some(Duration::from_micros(999)));
+        assert_eq!(grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["", "m", "12", "1x", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_is_deadline_exceeded() {
+        use tower::{Service as _, ServiceExt as _};
+        let slow = tower::service_fn(|_req: tonic::codegen::http::Request<()>| async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Ok::<_, std::convert::Infallible>(tonic::codegen::http::Response::new(tonic::body::Body::empty()))
+        });
+        let mut svc = Deadline(slow);
+        let req = |timeout: Option<&str>| {
+            let mut r = tonic::codegen::http::Request::new(());
+            if let Some(t) = timeout {
+                r.headers_mut().insert("grpc-timeout", t.parse().expect("header"));
+            }
+            r
+        };
+        let started = std::time::Instant::now();
+        let response = svc
+            .ready()
+            .await
+            .expect("ready")
+            .call(req(Some("20m")))
+            .await
+            .expect("response");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        // Without a deadline the call runs to its end (cut short here by the test's own timer).
+        let unbounded = svc.ready().await.expect("ready").call(req(None));
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(100), unbounded)
+            .await
+            .is_err());
     }
 
     #[test]
