@@ -115,8 +115,15 @@ impl CgroupParent {
 
 impl Drop for CgroupParent {
     fn drop(&mut self) {
+        // A cgroup whose last process is still being reaped is busy for a moment.
         for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(h.path().join(self.0.trim_start_matches('/')));
+            let dir = h.path().join(self.0.trim_start_matches('/'));
+            for _ in 0..50 {
+                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
     }
 }
