@@ -233,12 +233,14 @@ fn footprint(e: &Env, cg: &CgroupParent) -> Footprint {
     }
 }
 
-async fn env(cg_tag: &str) -> (Env, Wrappers, CgroupParent) {
+/// The cgroup parent comes first so that it is dropped last, once `Env` has removed the
+/// pods in it (locals drop in reverse order).
+async fn env(cg_tag: &str) -> (CgroupParent, Env, Wrappers) {
     let w = Wrappers::new();
     let toml = format!("[runtime_handlers]\nslow = \"{}\"\n", w.path("slow-runc").display());
     let bins = format!("{}:/usr/lib/cni", w.dir.path().display());
     let e = env_with_cni_bin(None, Some(toml), &bins).await;
-    (e, w, CgroupParent::new(cg_tag))
+    (CgroupParent::new(cg_tag), e, w)
 }
 
 fn pod_cfg(e: &Env, cg: &CgroupParent, name: &str) -> cri::PodSandboxConfig {
@@ -376,7 +378,7 @@ async fn remove_all_but(e: &mut Env, keep: &(Pod, String)) {
 
 #[tokio::test]
 async fn kill_during_run_pod_sandbox() {
-    let (mut e, w, cg) = env("runpod").await;
+    let (cg, mut e, w) = env("runpod").await;
     let keep = survivor(&mut e, &cg).await;
     let before = footprint(&e, &cg);
 
@@ -418,7 +420,7 @@ async fn kill_during_run_pod_sandbox() {
 
 #[tokio::test]
 async fn kill_during_create_container() {
-    let (mut e, w, cg) = env("create").await;
+    let (cg, mut e, w) = env("create").await;
     let keep = survivor(&mut e, &cg).await;
     let pod = run_pod(&mut e, &cg, "slowpod", "slow").await;
     let before = footprint(&e, &cg);
@@ -521,7 +523,7 @@ async fn remove_all_but_pod(e: &mut Env, keep: &(Pod, String), pod: &Pod) {
 
 #[tokio::test]
 async fn kill_during_remove_container_and_remove_pod() {
-    let (mut e, w, cg) = env("remove").await;
+    let (cg, mut e, w) = env("remove").await;
     let keep = survivor(&mut e, &cg).await;
     let before = footprint(&e, &cg);
     let pod = run_pod(&mut e, &cg, "doomed", "slow").await;
@@ -611,7 +613,7 @@ async fn kill_during_remove_container_and_remove_pod() {
 
 #[tokio::test]
 async fn killed_shim_is_reported_and_removable() {
-    let (mut e, _w, cg) = env("shim").await;
+    let (cg, mut e, _w) = env("shim").await;
     let keep = survivor(&mut e, &cg).await;
     let before = footprint(&e, &cg);
     let pod = run_pod(&mut e, &cg, "shimless", "").await;
