@@ -1,14 +1,24 @@
 //! Containers: the domain model, the OCI spec Berth generates for them, their root
-//! filesystem, and their lifecycle through a per-container shim.
+//! filesystem, and their lifecycle, carried out by a driver (a per-container shim).
 
+mod create;
+pub mod driver;
+pub mod error;
 pub mod lifecycle;
 pub mod model;
 mod mounts;
+mod ops;
 mod orphans;
 pub(crate) mod resources;
 pub mod rootfs;
 mod security;
+pub mod shim_driver;
 pub mod spec;
 mod spec_input;
 mod user;
 pub mod validate;
+
+#[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
+mod testing;

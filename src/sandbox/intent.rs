@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use super::infra;
 use super::SandboxRecord;
 
 pub(super) const INTENT: &str = "intent.json";
@@ -17,10 +16,10 @@ pub(super) fn write_intent(dir: &Path, rec: &SandboxRecord) -> std::io::Result<(
 
 /// Adds the infra process to the intent, so a sweep can stop it. Best effort: a failure
 /// here only narrows what a sweep after a crash can find.
-pub(super) fn write_infra(dir: &Path, rec: &SandboxRecord, pid: u32) {
+pub(super) fn write_infra(dir: &Path, rec: &SandboxRecord, pid: u32, started: u64) {
     let mut rec = rec.clone();
     rec.infra_pid = Some(pid);
-    rec.infra_start = infra::start_time(pid).unwrap_or(0);
+    rec.infra_start = started;
     if let Err(e) = write_intent(dir, &rec) {
         tracing::warn!(sandbox = %rec.id, error = %e, "recording the infra process");
     }

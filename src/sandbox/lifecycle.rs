@@ -6,16 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::infra::{self, InfraArgs};
+use super::driver::{Driver, HostDriver};
+use super::infra::InfraArgs;
 use super::validate::{shm_size, validate};
 use super::{files, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState};
-use crate::cgroup::{self, Hierarchy};
+use crate::cgroup;
 use crate::config::CgroupDriver;
 use crate::events::{self, Event, EventBus, EventKind};
 use crate::locks::KeyedLocks;
 use crate::network::{NetworkError, PodNetwork, PodNetworkRequest};
 use crate::store::{Index, MetaStore, StoreError};
-use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -44,7 +44,7 @@ pub struct SandboxesOptions {
 pub struct Sandboxes {
     pub(super) opts: SandboxesOptions,
     network: Arc<dyn PodNetwork>,
-    pub(super) cgroups: Option<Hierarchy>,
+    pub(super) driver: Arc<dyn Driver>,
     /// Records, and the names (`name_namespace_uid_attempt`) they hold.
     pub(super) records: Index<SandboxRecord>,
     locks: KeyedLocks,
@@ -65,13 +65,20 @@ impl Sandboxes {
         network: Arc<dyn PodNetwork>,
         events: Arc<EventBus>,
     ) -> Result<Sandboxes, SandboxError> {
-        let cgroups = Hierarchy::detect()
-            .map_err(|e| tracing::warn!(error = %e, "no cgroups: sandboxes run without a cgroup"))
-            .ok();
+        Sandboxes::with_driver(opts, meta, network, Arc::new(HostDriver::detect()), events)
+    }
+
+    /// Sandboxes carried out by `driver`.
+    pub fn with_driver(
+        opts: SandboxesOptions,
+        meta: Arc<MetaStore>,
+        network: Arc<dyn PodNetwork>,
+        driver: Arc<dyn Driver>,
+        events: Arc<EventBus>,
+    ) -> Result<Sandboxes, SandboxError> {
         let records = Index::load(meta, |rec: &mut SandboxRecord| {
             // The infra process may have died while berthd was down.
-            let died =
-                rec.state == SandboxState::Ready && !rec.infra_pid.is_some_and(|p| infra::alive(p, rec.infra_start));
+            let died = !live(driver.as_ref(), rec);
             if died {
                 rec.state = SandboxState::NotReady;
             }
@@ -80,7 +87,7 @@ impl Sandboxes {
         Ok(Sandboxes {
             opts,
             network,
-            cgroups,
+            driver,
             records,
             locks: KeyedLocks::default(),
             events,
@@ -140,7 +147,7 @@ impl Sandboxes {
         // A unique prefix (3 characters or more) also names a sandbox, as in crictl.
         self.records
             .find(id)
-            .map(refresh)
+            .map(|r| self.refresh(r))
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))
     }
 
@@ -148,7 +155,7 @@ impl Sandboxes {
         self.records
             .list(|_| true)
             .into_iter()
-            .map(refresh)
+            .map(|r| self.refresh(r))
             .filter(|r| filter.matches(r))
             .collect()
     }
@@ -214,29 +221,32 @@ impl Sandboxes {
         files::write(&dir.join("resolv.conf"), &resolv).map_err(|e| err(format!("resolv.conf: {e}")))?;
         files::write(&dir.join("hostname"), &format!("{hostname}\n")).map_err(|e| err(format!("hostname: {e}")))?;
         if !host_ipc {
-            let shm = dir.join("shm");
-            std::fs::create_dir_all(&shm).map_err(|e| err(format!("shm: {e}")))?;
             let size = shm_size(&rec.spec.annotations)
                 .ok()
                 .flatten()
                 .unwrap_or(self.opts.shm_size);
-            sys::mount::tmpfs(&shm, size, 0o1777).map_err(|e| err(format!("mounting /dev/shm: {e}")))?;
+            self.driver
+                .mount_shm(&dir.join("shm"), size)
+                .map_err(|e| err(format!("mounting /dev/shm: {e}")))?;
         }
         if !host_net {
             let ns = self.netns_path(&id);
-            sys::ns::create_netns(&ns).map_err(|e| err(format!("creating network namespace: {e}")))?;
+            self.driver
+                .create_netns(&ns)
+                .map_err(|e| err(format!("creating network namespace: {e}")))?;
             rec.netns = Some(ns);
         }
-        if let Some(h) = &self.cgroups {
-            rec.cgroup_dirs = cgroup::create(h, &rec.cgroup).map_err(|e| err(format!("cgroup {}: {e}", rec.cgroup)))?;
-        }
+        rec.cgroup_dirs = self
+            .driver
+            .create_cgroup(&rec.cgroup)
+            .map_err(|e| err(format!("cgroup {}: {e}", rec.cgroup)))?;
         let sysctls: Vec<(String, String)> = rec.spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         // The infra process and the CNI plugins work on the same, already created network
         // namespace, so they run side by side (pod start waits for the slower one, not
         // both). Pod `net.*` sysctls are the exception: they are applied by the infra
         // process before the plugins run, as a pod that sets them expects.
         let net_sysctls = sysctls.iter().any(|(k, _)| k.starts_with("net."));
-        let infra = infra::start(InfraArgs {
+        let infra = self.driver.start_infra(InfraArgs {
             binary: &self.opts.infra_binary,
             netns: rec.netns.as_deref(),
             uts: !host_net,
@@ -249,7 +259,8 @@ impl Sandboxes {
         let infra = async {
             let pid = infra.await;
             if let Ok(pid) = &pid {
-                super::intent::write_infra(&dir, &intent, *pid);
+                let started = self.driver.started(*pid).unwrap_or(0);
+                super::intent::write_infra(&dir, &intent, *pid, started);
             }
             pid
         };
@@ -269,13 +280,13 @@ impl Sandboxes {
         // Recorded before any error is returned, so that `undo` stops what did start.
         if let Ok(pid) = &pid {
             rec.infra_pid = Some(*pid);
-            rec.infra_start = infra::start_time(*pid).unwrap_or(0);
+            rec.infra_start = self.driver.started(*pid).unwrap_or(0);
         }
         let pid = pid.map_err(&err)?;
         let net = net?;
-        if let Some(h) = &self.cgroups {
-            cgroup::add_process(h, &rec.cgroup, pid).map_err(|e| err(format!("moving infra into its cgroup: {e}")))?;
-        }
+        self.driver
+            .add_to_cgroup(&rec.cgroup, pid)
+            .map_err(|e| err(format!("moving infra into its cgroup: {e}")))?;
         if let Some(status) = net {
             rec.ips = status.ips.iter().map(|ip| ip.to_string()).collect();
             files::write(&dir.join("hosts"), &files::hosts(&hostname, &rec.ips))
@@ -299,18 +310,18 @@ impl Sandboxes {
     pub(super) async fn release(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let mut first_err = None;
         if let Some(pid) = rec.infra_pid {
-            infra::stop(pid, rec.infra_start, self.opts.stop_grace).await;
+            self.driver.stop_infra(pid, rec.infra_start, self.opts.stop_grace).await;
         }
         if let Some(ns) = &rec.netns {
             if let Err(e) = self.network.teardown(&network_request(rec, ns)).await {
                 first_err.get_or_insert(SandboxError::from(e));
             }
-            if let Err(e) = sys::ns::remove_netns(ns) {
+            if let Err(e) = self.driver.remove_netns(ns) {
                 first_err.get_or_insert(setup_err(&rec.id)(format!("removing network namespace: {e}")));
             }
         }
         let shm = self.dir(&rec.id).join("shm");
-        if let Err(e) = sys::mount::unmount(&shm) {
+        if let Err(e) = self.driver.unmount(&shm) {
             first_err.get_or_insert(setup_err(&rec.id)(format!("unmounting /dev/shm: {e}")));
         }
         first_err.map_or(Ok(()), Err)
@@ -322,7 +333,8 @@ impl Sandboxes {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| setup_err(&rec.id)(format!("{}: {e}", dir.display())))?;
         }
-        cgroup::remove_dirs(&cgroup::owned_leaves(&rec.cgroup_dirs, &rec.cgroup))
+        self.driver
+            .remove_cgroup(&rec.cgroup_dirs, &rec.cgroup)
             .map_err(|e| setup_err(&rec.id)(format!("cgroup: {e}")))?;
         Ok(())
     }
@@ -374,14 +386,19 @@ impl Sandboxes {
     pub fn files_dir(&self, id: &str) -> PathBuf {
         self.dir(id)
     }
+
+    /// The live state: a Ready sandbox whose infra process died is NotReady.
+    fn refresh(&self, mut r: SandboxRecord) -> SandboxRecord {
+        if !live(self.driver.as_ref(), &r) {
+            r.state = SandboxState::NotReady;
+        }
+        r
+    }
 }
 
-/// The live state: a Ready sandbox whose infra process died is NotReady.
-fn refresh(mut r: SandboxRecord) -> SandboxRecord {
-    if r.state == SandboxState::Ready && !r.infra_pid.is_some_and(|p| infra::alive(p, r.infra_start)) {
-        r.state = SandboxState::NotReady;
-    }
-    r
+/// Whether a sandbox recorded Ready still is: its infra process runs.
+fn live(driver: &dyn Driver, r: &SandboxRecord) -> bool {
+    r.state != SandboxState::Ready || r.infra_pid.is_some_and(|p| driver.alive(p, r.infra_start))
 }
 
 fn network_request(rec: &SandboxRecord, netns: &std::path::Path) -> PodNetworkRequest {

@@ -3,11 +3,16 @@
 //! network from CNI, its resolv.conf, hosts, hostname and /dev/shm, and its cgroup.
 
 mod bandwidth;
+pub mod driver;
 mod files;
 mod infra;
 mod intent;
 mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod orphans;
+#[cfg(test)]
+pub(crate) mod testing;
 mod validate;
 
 pub use lifecycle::{new_id, SandboxError, Sandboxes, SandboxesOptions};

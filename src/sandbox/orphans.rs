@@ -7,7 +7,6 @@
 use super::intent::INTENT;
 use super::lifecycle::Sandboxes;
 use super::SandboxRecord;
-use crate::cgroup;
 
 impl Sandboxes {
     /// Takes down every sandbox whose directory or netns pin has no record.
@@ -40,17 +39,15 @@ impl Sandboxes {
         let netns = self.netns_path(id);
         let Some(mut rec) = intent else {
             // Died before anything but the directory existed (no network was set up).
-            let _ = crate::sys::mount::unmount(&dir.join("shm"));
-            let _ = crate::sys::ns::remove_netns(&netns);
+            let _ = self.driver.unmount(&dir.join("shm"));
+            let _ = self.driver.remove_netns(&netns);
             let _ = std::fs::remove_dir_all(&dir);
             return;
         };
         if netns.exists() {
             rec.netns = Some(netns);
         }
-        if let Some(h) = &self.cgroups {
-            rec.cgroup_dirs = cgroup::leaf_dirs(h, &rec.cgroup);
-        }
+        rec.cgroup_dirs = self.driver.cgroup_dirs(&rec.cgroup);
         if let Err(e) = self.release(&rec).await {
             tracing::warn!(sandbox = %id, error = %e, "releasing a half-made sandbox");
         }

@@ -1,0 +1,198 @@
+//! CreateContainer: the request checked, the name reserved, the root filesystem prepared,
+//! the OCI spec generated from the container, its image and its sandbox, and the container
+//! created by the driver; every step is taken back when a later one fails.
+
+use std::path::Path;
+
+use super::driver::Spawn;
+use super::error::ContainerError;
+use super::lifecycle::Containers;
+use super::model::{reserved_name, ContainerRecord, ContainerSpec, ContainerState, ImageRef, SandboxContext};
+use super::spec::{self, ImageDefaults, SpecInput};
+use crate::config::CgroupDriver;
+use crate::image::ImageRecord;
+use crate::sandbox::{NsMode, SandboxRecord, SandboxState};
+
+impl Containers {
+    /// Creates a container in a ready sandbox; returns its id.
+    pub async fn create(&self, sandbox_id: &str, mut spec: ContainerSpec) -> Result<String, ContainerError> {
+        super::validate::validate(&spec).map_err(ContainerError::Invalid)?;
+        let sandbox = self
+            .sandboxes
+            .get(sandbox_id)
+            .map_err(|_| ContainerError::NotFound(format!("sandbox {sandbox_id}")))?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let image = self
+            .images
+            .resolve(&spec.image)
+            .ok_or_else(|| ContainerError::NotFound(format!("image {}", spec.image)))?;
+        spec.image_id = image.id.clone();
+        // Unknown CDI devices fail the request before anything is set up.
+        let cdi_edits = self
+            .cdi
+            .resolve(&spec.cdi_devices, &spec.annotations)
+            .map_err(ContainerError::Invalid)?;
+        let id = crate::sandbox::new_id();
+        let name = reserved_name(&sandbox.id, &spec);
+        let reservation = self
+            .records
+            .reserve(&name, &id)
+            .map_err(|holder| ContainerError::NameTaken { name, id: holder })?;
+        let _lock = self.locks.lock(&id).await;
+        let handler = sandbox.spec.runtime_handler.clone();
+        match self.setup(&id, &sandbox, &image, spec, &cdi_edits).await {
+            Ok(rec) => {
+                if let Err(e) = self.save(&rec) {
+                    self.driver.teardown(&id, Some(&handler)).await;
+                    return Err(e);
+                }
+                reservation.keep();
+                Ok(id)
+            }
+            Err(e) => {
+                // The reservation, dropped, gives the name back.
+                self.driver.teardown(&id, Some(&handler)).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn setup(
+        &self,
+        id: &str,
+        sandbox: &SandboxRecord,
+        image: &ImageRecord,
+        spec: ContainerSpec,
+        cdi_edits: &[crate::cdi::registry::Edit],
+    ) -> Result<ContainerRecord, ContainerError> {
+        let prepared = self.driver.prepare(id, image).await?;
+        let cgroup = self.cgroup_path(sandbox, id)?;
+        let files = self.sandboxes.files_dir(&sandbox.id);
+        let ctx = SandboxContext {
+            sandbox_id: sandbox.id.clone(),
+            infra_pid: sandbox.infra_pid.unwrap_or(0),
+            netns: sandbox.netns.clone(),
+            host_network: sandbox.spec.namespaces.network == NsMode::Node,
+            host_ipc: sandbox.spec.namespaces.ipc == NsMode::Node,
+            pid_mode: sandbox.spec.namespaces.pid,
+            hostname: sandbox.spec.hostname.clone(),
+            resolv_conf: files.join("resolv.conf"),
+            hosts: files.join("hosts"),
+            hostname_file: files.join("hostname"),
+            shm: (sandbox.spec.namespaces.ipc != NsMode::Node).then(|| files.join("shm")),
+            sysctls: sandbox.spec.sysctls.clone(),
+            privileged: sandbox.spec.privileged,
+        };
+        let defaults = image_defaults(image);
+        let min_oom = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let input = SpecInput {
+            id,
+            container: &spec,
+            image: &defaults,
+            sandbox: &ctx,
+            rootfs: &prepared.rootfs,
+            cgroups_path: &cgroup,
+            volumes_dir: &prepared.volumes,
+            min_oom_score_adj: min_oom,
+        };
+        let mut oci = spec::generate(&input)?;
+        self.cdi.inject(&mut oci, cdi_edits).map_err(ContainerError::Invalid)?;
+        let stop_signal = spec::stop_signal(&spec, &defaults)?;
+        let log_path = if sandbox.spec.log_directory.is_empty() || spec.log_path.is_empty() {
+            String::new()
+        } else {
+            Path::new(&sandbox.spec.log_directory)
+                .join(&spec.log_path)
+                .display()
+                .to_string()
+        };
+        let pid = self
+            .driver
+            .spawn(Spawn {
+                id,
+                handler: &sandbox.spec.runtime_handler,
+                spec: &oci,
+                log_path: &log_path,
+                stdin: spec.stdin,
+                stdin_once: spec.stdin_once,
+                tty: spec.tty,
+            })
+            .await?;
+        let process = oci.process().clone().unwrap_or_default();
+        let user = process.user();
+        Ok(ContainerRecord {
+            id: id.to_string(),
+            sandbox_id: sandbox.id.clone(),
+            image: ImageRef {
+                id: image.id.clone(),
+                name: image
+                    .repo_digests
+                    .first()
+                    .or(image.repo_tags.first())
+                    .cloned()
+                    .unwrap_or_else(|| image.id.clone()),
+                tag: image.repo_tags.first().cloned().unwrap_or_default(),
+            },
+            state: ContainerState::Created,
+            created_at: crate::clock::now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid,
+            log_path,
+            cgroup,
+            stop_signal,
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().display().to_string(),
+            runtime_handler: sandbox.spec.runtime_handler.clone(),
+            spec,
+        })
+    }
+
+    /// The container's cgroup: a leaf under the pod's parent (cgroupfs), or a systemd
+    /// `slice:prefix:name` triple.
+    fn cgroup_path(&self, sandbox: &SandboxRecord, id: &str) -> Result<String, ContainerError> {
+        match self.cgroup_driver {
+            CgroupDriver::Cgroupfs => crate::cgroup::leaf_path(CgroupDriver::Cgroupfs, &sandbox.spec.cgroup_parent, id),
+            CgroupDriver::Systemd => {
+                let parent = if sandbox.spec.cgroup_parent.is_empty() {
+                    "berth.slice"
+                } else {
+                    &sandbox.spec.cgroup_parent
+                };
+                Ok(format!("{parent}:berth:{id}"))
+            }
+        }
+        .map_err(ContainerError::Invalid)
+    }
+}
+
+fn image_defaults(image: &ImageRecord) -> ImageDefaults {
+    let c = &image.run_config;
+    ImageDefaults {
+        user: c.user.clone(),
+        env: c.env.clone().unwrap_or_default(),
+        entrypoint: c.entrypoint.clone().unwrap_or_default(),
+        cmd: c.cmd.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        volumes: c
+            .volumes
+            .as_ref()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default(),
+        stop_signal: c.stop_signal.clone(),
+    }
+}

@@ -1,0 +1,78 @@
+//! What a container's lifecycle does outside Berth's own records: its root filesystem and
+//! bundle on disk, its shim process, and the OCI runtime behind it. The lifecycle decides
+//! (states, names, order, errors); a [`Driver`] carries it out. The daemon's driver is
+//! [`super::shim_driver::ShimDriver`]; unit tests put a fake in its place, so the lifecycle
+//! is tested without root, mounts or processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use super::error::ContainerError;
+use crate::image::ImageRecord;
+use crate::runtime::exec::RuntimeTarget;
+use crate::runtime::shim::{ExecArgs, ExecResult, Exit, ShimError, ShimState};
+
+/// Where a prepared container's root filesystem is, for its OCI spec.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The mounted root filesystem.
+    pub rootfs: PathBuf,
+    /// Where image VOLUMEs get their directories.
+    pub volumes: PathBuf,
+}
+
+/// How to create the container once its spec is written.
+pub struct Spawn<'a> {
+    pub id: &'a str,
+    /// The runtime handler ("" = default).
+    pub handler: &'a str,
+    pub spec: &'a Spec,
+    /// The container log (empty: none).
+    pub log_path: &'a str,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+pub trait Driver: Send + Sync {
+    /// Makes the container's bundle directory and mounts its root filesystem over the
+    /// image's layers.
+    fn prepare<'a>(&'a self, id: &'a str, image: &'a ImageRecord) -> BoxFuture<'a, Result<Prepared, ContainerError>>;
+    /// Writes the spec into the bundle and creates the container (shim and `runtime
+    /// create`); returns its init pid.
+    fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>>;
+    /// Takes down whatever `prepare` and `spawn` left, best effort and idempotent: the
+    /// process, the runtime's state, the root filesystem, the bundle. `None` tries every
+    /// runtime handler (the one it was created with is not known).
+    fn teardown<'a>(&'a self, id: &'a str, handler: Option<&'a str>) -> BoxFuture<'a, ()>;
+    /// Ids of containers with something on disk (bundle or root filesystem directory).
+    fn on_disk(&self) -> Vec<String>;
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ShimError>>;
+    fn state<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ShimState, ShimError>>;
+    /// How the container ended, as its shim recorded before going away.
+    fn read_exit(&self, id: &str) -> Option<Exit>;
+    fn kill<'a>(&'a self, id: &'a str, signal: i32, all: bool) -> BoxFuture<'a, Result<(), ShimError>>;
+    /// Waits up to `timeout` for the container to stop; whether it did.
+    fn wait<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, Result<bool, ShimError>>;
+    fn exec<'a>(&'a self, id: &'a str, args: ExecArgs) -> BoxFuture<'a, Result<ExecResult, ShimError>>;
+    fn reopen_log<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ShimError>>;
+    /// Applies new limits to the created or running container.
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        handler: &'a str,
+        resources: &'a LinuxResources,
+    ) -> BoxFuture<'a, Result<(), ContainerError>>;
+    /// Where the container lives in its OCI runtime (interactive exec runs it directly).
+    fn runtime_target(&self, id: &str, handler: &str) -> Result<RuntimeTarget, ContainerError>;
+    /// The container's shim directory (its API socket lives there).
+    fn bundle(&self, id: &str) -> PathBuf;
+    /// The container's writable layer.
+    fn writable_layer(&self, id: &str) -> PathBuf;
+    /// How many of these containers have a live shim.
+    fn live_shims(&self, ids: &[String]) -> usize;
+}

@@ -1,0 +1,83 @@
+//! What a created or running container is asked besides its lifecycle: ExecSync, log
+//! reopening, interactive exec's runtime target, and resource updates.
+
+use std::time::Duration;
+
+use super::error::ContainerError;
+use super::lifecycle::Containers;
+use super::model::{ContainerRecord, ContainerState, Resources};
+use super::resources::{linux_resources, Controllers};
+use crate::runtime::exec::RuntimeTarget;
+use crate::runtime::shim::{ExecArgs, ExecResult};
+
+impl Containers {
+    /// The record of a running container (`FailedPrecondition` otherwise).
+    async fn running(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        let rec = self.get(id).await?;
+        if rec.state != ContainerState::Running {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        Ok(rec)
+    }
+
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let rec = self.running(id).await?;
+        self.driver.reopen_log(&rec.id).await?;
+        Ok(())
+    }
+
+    /// Where a running container lives in its OCI runtime, for interactive exec.
+    pub async fn running_target(&self, id: &str) -> Result<(ContainerRecord, RuntimeTarget), ContainerError> {
+        let rec = self.running(id).await?;
+        let target = self.driver.runtime_target(&rec.id, &rec.runtime_handler)?;
+        Ok((rec, target))
+    }
+
+    /// Runs a command in a running container and returns its output (kubelet's exec probes).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecResult, ContainerError> {
+        if cmd.is_empty() {
+            return Err(ContainerError::Invalid("exec command is required".into()));
+        }
+        let rec = self.running(id).await?;
+        let args = ExecArgs {
+            args: cmd,
+            env: rec.env.clone(),
+            cwd: if rec.cwd.is_empty() {
+                "/".into()
+            } else {
+                rec.cwd.clone()
+            },
+            uid: rec.uid,
+            gid: rec.gid,
+            additional_gids: rec.additional_gids.clone(),
+            timeout,
+            max_output: 16 << 20,
+        };
+        Ok(self.driver.exec(&rec.id, args).await?)
+    }
+
+    /// Applies new limits to a running or created container, and records them.
+    pub async fn update_resources(&self, id: &str, r: Resources) -> Result<(), ContainerError> {
+        let rec = self.get(id).await?;
+        let _lock = self.locks.lock(&rec.id).await;
+        let mut rec = self.get(&rec.id).await?;
+        if !matches!(rec.state, ContainerState::Running | ContainerState::Created) {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let resources = linux_resources(&r, crate::cgroup::unified(), Controllers::detect())?;
+        self.driver.update(&rec.id, &rec.runtime_handler, &resources).await?;
+        rec.spec.resources = r;
+        self.save(&rec)
+    }
+}
