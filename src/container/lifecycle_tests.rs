@@ -11,8 +11,8 @@ use super::lifecycle::{ContainerState, Containers};
 use super::model::{ContainerFilter, ContainerSpec};
 use super::testing::{Fake, Images, IMAGE};
 use crate::config::CgroupDriver;
-use crate::events::{EventBus, EventKind};
-use crate::sandbox::testing::FakeHost;
+use crate::events::EventBus;
+use crate::sandbox::testing::{kinds, reorder, FakeHost, ORDERS, WHOLE_LIFE};
 use crate::sandbox::{SandboxSpec, Sandboxes};
 use crate::store::MetaStore;
 
@@ -132,16 +132,7 @@ async fn create_start_stop_remove_walks_every_state_and_cleans_up() {
     env.containers.remove(&id).await.expect("remove");
     assert!(env.containers.get(&id).await.is_err());
     assert!(env.fake.on_disk().is_empty(), "torn down");
-    let kinds: Vec<EventKind> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        [
-            EventKind::Created,
-            EventKind::Started,
-            EventKind::Stopped,
-            EventKind::Deleted
-        ]
-    );
+    assert_eq!(kinds(&mut events), WHOLE_LIFE);
     // Idempotent, as kubelet expects.
     env.containers.stop(&id, Duration::ZERO).await.expect("stop again");
     env.containers.remove(&id).await.expect("remove again");
@@ -241,7 +232,7 @@ async fn concurrent_creates_of_one_name_make_one_container() {
 
 #[tokio::test]
 async fn removal_in_any_order_leaves_nothing() {
-    for order in ["creation", "reverse", "shuffled"] {
+    for order in ORDERS {
         let env = Env::new().await;
         let mut ids = Vec::new();
         for i in 0..5 {
@@ -251,11 +242,7 @@ async fn removal_in_any_order_leaves_nothing() {
             }
             ids.push(id);
         }
-        match order {
-            "reverse" => ids.reverse(),
-            "shuffled" => ids.swap(0, 3),
-            _ => {}
-        }
+        reorder(&mut ids, order);
         for id in &ids {
             env.containers.remove(id).await.unwrap();
         }

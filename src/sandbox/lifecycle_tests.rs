@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use super::testing::FakeHost;
+use super::testing::{kinds, reorder, FakeHost, ORDERS, WHOLE_LIFE};
 use super::{SandboxError, SandboxFilter, SandboxSpec, SandboxState, Sandboxes};
-use crate::events::{EventBus, EventKind};
+use crate::events::EventBus;
 use crate::store::{MetaStore, Table};
 
 struct Env {
@@ -90,16 +90,7 @@ async fn run_stop_remove_sets_up_and_takes_back_everything() {
     assert!(env.host.is_clean());
     assert_eq!(env.sandbox_dirs(), 0);
     env.sandboxes.remove(&id).await.expect("remove again");
-    let kinds: Vec<EventKind> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind).collect();
-    assert_eq!(
-        kinds,
-        [
-            EventKind::Created,
-            EventKind::Started,
-            EventKind::Stopped,
-            EventKind::Deleted
-        ]
-    );
+    assert_eq!(kinds(&mut events), WHOLE_LIFE);
 }
 
 #[tokio::test]
@@ -151,7 +142,7 @@ async fn concurrent_runs_of_one_pod_make_one_sandbox() {
 
 #[tokio::test]
 async fn removal_in_any_order_leaves_nothing() {
-    for order in ["creation", "reverse", "shuffled"] {
+    for order in ORDERS {
         let env = Env::new();
         let mut ids = Vec::new();
         for i in 0..5 {
@@ -161,15 +152,11 @@ async fn removal_in_any_order_leaves_nothing() {
             }
             ids.push(id);
         }
-        match order {
-            "reverse" => ids.reverse(),
-            "shuffled" => ids.swap(1, 4),
-            _ => {}
-        }
+        reorder(&mut ids, order);
         for id in &ids {
             env.sandboxes.remove(id).await.unwrap();
         }
-        assert!(env.host.is_clean(), "{order}");
+        assert!(env.host.is_clean(), "{order}: {ids:?}");
         assert_eq!(env.sandbox_dirs(), 0, "{order}");
     }
 }

@@ -15,7 +15,7 @@ use super::driver::Driver;
 use super::infra::InfraArgs;
 use super::lifecycle::{Sandboxes, SandboxesOptions};
 use crate::config::CgroupDriver;
-use crate::events::EventBus;
+use crate::events::{EventBus, EventKind};
 use crate::network::{NetworkError, PodNetwork, PodNetworkRequest, PodNetworkStatus};
 use crate::store::MetaStore;
 
@@ -177,3 +177,35 @@ impl Sandboxes {
         Sandboxes::with_driver(opts, meta, Arc::new(NoNetwork), host, events).expect("sandboxes")
     }
 }
+
+/// The orders objects are removed in by tests: as created, reversed, and shuffled.
+pub(crate) const ORDERS: [&str; 3] = ["creation", "reverse", "random"];
+
+/// Puts `ids` (in creation order) into `order`; a random order is new on every call.
+pub(crate) fn reorder(ids: &mut [String], order: &str) {
+    match order {
+        "reverse" => ids.reverse(),
+        "random" => {
+            let seed = super::lifecycle::new_id();
+            let bytes = seed.as_bytes();
+            for i in (1..ids.len()).rev() {
+                ids.swap(i, usize::from(bytes[i % bytes.len()]) % (i + 1));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The kinds of the events published so far, in order; each lifecycle test walks a whole
+/// life, so the one it expects is [`WHOLE_LIFE`].
+pub(crate) fn kinds(events: &mut tokio::sync::broadcast::Receiver<crate::events::Event>) -> Vec<EventKind> {
+    std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.kind).collect()
+}
+
+pub(crate) const WHOLE_LIFE: [EventKind; 4] = [
+    EventKind::Created,
+    EventKind::Started,
+    EventKind::Stopped,
+    EventKind::Deleted,
+];
+
