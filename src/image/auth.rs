@@ -1,6 +1,6 @@
 //! Registry credentials: from the CRI `AuthConfig` of a pull, or from a Docker-style
 //! `config.json` (`auths`) on the node. Credentials belong to one registry host and are
-//! only ever offered to that host (see `registry.rs`).
+//! only ever offered to that host (see `registry/`).
 
 use std::fmt;
 use std::path::Path;

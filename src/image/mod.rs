@@ -45,6 +45,24 @@ pub struct ImageRecord {
     pub pinned: bool,
 }
 
+impl crate::store::Record for ImageRecord {
+    const TABLE: crate::store::Table = crate::store::Table::Images;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Images hold no reserved name: they are named by tags, which the image service
+    /// moves between images itself.
+    fn reservation(&self) -> String {
+        self.id.clone()
+    }
+
+    fn created_at(&self) -> i64 {
+        self.pulled_at
+    }
+}
+
 impl ImageRecord {
     /// `(uid, username)` of the image's `User`: a number is a uid, anything else a name;
     /// a `:group` suffix is ignored here.

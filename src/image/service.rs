@@ -1,9 +1,9 @@
 //! The image service: what is on the node, how names resolve to images, removal with
 //! garbage collection, and filesystem usage. Pulling lives in `pull.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use super::content::{ContentError, ContentStore};
 use super::layer::LayerError;
@@ -14,7 +14,7 @@ use super::ImageRecord;
 use crate::config::Limits;
 use crate::locks::KeyedLocks;
 use crate::snapshot::{SnapshotError, Snapshotter};
-use crate::store::{MetaStore, StoreError, Table};
+use crate::store::{Index, MetaStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -54,10 +54,12 @@ pub struct Images {
     pub(super) content: ContentStore,
     pub(super) snapshots: Arc<dyn Snapshotter>,
     pub(super) registry: RegistryClient,
-    pub(super) meta: Arc<MetaStore>,
     pub(super) options: ImagesOptions,
-    /// Images by id; the persistent copy is the metadata store's `images` table.
-    pub(super) index: RwLock<HashMap<String, ImageRecord>>,
+    /// Images by id, written through to the metadata store's `images` table.
+    pub(super) records: Index<ImageRecord>,
+    /// Held while names (tags, digests) change, so a change that reads a record and
+    /// writes it back, or moves a tag across images, is never interleaved with another.
+    pub(super) naming: Mutex<()>,
     /// One pull per reference and one ingest per layer at a time; latecomers wait and
     /// then find the work done.
     pub(super) pull_locks: KeyedLocks,
@@ -82,17 +84,13 @@ impl Images {
         meta: Arc<MetaStore>,
         options: ImagesOptions,
     ) -> Result<Images, ImageError> {
-        let mut index = HashMap::new();
-        for (id, record) in meta.load_all::<ImageRecord>(Table::Images)? {
-            index.insert(id, record);
-        }
         let images = Images {
             content,
             snapshots,
             registry,
-            meta,
             options,
-            index: RwLock::new(index),
+            records: Index::load(meta, |_| false)?,
+            naming: Mutex::new(()),
             pull_locks: KeyedLocks::default(),
             layer_locks: KeyedLocks::default(),
             gc_lock: tokio::sync::RwLock::new(()),
@@ -107,9 +105,9 @@ impl Images {
         }
     }
 
+    /// Every image, by id.
     pub fn list(&self) -> Vec<ImageRecord> {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<ImageRecord> = index.values().cloned().collect();
+        let mut all = self.records.list(|_| true);
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
@@ -123,10 +121,9 @@ impl Images {
     /// Like [`Images::resolve`], also telling whether `name` was a reference (tag or
     /// digest) rather than an id.
     fn lookup(&self, name: &str) -> Option<(ImageRecord, Option<Reference>)> {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let name = name.trim();
-        if let Some(r) = index.get(name) {
-            return Some((r.clone(), None));
+        if let Some(r) = self.records.get(name) {
+            return Some((r, None));
         }
         let bare_hex = name.strip_prefix("sha256:").unwrap_or(name);
         let is_hex = !bare_hex.is_empty()
@@ -134,25 +131,23 @@ impl Images {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
         if is_hex && bare_hex.len() == 64 {
-            return index.get(&format!("sha256:{bare_hex}")).map(|r| (r.clone(), None));
+            return self.records.get(&format!("sha256:{bare_hex}")).map(|r| (r, None));
         }
         if let Ok(reference) = Reference::parse(name) {
-            let found = index.values().find(|r| match (&reference.digest, reference.tagged()) {
-                (Some(d), _) => r.repo_digests.contains(&reference.with_digest(d)),
-                (None, Some(tagged)) => r.repo_tags.contains(&tagged),
-                (None, None) => false,
-            });
+            let found = match (&reference.digest, reference.tagged()) {
+                (Some(d), _) => {
+                    let named = reference.with_digest(d);
+                    self.records.find_by(|r| r.repo_digests.contains(&named))
+                }
+                (None, Some(tagged)) => self.records.find_by(|r| r.repo_tags.contains(&tagged)),
+                (None, None) => None,
+            };
             if let Some(r) = found {
-                return Some((r.clone(), Some(reference)));
+                return Some((r, Some(reference)));
             }
         }
         if is_hex && bare_hex.len() >= 3 {
-            let mut matches = index
-                .values()
-                .filter(|r| r.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(bare_hex)));
-            if let (Some(only), None) = (matches.next(), matches.next()) {
-                return Some((only.clone(), None));
-            }
+            return self.records.find(&format!("sha256:{bare_hex}")).map(|r| (r, None));
         }
         None
     }
@@ -162,6 +157,7 @@ impl Images {
     /// collected. Removing what is not there succeeds (the CRI call is idempotent).
     pub async fn remove(&self, name: &str) -> Result<bool, ImageError> {
         let _gc = self.gc_lock.write().await;
+        let naming = self.naming.lock().unwrap_or_else(|p| p.into_inner());
         let Some((record, reference)) = self.lookup(name) else {
             return Ok(false);
         };
@@ -177,45 +173,34 @@ impl Images {
             }
         }
         if !by_id && !updated.repo_tags.is_empty() {
-            self.meta.put(Table::Images, &updated.id, &updated)?;
-            self.write_index(|index| {
-                index.insert(updated.id.clone(), updated.clone());
-            });
+            self.records.put(&updated)?;
             return Ok(true);
         }
-        self.meta.delete(Table::Images, &record.id)?;
-        self.write_index(|index| {
-            index.remove(&record.id);
-        });
+        self.records.remove(&record.id)?;
+        drop(naming);
         self.collect_garbage_locked()?;
         Ok(true)
     }
 
     /// Stores `record`, keeping the names and pin of an earlier record of the same image,
     /// adding `tags` (each moved off any other image that held it) and `repo_digests`.
+    /// The image is stored before the tags are taken off the others, so a failure between
+    /// the writes leaves a tag on two images, never on none.
     pub(super) fn record_named(
         &self,
         mut record: ImageRecord,
         tags: &[String],
         repo_digests: &[String],
     ) -> Result<ImageRecord, ImageError> {
-        let mut changed = Vec::new();
-        {
-            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(existing) = index.get(&record.id) {
-                record.repo_tags = existing.repo_tags.clone();
-                record.repo_digests = existing.repo_digests.clone();
-                record.pinned = existing.pinned;
-            }
-            for other in index
-                .values()
-                .filter(|o| o.id != record.id && o.repo_tags.iter().any(|t| tags.contains(t)))
-            {
-                let mut o = other.clone();
-                o.repo_tags.retain(|t| !tags.contains(t));
-                changed.push(o);
-            }
+        let _naming = self.naming.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = self.records.get(&record.id) {
+            record.repo_tags = existing.repo_tags;
+            record.repo_digests = existing.repo_digests;
+            record.pinned = existing.pinned;
         }
+        let others = self
+            .records
+            .list(|o| o.id != record.id && o.repo_tags.iter().any(|t| tags.contains(t)));
         for tag in tags {
             if !record.repo_tags.contains(tag) {
                 record.repo_tags.push(tag.clone());
@@ -226,22 +211,12 @@ impl Images {
                 record.repo_digests.push(d.clone());
             }
         }
-        for o in &changed {
-            self.meta.put(Table::Images, &o.id, o)?;
+        self.records.put(&record)?;
+        for mut other in others {
+            other.repo_tags.retain(|t| !tags.contains(t));
+            self.records.put(&other)?;
         }
-        self.meta.put(Table::Images, &record.id, &record)?;
-        self.write_index(|index| {
-            for o in changed {
-                index.insert(o.id.clone(), o);
-            }
-            index.insert(record.id.clone(), record.clone());
-        });
         Ok(record)
-    }
-
-    pub(super) fn write_index(&self, f: impl FnOnce(&mut HashMap<String, ImageRecord>)) {
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        f(&mut index);
     }
 
     /// Deletes every blob and snapshot no image refers to. Also run at start-up, so what
@@ -252,19 +227,15 @@ impl Images {
     }
 
     fn collect_garbage_locked(&self) -> Result<(usize, usize), ImageError> {
-        let (blobs, chains) = {
-            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            let mut blobs = HashSet::new();
-            let mut chains = HashSet::new();
-            for r in index.values() {
-                blobs.insert(r.target.clone());
-                blobs.insert(r.manifest.clone());
-                blobs.insert(r.id.clone());
-                blobs.extend(r.layers.iter().cloned());
-                chains.extend(r.chain_ids.iter().cloned());
-            }
-            (blobs, chains)
-        };
+        let mut blobs = HashSet::new();
+        let mut chains = HashSet::new();
+        for r in self.records.list(|_| true) {
+            blobs.insert(r.target);
+            blobs.insert(r.manifest);
+            blobs.insert(r.id);
+            blobs.extend(r.layers);
+            chains.extend(r.chain_ids);
+        }
         let mut removed_blobs = 0;
         for d in self.content.list()? {
             if !blobs.contains(d.as_str()) {
@@ -311,5 +282,114 @@ impl Images {
     pub fn config_json(&self, record: &ImageRecord) -> Option<serde_json::Value> {
         let digest = Digest::parse(&record.id).ok()?;
         serde_json::from_slice(&self.content.read(&digest).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::hosts::HostsConfig;
+    use crate::snapshot::overlay::OverlaySnapshotter;
+
+    const TAG: &str = "docker.io/library/app:v1";
+
+    fn open(dir: &std::path::Path) -> Images {
+        let content = ContentStore::open(&dir.join("content")).expect("content");
+        let snapshots = Arc::new(OverlaySnapshotter::open(&dir.join("snapshots")).expect("snapshots"));
+        let meta = Arc::new(MetaStore::open(&dir.join("meta.redb")).expect("store"));
+        let registry = RegistryClient::new(HostsConfig::default(), std::time::Duration::from_secs(5));
+        let options = ImagesOptions {
+            limits: Default::default(),
+            max_concurrent_downloads: 1,
+            auth_file: dir.join("config.json"),
+        };
+        Images::open(content, snapshots, registry, meta, options).expect("open")
+    }
+
+    /// An image whose id is `sha256:` and `hex` padded with zeros.
+    fn image(hex: &str, pulled_at: i64) -> ImageRecord {
+        ImageRecord {
+            id: format!("sha256:{hex:0<64}"),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 0,
+            target: String::new(),
+            manifest: String::new(),
+            layers: vec![],
+            diff_ids: vec![],
+            chain_ids: vec![],
+            run_config: Default::default(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            pulled_at,
+            pinned: false,
+        }
+    }
+
+    fn id_of(found: Option<ImageRecord>) -> Option<String> {
+        found.map(|r| r.id)
+    }
+
+    #[test]
+    fn images_resolve_by_id_prefix_tag_and_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let images = open(dir.path());
+        let digest = format!("docker.io/library/app@sha256:{}", "d".repeat(64));
+        let a = images
+            .record_named(image("abc1", 2), &[TAG.into()], std::slice::from_ref(&digest))
+            .expect("record");
+        let b = images.record_named(image("abc2", 1), &[], &[]).expect("record");
+        assert_eq!(id_of(images.resolve(&a.id)), Some(a.id.clone()));
+        assert_eq!(id_of(images.resolve(&a.id["sha256:".len()..])), Some(a.id.clone()));
+        assert_eq!(id_of(images.resolve("abc1")), Some(a.id.clone()));
+        assert_eq!(id_of(images.resolve("sha256:abc2")), Some(b.id.clone()));
+        assert_eq!(id_of(images.resolve("abc")), None, "ambiguous prefix");
+        assert_eq!(id_of(images.resolve("sha")), None, "not a prefix of the hex");
+        assert_eq!(id_of(images.resolve("app:v1")), Some(a.id.clone()));
+        assert_eq!(id_of(images.resolve(&digest)), Some(a.id.clone()));
+        assert_eq!(id_of(images.resolve("app:v2")), None);
+        let listed: Vec<String> = images.list().into_iter().map(|r| r.id).collect();
+        assert_eq!(listed, [a.id, b.id], "listed by id");
+    }
+
+    #[tokio::test]
+    async fn a_moved_tag_stays_moved_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, new) = {
+            let images = open(dir.path());
+            let mut pinned = image("aaa", 1);
+            pinned.pinned = true;
+            let old = images
+                .record_named(pinned, &[TAG.into(), "docker.io/library/app:v0".into()], &[])
+                .expect("record");
+            let new = images
+                .record_named(image("bbb", 2), &[TAG.into()], &[])
+                .expect("record");
+            // Naming the image again keeps its names and pin.
+            let again = images
+                .record_named(image("aaa", 3), &["docker.io/library/app:v2".into()], &[])
+                .expect("record");
+            assert!(again.pinned);
+            assert_eq!(
+                again.repo_tags,
+                ["docker.io/library/app:v0", "docker.io/library/app:v2"]
+            );
+            (old.id, new.id)
+        };
+        let images = open(dir.path());
+        assert_eq!(id_of(images.resolve("app:v1")), Some(new.clone()));
+        let old_rec = images.resolve(&old).expect("the old image stays");
+        assert_eq!(
+            old_rec.repo_tags,
+            ["docker.io/library/app:v0", "docker.io/library/app:v2"]
+        );
+        assert_eq!(images.resolve(&new).map(|r| r.repo_tags), Some(vec![TAG.to_string()]));
+        // Untagging the last tag removes the image, durably.
+        assert!(images.remove("app:v1").await.expect("remove"));
+        assert!(images.remove("app:v0").await.expect("untag"));
+        drop(images);
+        let images = open(dir.path());
+        let listed: Vec<(String, Vec<String>)> = images.list().into_iter().map(|r| (r.id, r.repo_tags)).collect();
+        assert_eq!(listed, [(old, vec!["docker.io/library/app:v2".to_string()])]);
     }
 }

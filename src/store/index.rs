@@ -99,6 +99,17 @@ impl<R: Record> Index<R> {
         }
     }
 
+    /// The record with exactly this id.
+    pub fn get(&self, id: &str) -> Option<R> {
+        self.read().get(id).cloned()
+    }
+
+    /// A record `pred` accepts, for keys the caller keeps unique (which one when several
+    /// match is unspecified).
+    pub fn find_by(&self, pred: impl Fn(&R) -> bool) -> Option<R> {
+        self.read().values().find(|r| pred(r)).cloned()
+    }
+
     /// The records `keep` accepts, oldest first.
     pub fn list(&self, keep: impl Fn(&R) -> bool) -> Vec<R> {
         let mut out: Vec<R> = self.read().values().filter(|r| keep(r)).cloned().collect();
@@ -224,6 +235,18 @@ mod tests {
         drop(idx);
         let idx = open(dir.path(), |_| false);
         assert_eq!(idx.find("abc111"), None, "the removal was durable");
+    }
+
+    #[test]
+    fn get_is_exact_and_find_by_matches_a_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = open(dir.path(), |_| false);
+        idx.put(&rec("abc111", "a", 1)).expect("put");
+        idx.put(&rec("abd222", "b", 2)).expect("put");
+        assert_eq!(idx.get("abc111").map(|r| r.name), Some("a".into()));
+        assert_eq!(idx.get("abc1"), None, "no prefix match");
+        assert_eq!(idx.find_by(|r| r.name == "b").map(|r| r.id), Some("abd222".into()));
+        assert_eq!(idx.find_by(|r| r.name == "c"), None);
     }
 
     #[test]
