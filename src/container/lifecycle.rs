@@ -18,7 +18,7 @@ use crate::locks::KeyedLocks;
 use crate::runtime::shim::{ShimError, Status};
 use crate::sandbox::Sandboxes;
 use crate::snapshot::Snapshotter;
-use crate::store::{Index, MetaStore};
+use crate::store::{Index, MetaStore, Observer};
 
 pub struct ContainersOptions {
     pub state_dir: std::path::PathBuf,
@@ -50,7 +50,6 @@ pub struct Containers {
     pub(super) sandboxes: Arc<Sandboxes>,
     pub(super) records: Index<ContainerRecord>,
     pub(super) locks: KeyedLocks,
-    events: Arc<EventBus>,
     pub(super) driver: Arc<dyn Driver>,
 }
 
@@ -92,50 +91,22 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
         events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
+        let records = Index::load(meta, |_| false)?.observed_by(announcer(sandboxes.clone(), events));
         Ok(Containers {
             cgroup_driver,
             cdi,
             images,
             sandboxes,
-            records: Index::load(meta, |_| false)?,
+            records,
             locks: KeyedLocks::default(),
-            events,
             driver,
         })
     }
 
+    /// Stores the record; the store's observer publishes what the change amounts to.
     pub(super) fn save(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
-        let old = self.records.put(rec)?.map(|r| r.state);
-        self.announce(rec, old, Some(rec.state));
+        self.records.put(rec)?;
         Ok(())
-    }
-
-    /// Publishes the lifecycle events of a record's move between states, with the pod's
-    /// sandbox and containers as they are now.
-    fn announce(&self, rec: &ContainerRecord, old: Option<ContainerState>, new: Option<ContainerState>) {
-        let kinds = events::container_transition(old, new);
-        if kinds.is_empty() {
-            return;
-        }
-        let containers = self.records.list(|r| r.sandbox_id == rec.sandbox_id);
-        let sandbox = self.sandboxes.get(&rec.sandbox_id).ok();
-        for kind in kinds {
-            let at = match kind {
-                EventKind::Created => rec.created_at,
-                EventKind::Started => rec.started_at,
-                EventKind::Stopped => rec.finished_at,
-                EventKind::Deleted => crate::clock::now_nanos(),
-            };
-            self.events.publish(Event {
-                kind,
-                container_id: rec.id.clone(),
-                sandbox_id: rec.sandbox_id.clone(),
-                at,
-                sandbox: sandbox.clone(),
-                containers: Some(containers.clone()),
-                oom_killed: kind == EventKind::Stopped && rec.reason == "OOMKilled",
-            });
-        }
     }
 
     fn find(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
@@ -320,8 +291,7 @@ impl Containers {
         let _lock = self.locks.lock(&rec.id).await;
         let Ok(rec) = self.find(&rec.id) else { return Ok(()) };
         self.driver.teardown(&rec.id, Some(&rec.runtime_handler)).await;
-        let old = self.records.remove(&rec.id)?.map(|r| r.state);
-        self.announce(&rec, old, None);
+        self.records.remove(&rec.id)?;
         Ok(())
     }
 
@@ -333,4 +303,35 @@ impl Containers {
         })
         .await
     }
+}
+
+/// Publishes the lifecycle events of a container record's move between states, with the
+/// pod's sandbox and containers as they are once it is stored.
+fn announcer(sandboxes: Arc<Sandboxes>, events: Arc<EventBus>) -> Observer<ContainerRecord> {
+    Box::new(move |index, old, new| {
+        let Some(rec) = new.or(old) else { return };
+        let kinds = events::container_transition(old.map(|r| r.state), new.map(|r| r.state));
+        if kinds.is_empty() {
+            return;
+        }
+        let containers = index.list(|r| r.sandbox_id == rec.sandbox_id);
+        let sandbox = sandboxes.get(&rec.sandbox_id).ok();
+        for kind in kinds {
+            let at = match kind {
+                EventKind::Created => rec.created_at,
+                EventKind::Started => rec.started_at,
+                EventKind::Stopped => rec.finished_at,
+                EventKind::Deleted => crate::clock::now_nanos(),
+            };
+            events.publish(Event {
+                kind,
+                container_id: rec.id.clone(),
+                sandbox_id: rec.sandbox_id.clone(),
+                at,
+                sandbox: sandbox.clone(),
+                containers: Some(containers.clone()),
+                oom_killed: kind == EventKind::Stopped && rec.reason == "OOMKilled",
+            });
+        }
+    })
 }

@@ -15,7 +15,7 @@ use crate::config::CgroupDriver;
 use crate::events::{self, Event, EventBus, EventKind};
 use crate::locks::KeyedLocks;
 use crate::network::{NetworkError, PodNetwork, PodNetworkRequest};
-use crate::store::{Index, MetaStore, StoreError};
+use crate::store::{Index, MetaStore, Observer, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -48,7 +48,6 @@ pub struct Sandboxes {
     /// Records, and the names (`name_namespace_uid_attempt`) they hold.
     pub(super) records: Index<SandboxRecord>,
     locks: KeyedLocks,
-    events: Arc<EventBus>,
 }
 
 fn setup_err(id: &str) -> impl Fn(String) -> SandboxError + '_ {
@@ -83,14 +82,14 @@ impl Sandboxes {
                 rec.state = SandboxState::NotReady;
             }
             died
-        })?;
+        })?
+        .observed_by(announcer(events));
         Ok(Sandboxes {
             opts,
             network,
             driver,
             records,
             locks: KeyedLocks::default(),
-            events,
         })
     }
 
@@ -119,28 +118,10 @@ impl Sandboxes {
         self.opts.state_dir.join("netns").join(id)
     }
 
+    /// Stores the record; the store's observer publishes what the change amounts to.
     fn save(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
-        let old = self.records.put(rec)?.map(|r| r.state);
-        self.announce(rec, old, Some(rec.state));
+        self.records.put(rec)?;
         Ok(())
-    }
-
-    fn announce(&self, rec: &SandboxRecord, old: Option<SandboxState>, new: Option<SandboxState>) {
-        for kind in events::sandbox_transition(old, new) {
-            self.events.publish(Event {
-                kind,
-                container_id: rec.id.clone(),
-                sandbox_id: rec.id.clone(),
-                at: if kind == EventKind::Created {
-                    rec.created_at
-                } else {
-                    crate::clock::now_nanos()
-                },
-                sandbox: Some(rec.clone()),
-                containers: None,
-                oom_killed: false,
-            });
-        }
     }
 
     pub fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
@@ -365,8 +346,7 @@ impl Sandboxes {
             }
         }
         self.purge(&rec)?;
-        let old = self.records.remove(&rec.id)?.map(|r| r.state);
-        self.announce(&rec, old, None);
+        self.records.remove(&rec.id)?;
         Ok(())
     }
 
@@ -425,4 +405,26 @@ pub fn new_id() -> String {
         let _ = f.read_exact(&mut bytes);
     }
     hex::encode(bytes)
+}
+
+/// Publishes the lifecycle events of a sandbox record's move between states.
+fn announcer(events: Arc<EventBus>) -> Observer<SandboxRecord> {
+    Box::new(move |_, old, new| {
+        let Some(rec) = new.or(old) else { return };
+        for kind in events::sandbox_transition(old.map(|r| r.state), new.map(|r| r.state)) {
+            events.publish(Event {
+                kind,
+                container_id: rec.id.clone(),
+                sandbox_id: rec.id.clone(),
+                at: if kind == EventKind::Created {
+                    rec.created_at
+                } else {
+                    crate::clock::now_nanos()
+                },
+                sandbox: Some(rec.clone()),
+                containers: None,
+                oom_killed: false,
+            });
+        }
+    })
 }

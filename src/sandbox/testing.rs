@@ -208,4 +208,3 @@ pub(crate) const WHOLE_LIFE: [EventKind; 4] = [
     EventKind::Stopped,
     EventKind::Deleted,
 ];
-

@@ -25,11 +25,16 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync {
     fn created_at(&self) -> i64;
 }
 
+/// Told of every change an [`Index`] writes: the index, the record before (`None`: new)
+/// and after (`None`: removed).
+pub type Observer<R> = Box<dyn Fn(&Index<R>, Option<&R>, Option<&R>) + Send + Sync>;
+
 pub struct Index<R> {
     meta: Arc<MetaStore>,
     records: RwLock<HashMap<String, R>>,
     /// Reserved names to the id holding each.
     names: Mutex<HashMap<String, String>>,
+    observer: Option<Observer<R>>,
 }
 
 impl<R: Record> Index<R> {
@@ -49,7 +54,21 @@ impl<R: Record> Index<R> {
             meta,
             records: RwLock::new(records),
             names: Mutex::new(names),
+            observer: None,
         })
+    }
+
+    /// The index with `observer` told of every later change (after it is stored, outside
+    /// the index's locks, so the observer may read the index).
+    pub fn observed_by(mut self, observer: Observer<R>) -> Index<R> {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn changed(&self, old: Option<&R>, new: Option<&R>) {
+        if let Some(observe) = &self.observer {
+            observe(self, old, new);
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, HashMap<String, R>> {
@@ -63,8 +82,13 @@ impl<R: Record> Index<R> {
     /// Stores `rec` durably, then in memory; returns the record it replaced.
     pub fn put(&self, rec: &R) -> Result<Option<R>, StoreError> {
         self.meta.put(R::TABLE, rec.id(), rec)?;
-        let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
-        Ok(records.insert(rec.id().to_string(), rec.clone()))
+        let old = self
+            .records
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id().to_string(), rec.clone());
+        self.changed(old.as_ref(), Some(rec));
+        Ok(old)
     }
 
     /// Deletes record `id` durably and in memory, and gives back its name; returns it
@@ -78,6 +102,9 @@ impl<R: Record> Index<R> {
             if names.get(&name).is_some_and(|holder| holder == id) {
                 names.remove(&name);
             }
+        }
+        if old.is_some() {
+            self.changed(old.as_ref(), None);
         }
         Ok(old)
     }
@@ -201,6 +228,33 @@ mod tests {
     fn open(dir: &std::path::Path, fix: impl FnMut(&mut Rec) -> bool) -> Index<Rec> {
         let meta = Arc::new(MetaStore::open(&dir.join("meta.redb")).expect("store"));
         Index::load(meta, fix).expect("load")
+    }
+
+    #[test]
+    fn the_observer_sees_every_change_after_it_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let idx = open(dir.path(), |_| false).observed_by(Box::new(move |idx, old, new| {
+            // The change is already in the index when the observer runs.
+            let stored = new.map(|r| idx.get(&r.id) == Some(r.clone()));
+            let gone = old.filter(|_| new.is_none()).map(|r| idx.get(&r.id).is_none());
+            log.lock()
+                .expect("log")
+                .push((old.map(|r| r.at), new.map(|r| r.at), stored.or(gone)));
+        }));
+        idx.put(&rec("abc111", "a", 1)).expect("put");
+        idx.put(&rec("abc111", "a", 2)).expect("replace");
+        idx.remove("abc111").expect("remove");
+        idx.remove("abc111").expect("remove again");
+        assert_eq!(
+            *seen.lock().expect("log"),
+            [
+                (None, Some(1), Some(true)),
+                (Some(1), Some(2), Some(true)),
+                (Some(2), None, Some(true))
+            ]
+        );
     }
 
     #[test]

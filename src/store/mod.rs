@@ -5,7 +5,7 @@
 
 mod index;
 
-pub use index::{Index, Record, Reservation};
+pub use index::{Index, Observer, Record, Reservation};
 
 use std::path::{Path, PathBuf};
 
