@@ -229,12 +229,8 @@ impl ImageSource for Images {
         if name != IMAGE && name != "busybox:latest" {
             return None;
         }
-        let mut rec: ImageRecord = serde_json::from_value(serde_json::json!({
-            "id": IMAGE, "repo_tags": ["busybox:latest"], "repo_digests": [], "size": 1,
-            "target": IMAGE, "manifest": IMAGE, "layers": [], "diff_ids": [], "chain_ids": [],
-            "run_config": {}, "os": "linux", "architecture": "amd64", "pulled_at": 1, "pinned": false
-        }))
-        .expect("image record");
+        let mut rec = ImageRecord::bare(IMAGE);
+        rec.repo_tags = vec!["busybox:latest".into()];
         rec.run_config.cmd = Some(vec!["sh".into()]);
         rec.run_config.stop_signal = Some("SIGQUIT".into());
         Some(rec)

@@ -77,12 +77,11 @@ impl ImageRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_user(user: Option<&str>) -> ImageRecord {
+impl ImageRecord {
+    /// An image with this id and nothing else (for tests).
+    pub(crate) fn bare(id: &str) -> ImageRecord {
         ImageRecord {
-            id: String::new(),
+            id: id.to_string(),
             repo_tags: vec![],
             repo_digests: vec![],
             size: 0,
@@ -91,15 +90,23 @@ mod tests {
             layers: vec![],
             diff_ids: vec![],
             chain_ids: vec![],
-            run_config: RunConfig {
-                user: user.map(Into::into),
-                ..Default::default()
-            },
-            os: String::new(),
-            architecture: String::new(),
+            run_config: RunConfig::default(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
             pulled_at: 0,
             pinned: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_user(user: Option<&str>) -> ImageRecord {
+        let mut image = ImageRecord::bare("");
+        image.run_config.user = user.map(Into::into);
+        image
     }
 
     #[test]

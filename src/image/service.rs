@@ -309,20 +309,8 @@ mod tests {
     /// An image whose id is `sha256:` and `hex` padded with zeros.
     fn image(hex: &str, pulled_at: i64) -> ImageRecord {
         ImageRecord {
-            id: format!("sha256:{hex:0<64}"),
-            repo_tags: vec![],
-            repo_digests: vec![],
-            size: 0,
-            target: String::new(),
-            manifest: String::new(),
-            layers: vec![],
-            diff_ids: vec![],
-            chain_ids: vec![],
-            run_config: Default::default(),
-            os: "linux".into(),
-            architecture: "amd64".into(),
             pulled_at,
-            pinned: false,
+            ..ImageRecord::bare(&format!("sha256:{hex:0<64}"))
         }
     }
 
