@@ -30,7 +30,8 @@ pub struct Config {
     pub registry_auth_file: PathBuf,
     /// Layers of one image downloaded at once.
     pub max_concurrent_downloads: usize,
-    /// Seconds a registry request may take to answer before it fails (body streaming is not capped).
+    /// Seconds a registry may take to answer, or stay silent while sending a body, before
+    /// the request fails (a layer download that stalls fails its pull with DeadlineExceeded).
     pub registry_timeout_secs: u64,
     /// Log filter: a level (`info`) or a `RUST_LOG`-style directive list.
     pub log_level: String,

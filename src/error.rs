@@ -98,6 +98,7 @@ fn image_code(e: &ImageError) -> Code {
     match e {
         ImageError::Reference(_) | ImageError::Invalid(_) => Code::InvalidArgument,
         ImageError::NotFound(_) => Code::NotFound,
+        ImageError::InUse(_) => Code::FailedPrecondition,
         ImageError::Registry(r) => match r {
             RegistryError::NotFound(_) => Code::NotFound,
             RegistryError::Unauthorized(_) => Code::Unauthenticated,
@@ -123,6 +124,7 @@ fn image_code(e: &ImageError) -> Code {
                 Code::DataLoss
             }
             LayerError::Stream { .. } => Code::Unavailable,
+            LayerError::Stalled { .. } => Code::DeadlineExceeded,
             LayerError::Content(_) | LayerError::Snapshot(_) => Code::Internal,
         },
         ImageError::Content(_) | ImageError::Snapshot(_) | ImageError::Store(_) | ImageError::Internal(_) => {

@@ -27,6 +27,7 @@ impl Pods {
     /// when it wanted one), then stops the sandbox (network down, infra process ended).
     /// Idempotent: a stopped or unknown sandbox is not an error.
     pub async fn stop(&self, id: &str) -> Result<(), PodError> {
+        let _members = self.sandboxes.hold_members(id).await;
         if let Ok(sandbox) = self.sandboxes.get(id) {
             for c in self.containers.in_sandbox(&sandbox.id).await {
                 self.containers.stop(&c.id, Duration::ZERO).await?;
@@ -38,6 +39,7 @@ impl Pods {
     /// Removes the pod's containers (killing running ones), then the sandbox and all its
     /// state. Idempotent: a sandbox that is gone is not an error.
     pub async fn remove(&self, id: &str) -> Result<(), PodError> {
+        let _members = self.sandboxes.hold_members(id).await;
         if let Ok(sandbox) = self.sandboxes.get(id) {
             for c in self.containers.in_sandbox(&sandbox.id).await {
                 self.containers.remove(&c.id).await?;

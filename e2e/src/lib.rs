@@ -25,7 +25,7 @@ pub mod pod;
 pub mod proxy;
 pub mod registry;
 pub mod scripted;
-mod sys;
+pub mod sys;
 pub mod workload;
 
 pub use berthd::{wait_for_socket, Berthd, BerthdOpts};

@@ -34,6 +34,14 @@ pub enum Payload {
     /// `len` bytes of `byte`, generated 64 KiB at a time, chunked (no Content-Length,
     /// unless a header sets one).
     Repeat { byte: u8, len: u64 },
+    /// A blob served with `Range` support: a request without a range gets the first `cut`
+    /// bytes under the full Content-Length and then a dropped connection; a
+    /// `Range: bytes=N-` request gets 206 with the rest (when `ranges` is set) or, when it
+    /// is not, 200 with the whole blob.
+    DropsAt { data: Vec<u8>, cut: u64, ranges: bool },
+    /// The first `after` bytes under the full Content-Length, then silence: the connection
+    /// stays open and nothing more is sent.
+    StallsAt { data: Vec<u8>, after: u64 },
 }
 
 /// One scripted answer.
@@ -75,6 +83,7 @@ impl Route {
 struct Shared {
     routes: Mutex<HashMap<String, Route>>,
     seen: Mutex<Vec<(String, Option<String>)>>,
+    ranges: Mutex<Vec<(String, String)>>,
     sent: AtomicU64,
     require_auth: std::sync::atomic::AtomicBool,
 }
@@ -144,6 +153,11 @@ impl ScriptedRegistry {
         lock(&self.shared.seen).clone()
     }
 
+    /// `(path, Range)` of every request that carried a Range header.
+    pub fn ranges_asked(&self) -> Vec<(String, String)> {
+        lock(&self.shared.ranges).clone()
+    }
+
     /// Body bytes handed to hyper so far (an upper bound of what the client read).
     pub fn bytes_sent(&self) -> u64 {
         self.shared.sent.load(Ordering::Relaxed)
@@ -164,7 +178,15 @@ fn answer(s: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let challenge = auth.is_none() && s.require_auth.load(Ordering::Relaxed);
     lock(&s.seen).push((path.clone(), auth));
+    let range = req
+        .headers()
+        .get("range")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(r) = &range {
+        lock(&s.ranges).push((path.clone(), r.clone()));
+    }
     let route = lock(&s.routes).get(&path).cloned();
+    let route = route.map(|r| ranged(r, range.as_deref()));
     let route = match route {
         _ if challenge => Route {
             status: 401,
@@ -184,6 +206,23 @@ fn answer(s: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             left: vec![Bytes::from(b)],
             repeat: None,
             sized: true,
+            end: Ends::Done,
+            shared: s.clone(),
+        }
+        .boxed(),
+        Payload::DropsAt { data, cut, .. } => Counted {
+            left: vec![Bytes::from(data).slice(..cut as usize)],
+            repeat: None,
+            sized: false,
+            end: Ends::Fails,
+            shared: s.clone(),
+        }
+        .boxed(),
+        Payload::StallsAt { data, after } => Counted {
+            left: vec![Bytes::from(data).slice(..after as usize)],
+            repeat: None,
+            sized: false,
+            end: Ends::Stalls,
             shared: s.clone(),
         }
         .boxed(),
@@ -191,6 +230,7 @@ fn answer(s: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             left: vec![Bytes::from(b)],
             repeat: None,
             sized: false,
+            end: Ends::Done,
             shared: s.clone(),
         }
         .boxed(),
@@ -198,6 +238,7 @@ fn answer(s: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             left: Vec::new(),
             repeat: Some((Bytes::from(vec![byte; 64 << 10]), len)),
             sized: false,
+            end: Ends::Done,
             shared: s.clone(),
         }
         .boxed(),
@@ -218,6 +259,8 @@ struct Counted {
     left: Vec<Bytes>,
     repeat: Option<(Bytes, u64)>,
     sized: bool,
+    /// What follows the last byte.
+    end: Ends,
     shared: Arc<Shared>,
 }
 
@@ -234,7 +277,11 @@ impl hyper::body::Body for Counted {
             *left -= n;
             Some(block.slice(..n as usize))
         } else {
-            None
+            match me.end {
+                Ends::Done => None,
+                Ends::Fails => return Poll::Ready(Some(Err("scripted: connection dropped".into()))),
+                Ends::Stalls => return Poll::Pending,
+            }
         };
         Poll::Ready(chunk.map(|c| {
             me.shared.sent.fetch_add(c.len() as u64, Ordering::Relaxed);
@@ -249,4 +296,56 @@ impl hyper::body::Body for Counted {
             SizeHint::default()
         }
     }
+}
+
+/// A route as it answers a request with this Range header: a `DropsAt` blob asked for a
+/// range gets the rest of the blob (206) or all of it (200), a first request keeps its cut.
+fn ranged(route: Route, range: Option<&str>) -> Route {
+    let Payload::DropsAt { data, cut, ranges } = &route.payload else {
+        return with_full_length(route);
+    };
+    let from = range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok());
+    match from {
+        None => Route {
+            headers: vec![("content-length".into(), data.len().to_string())],
+            payload: Payload::DropsAt {
+                data: data.clone(),
+                cut: *cut,
+                ranges: *ranges,
+            },
+            ..route
+        },
+        Some(n) if *ranges && n < data.len() => Route {
+            status: 206,
+            headers: vec![(
+                "content-range".into(),
+                format!("bytes {n}-{}/{}", data.len() - 1, data.len()),
+            )],
+            payload: Payload::Bytes(data[n..].to_vec()),
+        },
+        Some(_) => Route {
+            status: 200,
+            headers: vec![],
+            payload: Payload::Bytes(data.clone()),
+        },
+    }
+}
+
+/// A `StallsAt` route announces the whole blob's length.
+fn with_full_length(mut route: Route) -> Route {
+    if let Payload::StallsAt { data, .. } = &route.payload {
+        route.headers.push(("content-length".into(), data.len().to_string()));
+    }
+    route
+}
+
+/// How a body ends after its last byte: normally, with an error (hyper drops the
+/// connection), or never (the connection stays open, silent).
+enum Ends {
+    Done,
+    Fails,
+    Stalls,
 }

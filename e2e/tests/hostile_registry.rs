@@ -133,7 +133,7 @@ async fn manifest_config_and_layer_bytes_must_match_their_digests() {
         &img.config_digest,
     )
     .await;
-    assert_clean(&berthd, std::slice::from_ref(&img.manifest_digest), "config");
+    assert_clean(&berthd, &[], "config");
 
     // The layer's bytes do not match (same length).
     serve(&reg, "badlayer", &img);
@@ -147,8 +147,7 @@ async fn manifest_config_and_layer_bytes_must_match_their_digests() {
         .await
         .expect_err("layer");
     assert!(matches!(err.code(), Code::DataLoss | Code::InvalidArgument), "{err:?}");
-    let kept = [img.manifest_digest.clone(), img.config_digest.clone()];
-    assert_clean(&berthd, &kept, "layer");
+    assert_clean(&berthd, &[], "layer");
     assert!(cri.list().await.expect("list").is_empty());
 
     // Served honestly, the same image pulls: the failures above were the lies.
@@ -170,7 +169,6 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
             m["layers"][0]["size"] = Value::from(layer.size as i64 + delta);
         })
     };
-    let kept_of = |i: &BuiltImage| vec![i.manifest_digest.clone(), i.config_digest.clone()];
     let blob = |payload: Payload, content_length: Option<u64>| {
         let mut r = Route {
             status: 200,
@@ -194,7 +192,7 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
         "the manifest says",
     )
     .await;
-    assert_clean(&berthd, &kept_of(&img), "content-length larger");
+    assert_clean(&berthd, &[], "content-length larger");
 
     // Descriptor smaller than the blob, sent without a Content-Length.
     let small = resize(-10);
@@ -210,11 +208,7 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
         "more than the",
     )
     .await;
-    assert_clean(
-        &berthd,
-        &[kept_of(&img), kept_of(&small)].concat(),
-        "descriptor smaller",
-    );
+    assert_clean(&berthd, &[], "descriptor smaller");
 
     // Descriptor larger than the blob: with an honest Content-Length, then without one.
     let large = resize(10);
@@ -231,8 +225,7 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
         blob(Payload::Chunked(layer.blob.clone()), None),
     );
     refused(&mut cri, &format!("{a}/{REPO}:desc-larger"), Code::DataLoss, "size").await;
-    let kept = [kept_of(&img), kept_of(&small), kept_of(&large)].concat();
-    assert_clean(&berthd, &kept, "descriptor larger");
+    assert_clean(&berthd, &[], "descriptor larger");
 
     // The config's descriptor is smaller than the config.
     // (A config not fetched before: a cached, verified one is not fetched again.)
@@ -260,7 +253,47 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
         "{err:?}"
     );
     assert!(cri.list().await.expect("list").is_empty());
+    assert_clean(&berthd, &[], "config smaller");
     assert!(!berthd.log().contains("panicked"));
+}
+
+/// The store's blobs and snapshots, sorted.
+fn listing(berthd: &Berthd) -> Vec<String> {
+    let mut all = store_leftovers(berthd.root(), &[]);
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn size_lies_are_refused_when_the_blob_is_already_stored() {
+    let reg = ScriptedRegistry::start();
+    let (berthd, mut cri, _hosts) = berthd_for(&reg.addr()).await;
+    let img = image();
+    let a = reg.addr();
+    serve(&reg, "honest", &img);
+    cri.pull(&format!("{a}/{REPO}:honest"), None)
+        .await
+        .expect("honest pull");
+    let before = listing(&berthd);
+    assert!(!before.is_empty());
+
+    // The same layer and config, already stored, under descriptors that misstate their size.
+    let layer_lie = with_manifest(&img, |m| {
+        m["layers"][0]["size"] = Value::from(img.layers[0].size as i64 - 7)
+    });
+    serve(&reg, "layer-lie", &layer_lie);
+    refused(&mut cri, &format!("{a}/{REPO}:layer-lie"), Code::DataLoss, "size").await;
+    assert_eq!(listing(&berthd), before, "a refused pull changed the store");
+
+    let config_lie = with_manifest(&img, |m| m["config"]["size"] = Value::from(img.config.len() + 3));
+    serve(&reg, "config-lie", &config_lie);
+    refused(&mut cri, &format!("{a}/{REPO}:config-lie"), Code::DataLoss, "size").await;
+    assert_eq!(listing(&berthd), before, "a refused pull changed the store");
+    assert_eq!(cri.list().await.expect("list").len(), 1, "only the honest image");
+
+    // Nothing about the lies was recorded.
+    let status = cri.status(&format!("{a}/{REPO}:layer-lie")).await.expect("status");
+    assert!(status.is_none(), "{status:?}");
 }
 
 #[tokio::test]
@@ -377,4 +410,45 @@ async fn a_100_mb_manifest_is_refused_without_reading_it_all() {
     assert!(hwm < 90 << 10, "berthd's peak RSS is {hwm} KiB");
     assert_clean(&berthd, &[], "huge manifest");
     cri.list().await.expect("berthd still answers");
+}
+
+#[tokio::test]
+async fn a_layer_refused_for_its_diff_id_leaves_the_store_as_it_was() {
+    let reg = ScriptedRegistry::start();
+    let (berthd, mut cri, _hosts) = berthd_for(&reg.addr()).await;
+    let a = reg.addr();
+    let honest = image();
+    serve(&reg, "honest", &honest);
+    cri.pull(&format!("{a}/{REPO}:honest"), None)
+        .await
+        .expect("honest pull");
+    let before = listing(&berthd);
+
+    // A new layer whose bytes match its digest but whose config names another diff id:
+    // the blob verifies and is stored on the way, the image is refused at the end.
+    let other = ImageSpec {
+        layers: vec![Layer::new(
+            Compression::Gzip,
+            vec![Entry::file("other", "a layer no image keeps\n")],
+        )],
+        ..Default::default()
+    }
+    .build();
+    let mut config: Value = serde_json::from_slice(&other.config).expect("config json");
+    config["rootfs"]["diff_ids"][0] = Value::from(sha256_digest(b"not this layer"));
+    let mut lie = other.clone();
+    lie.config = serde_json::to_vec(&config).expect("json");
+    lie.config_digest = sha256_digest(&lie.config);
+    let lie = with_manifest(&lie, |m| {
+        m["config"]["digest"] = Value::from(lie.config_digest.clone());
+        m["config"]["size"] = Value::from(lie.config.len());
+    });
+    serve(&reg, "diffid", &lie);
+    let err = cri
+        .pull(&format!("{a}/{REPO}:diffid"), None)
+        .await
+        .expect_err("diff id mismatch");
+    assert!(matches!(err.code(), Code::DataLoss | Code::InvalidArgument), "{err:?}");
+    assert_eq!(listing(&berthd), before, "the refused pull left something behind");
+    assert_eq!(cri.list().await.expect("list").len(), 1);
 }

@@ -15,8 +15,11 @@ use crate::sandbox::{NsMode, SandboxRecord, SandboxState};
 
 impl Containers {
     /// Creates a container in a ready sandbox; returns its id.
-    pub async fn create(&self, sandbox_id: &str, mut spec: ContainerSpec) -> Result<String, ContainerError> {
+    pub async fn create(&self, sandbox_id: &str, spec: ContainerSpec) -> Result<String, ContainerError> {
         super::validate::validate(&spec).map_err(ContainerError::Invalid)?;
+        // The pod cannot be stopped or removed while this container joins it; one that
+        // was is seen as not ready (or gone) here.
+        let _members = self.sandboxes.hold_members(sandbox_id).await;
         let sandbox = self
             .sandboxes
             .get(sandbox_id)
@@ -27,39 +30,71 @@ impl Containers {
                 sandbox.id
             )));
         }
-        let image = self
-            .images
-            .resolve(&spec.image)
-            .ok_or_else(|| ContainerError::NotFound(format!("image {}", spec.image)))?;
-        spec.image_id = image.id.clone();
+        let handler = sandbox.spec.runtime_handler.clone();
+        self.check_handler_supports(&handler, &spec)?;
         // Unknown CDI devices fail the request before anything is set up.
         let cdi_edits = self
             .cdi
             .resolve(&spec.cdi_devices, &spec.annotations)
             .map_err(ContainerError::Invalid)?;
         let id = crate::sandbox::new_id();
+        // The images stay leased to the container until it is removed (or this fails).
+        let created = self.create_leased(&id, &sandbox, spec, &cdi_edits).await;
+        if created.is_err() {
+            self.images.release(&id);
+        }
+        created
+    }
+
+    async fn create_leased(
+        &self,
+        id: &str,
+        sandbox: &SandboxRecord,
+        mut spec: ContainerSpec,
+        cdi_edits: &[crate::cdi::registry::Edit],
+    ) -> Result<String, ContainerError> {
+        let image = self
+            .images
+            .lease(id, &spec.image)
+            .ok_or_else(|| ContainerError::NotFound(format!("image {}", spec.image)))?;
+        spec.image_id = image.id.clone();
+        let volume_images = self.lease_image_volumes(id, &mut spec)?;
         let name = reserved_name(&sandbox.id, &spec);
         let reservation = self
             .records
-            .reserve(&name, &id)
+            .reserve(&name, id)
             .map_err(|holder| ContainerError::NameTaken { name, id: holder })?;
-        let _lock = self.locks.lock(&id).await;
-        let handler = sandbox.spec.runtime_handler.clone();
-        match self.setup(&id, &sandbox, &image, spec, &cdi_edits).await {
+        let _lock = self.locks.lock(id).await;
+        let handler = &sandbox.spec.runtime_handler;
+        match self.setup(id, sandbox, &image, &volume_images, spec, cdi_edits).await {
             Ok(rec) => {
                 if let Err(e) = self.save(&rec) {
-                    self.driver.teardown(&id, Some(&handler)).await;
+                    self.driver.teardown(id, Some(handler)).await;
                     return Err(e);
                 }
                 reservation.keep();
-                Ok(id)
+                Ok(id.to_string())
             }
             Err(e) => {
                 // The reservation, dropped, gives the name back.
-                self.driver.teardown(&id, Some(&handler)).await;
+                self.driver.teardown(id, Some(handler)).await;
                 Err(e)
             }
         }
+    }
+
+    /// Refuses what the handler's OCI runtime would ignore or fail on late.
+    fn check_handler_supports(&self, handler: &str, spec: &ContainerSpec) -> Result<(), ContainerError> {
+        let features = self.driver.features().get(handler).copied().unwrap_or_default();
+        if let Some(m) = spec.mounts.iter().find(|m| m.recursive_read_only) {
+            if !features.recursive_read_only {
+                return Err(ContainerError::Invalid(format!(
+                    "mount {}: recursive read-only mounts are not supported by runtime handler {handler:?}",
+                    m.container_path
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn setup(
@@ -67,10 +102,15 @@ impl Containers {
         id: &str,
         sandbox: &SandboxRecord,
         image: &ImageRecord,
+        volume_images: &[ImageRecord],
         spec: ContainerSpec,
         cdi_edits: &[crate::cdi::registry::Edit],
     ) -> Result<ContainerRecord, ContainerError> {
         let prepared = self.driver.prepare(id, image).await?;
+        let mounted = ContainerSpec {
+            mounts: self.mount_image_volumes(id, &spec, volume_images)?,
+            ..spec.clone()
+        };
         let cgroup = self.cgroup_path(sandbox, id)?;
         let files = self.sandboxes.files_dir(&sandbox.id);
         let ctx = SandboxContext {
@@ -95,7 +135,7 @@ impl Containers {
             .unwrap_or(0);
         let input = SpecInput {
             id,
-            container: &spec,
+            container: &mounted,
             image: &defaults,
             sandbox: &ctx,
             rootfs: &prepared.rootfs,

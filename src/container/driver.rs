@@ -4,6 +4,7 @@
 //! [`super::shim_driver::ShimDriver`]; unit tests put a fake in its place, so the lifecycle
 //! is tested without root, mounts or processes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use super::error::ContainerError;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
+use crate::runtime::features::Features;
 use crate::runtime::shim::{ExecArgs, ExecResult, Exit, ShimError, ShimState};
 
 /// Where a prepared container's root filesystem is, for its OCI spec.
@@ -41,6 +43,9 @@ pub trait Driver: Send + Sync {
     /// Makes the container's bundle directory and mounts its root filesystem over the
     /// image's layers.
     fn prepare<'a>(&'a self, id: &'a str, image: &'a ImageRecord) -> BoxFuture<'a, Result<Prepared, ContainerError>>;
+    /// Mounts a read-only view of `image` as the container's image volume `n` (after
+    /// `prepare`); returns where. `teardown` unmounts it.
+    fn mount_image(&self, id: &str, n: usize, image: &ImageRecord) -> Result<PathBuf, ContainerError>;
     /// Writes the spec into the bundle and creates the container (shim and `runtime
     /// create`); returns its init pid.
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>>;
@@ -75,4 +80,6 @@ pub trait Driver: Send + Sync {
     fn writable_layer(&self, id: &str) -> PathBuf;
     /// How many of these containers have a live shim.
     fn live_shims(&self, ids: &[String]) -> usize;
+    /// Each runtime handler ("" = default) with what its OCI runtime supports.
+    fn features(&self) -> BTreeMap<String, Features>;
 }

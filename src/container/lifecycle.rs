@@ -31,15 +31,22 @@ pub struct ContainersOptions {
     pub cdi: Arc<crate::cdi::Cdi>,
 }
 
-/// Where containers find their images.
+/// Where containers find their images, and keep them while in use.
 pub trait ImageSource: Send + Sync {
-    /// The image an id, a unique id prefix, a tag or a digest reference names.
-    fn resolve(&self, name: &str) -> Option<ImageRecord>;
+    /// The image an id, a unique id prefix, a tag or a digest reference names, leased to
+    /// container `holder` (the image cannot be removed until the holder releases it).
+    fn lease(&self, holder: &str, name: &str) -> Option<ImageRecord>;
+    /// Ends every lease of `holder`.
+    fn release(&self, holder: &str);
 }
 
 impl ImageSource for Images {
-    fn resolve(&self, name: &str) -> Option<ImageRecord> {
-        Images::resolve(self, name)
+    fn lease(&self, holder: &str, name: &str) -> Option<ImageRecord> {
+        Images::lease(self, holder, name)
+    }
+
+    fn release(&self, holder: &str) {
+        Images::release(self, holder)
     }
 }
 
@@ -62,11 +69,21 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
         events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
+        let features = opts
+            .runtimes
+            .iter()
+            .map(|(handler, bin)| {
+                let f = crate::runtime::features::probe(bin, Duration::from_secs(5));
+                tracing::info!(handler, runtime = %bin.display(), features = ?f, "runtime handler");
+                (handler.clone(), f)
+            })
+            .collect();
         let driver = ShimDriver {
             state_dir: opts.state_dir,
             root_dir: opts.root_dir,
             shim_binary: opts.shim_binary,
             runtimes: opts.runtimes,
+            features,
             cgroup_driver: opts.cgroup_driver,
             snapshots,
         };
@@ -92,6 +109,15 @@ impl Containers {
         events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
         let records = Index::load(meta, |_| false)?.observed_by(announcer(sandboxes.clone(), events));
+        // Leases live in memory: take them again for the containers a restart finds.
+        for rec in records.list(|_| true) {
+            let volumes = rec.spec.mounts.iter().filter_map(|m| m.image.as_ref()).map(|v| &v.id);
+            for image in std::iter::once(&rec.image.id).chain(volumes) {
+                if images.lease(&rec.id, image).is_none() {
+                    tracing::warn!(container = rec.id, image, "the image of a container is gone");
+                }
+            }
+        }
         Ok(Containers {
             cgroup_driver,
             cdi,
@@ -292,6 +318,7 @@ impl Containers {
         let Ok(rec) = self.find(&rec.id) else { return Ok(()) };
         self.driver.teardown(&rec.id, Some(&rec.runtime_handler)).await;
         self.records.remove(&rec.id)?;
+        self.images.release(&rec.id);
         Ok(())
     }
 

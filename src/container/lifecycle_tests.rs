@@ -21,6 +21,7 @@ struct Env {
     _dir: tempfile::TempDir,
     meta: Arc<MetaStore>,
     fake: Arc<Fake>,
+    images: Arc<Images>,
     sandboxes: Arc<Sandboxes>,
     events: Arc<EventBus>,
     containers: Arc<Containers>,
@@ -44,11 +45,13 @@ impl Env {
             .await
             .expect("sandbox");
         let fake = Arc::new(Fake::default());
-        let containers = Env::open(&meta, &fake, &sandboxes, &events);
+        let images = Arc::new(Images::default());
+        let containers = Env::open(&meta, &fake, &images, &sandboxes, &events);
         Env {
             _dir: dir,
             meta,
             fake,
+            images,
             sandboxes,
             events,
             containers,
@@ -59,6 +62,7 @@ impl Env {
     fn open(
         meta: &Arc<MetaStore>,
         fake: &Arc<Fake>,
+        images: &Arc<Images>,
         sandboxes: &Arc<Sandboxes>,
         events: &Arc<EventBus>,
     ) -> Arc<Containers> {
@@ -68,7 +72,7 @@ impl Env {
                 CgroupDriver::Cgroupfs,
                 Arc::new(crate::cdi::Cdi::new(None, false)),
                 meta.clone(),
-                Arc::new(Images),
+                images.clone(),
                 sandboxes.clone(),
                 events.clone(),
             )
@@ -78,7 +82,7 @@ impl Env {
 
     /// The same store and driver, as a restarted berthd finds them.
     fn reopen(&self) -> Arc<Containers> {
-        Env::open(&self.meta, &self.fake, &self.sandboxes, &self.events)
+        Env::open(&self.meta, &self.fake, &self.images, &self.sandboxes, &self.events)
     }
 
     async fn create(&self, name: &str) -> Result<String, ContainerError> {
@@ -206,6 +210,120 @@ async fn bad_requests_are_refused_before_anything_is_set_up() {
 }
 
 #[tokio::test]
+async fn a_recursive_read_only_mount_needs_a_runtime_that_knows_it() {
+    let env = Env::new().await;
+    let rro = ContainerSpec {
+        mounts: vec![super::model::MountSpec {
+            container_path: "/mnt".into(),
+            host_path: "/tmp".into(),
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        }],
+        ..spec("rro")
+    };
+    env.fake.plain_runtime.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = env.containers.create(&env.sandbox, rro.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, ContainerError::Invalid(m) if m.contains("recursive read-only")),
+        "{err}"
+    );
+    assert!(
+        env.fake.calls.lock().unwrap().is_empty(),
+        "refused before any side effect"
+    );
+    env.fake.plain_runtime.store(false, std::sync::atomic::Ordering::SeqCst);
+    env.containers
+        .create(&env.sandbox, rro)
+        .await
+        .expect("a runtime with rro");
+}
+
+#[tokio::test]
+async fn image_volumes_are_leased_mounted_with_their_sub_path_and_released() {
+    let env = Env::new().await;
+    let image = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(image.path().join("etc")).unwrap();
+    std::fs::write(image.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    *env.fake.image_root.lock().unwrap() = Some(image.path().to_path_buf());
+    let with_volume = |sub: &str, readonly: bool| ContainerSpec {
+        mounts: vec![super::model::MountSpec {
+            container_path: "/mnt/image".into(),
+            readonly,
+            image: Some(super::model::ImageVolume {
+                image: IMAGE.into(),
+                sub_path: sub.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..spec("vol")
+    };
+    let err = env
+        .containers
+        .create(&env.sandbox, with_volume("", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ContainerError::Invalid(m) if m.contains("read-only")),
+        "{err}"
+    );
+    let err = env
+        .containers
+        .create(&env.sandbox, with_volume("nope", true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ContainerError::Invalid(m) if m.contains("does not exist")),
+        "{err}"
+    );
+    assert!(
+        env.images.leases.lock().unwrap().is_empty(),
+        "a failed create leases nothing"
+    );
+    assert!(env.fake.on_disk().is_empty(), "and leaves nothing mounted");
+
+    let id = env
+        .containers
+        .create(&env.sandbox, with_volume("etc", true))
+        .await
+        .expect("create");
+    assert_eq!(
+        *env.images.leases.lock().unwrap(),
+        vec![id.clone(), id.clone()],
+        "image and volume"
+    );
+    let rec = env.containers.get(&id).await.unwrap();
+    assert_eq!(
+        rec.spec.mounts[0].image.as_ref().unwrap().id,
+        IMAGE,
+        "resolved id recorded"
+    );
+    assert_eq!(rec.spec.mounts[0].host_path, "", "the request is kept as sent");
+    let spec = env.fake.specs.lock().unwrap()[&id].clone();
+    let mount = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination().to_str() == Some("/mnt/image"))
+        .expect("mounted")
+        .clone();
+    assert_eq!(
+        mount.source().clone().unwrap(),
+        std::fs::canonicalize(image.path().join("etc")).unwrap()
+    );
+    assert!(mount.options().iter().flatten().any(|o| o == "ro"), "{mount:?}");
+    assert!(!mount.options().iter().flatten().any(|o| o == "noexec"), "{mount:?}");
+
+    // A restarted daemon leases the images again for the containers it finds.
+    env.images.leases.lock().unwrap().clear();
+    let again = env.reopen();
+    assert_eq!(env.images.leases.lock().unwrap().len(), 2);
+    again.remove(&id).await.expect("remove");
+    assert!(env.images.leases.lock().unwrap().is_empty(), "released on removal");
+}
+
+#[tokio::test]
 async fn concurrent_creates_of_one_name_make_one_container() {
     let env = Arc::new(Env::new().await);
     let tasks: Vec<_> = (0..8)
@@ -228,6 +346,36 @@ async fn concurrent_creates_of_one_name_make_one_container() {
     assert_eq!(env.fake.calls("prepare"), 1, "losers set nothing up");
     env.containers.remove(&made[0]).await.unwrap();
     env.create("same").await.expect("the name is given back on remove");
+}
+
+#[tokio::test]
+async fn a_pod_removed_while_a_container_joins_it_keeps_nothing_of_it() {
+    let env = Env::new().await;
+    *env.fake.spawn_delay.lock().unwrap() = Duration::from_millis(300);
+    let pods = crate::pod::Pods {
+        sandboxes: env.sandboxes.clone(),
+        containers: env.containers.clone(),
+    };
+    let creating = {
+        let containers = env.containers.clone();
+        let sandbox = env.sandbox.clone();
+        tokio::spawn(async move { containers.create(&sandbox, spec("late")).await })
+    };
+    // The create is inside its (slow) spawn when the pod goes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pods.remove(&env.sandbox).await.expect("remove pod");
+    let created = creating.await.unwrap();
+    assert!(
+        env.containers.records(&ContainerFilter::default()).is_empty(),
+        "a container outlived its pod (create: {created:?})"
+    );
+    assert!(env.fake.on_disk().is_empty(), "{:?}", env.fake.on_disk());
+    assert!(env.fake.procs.lock().unwrap().is_empty());
+    assert!(env.sandboxes.get(&env.sandbox).is_err());
+
+    // A create that comes after the removal is refused.
+    let err = env.create("later").await.expect_err("no pod");
+    assert!(matches!(err, ContainerError::NotFound(_)), "{err}");
 }
 
 #[tokio::test]

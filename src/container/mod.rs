@@ -4,6 +4,7 @@
 mod create;
 pub mod driver;
 pub mod error;
+mod image_volume;
 pub mod lifecycle;
 pub mod model;
 mod mounts;

@@ -24,6 +24,25 @@ pub struct MountSpec {
     pub selinux_relabel: bool,
     pub propagation: Propagation,
     pub recursive_read_only: bool,
+    /// An image volume: this image's filesystem is mounted (read-only) instead of `host_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageVolume>,
+}
+
+/// The image an image volume mounts (KEP-4639).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageVolume {
+    /// The image as the request named it (kubelet sends the id it pulled).
+    pub image: String,
+    /// The image as the pod's author wrote it.
+    #[serde(default)]
+    pub user_specified: String,
+    /// A directory or file of the image mounted instead of its root (relative, no `..`).
+    #[serde(default)]
+    pub sub_path: String,
+    /// The image's id, once resolved at create.
+    #[serde(default)]
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -131,7 +131,8 @@ fn default_mounts(input: &SpecInput) -> Result<Vec<Mount>, SpecError> {
 /// HostToContainer -> `rslave`, Bidirectional -> `rshared`), `ro`/`rw`, and `rro` for
 /// `recursive_read_only` (which needs `readonly` and Private propagation, per the CRI). The host
 /// path is created as a directory if missing (kubelet expects it) and resolved if it is a
-/// symlink (critest "host path is a symlink").
+/// symlink (critest "host path is a symlink"). An image volume arrives here with its
+/// mounted view as the host path, and is also `nosuid` and `nodev`.
 fn cri_mount(index: usize, m: &MountSpec) -> Result<(String, Mount), SpecError> {
     if !m.container_path.starts_with('/') {
         return Err(SpecError::Invalid(format!(
@@ -165,6 +166,10 @@ fn cri_mount(index: usize, m: &MountSpec) -> Result<(String, Mount), SpecError> 
     options.push(if m.readonly { "ro" } else { "rw" });
     if m.recursive_read_only {
         options.push("rro");
+    }
+    if m.image.is_some() {
+        // An image's files are programs to run, not devices or privileges to gain.
+        options.extend(["nosuid", "nodev"]);
     }
     Ok((dest.clone(), bind(&dest, &source, &options)?))
 }

@@ -11,6 +11,11 @@ use crate::runtime::exec::RuntimeTarget;
 use crate::runtime::shim::{ExecArgs, ExecResult};
 
 impl Containers {
+    /// Each runtime handler ("" = default) with what its OCI runtime supports.
+    pub fn handler_features(&self) -> std::collections::BTreeMap<String, crate::runtime::features::Features> {
+        self.driver.features()
+    }
+
     /// The record of a running container (`FailedPrecondition` otherwise).
     async fn running(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
         let rec = self.get(id).await?;

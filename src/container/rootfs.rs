@@ -1,5 +1,6 @@
 //! A container's root filesystem: an overlay of its image's snapshots (read-only lower
-//! layers) and a writable layer of its own, under `root/containers/<id>/`.
+//! layers) and a writable layer of its own, under `root/containers/<id>/`, and the
+//! read-only views of the images it mounts as volumes (`images/<n>`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,19 @@ impl RootfsPaths {
         self.dir.join("volumes")
     }
 
+    fn images(&self) -> PathBuf {
+        self.dir.join("images")
+    }
+
+    /// Mounts a read-only view of an image's layers (`lower`, top-most first) as the
+    /// container's image volume `n`; returns where.
+    pub fn mount_image(&self, n: usize, lower: &[PathBuf]) -> std::io::Result<PathBuf> {
+        let target = self.images().join(n.to_string());
+        std::fs::create_dir_all(&target)?;
+        sys::mount::read_only_layers(&target, lower)?;
+        Ok(target)
+    }
+
     /// Creates the directories and mounts the overlay. `lower` is top-most layer first.
     pub fn mount(&self, lower: &[PathBuf]) -> std::io::Result<()> {
         for d in [self.mountpoint(), self.upper(), self.work(), self.volumes()] {
@@ -49,8 +63,14 @@ impl RootfsPaths {
         sys::mount::overlay(&self.mountpoint(), lower, &self.upper(), &self.work())
     }
 
-    /// Unmounts and deletes everything; missing parts are fine.
+    /// Unmounts and deletes everything; missing parts are fine. Nothing is deleted while
+    /// something is still mounted (the image volumes are views of shared layers).
     pub fn remove(&self) -> std::io::Result<()> {
+        if let Ok(entries) = std::fs::read_dir(self.images()) {
+            for e in entries.flatten() {
+                sys::mount::unmount(&e.path())?;
+            }
+        }
         sys::mount::unmount(&self.mountpoint())?;
         match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

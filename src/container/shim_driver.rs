@@ -19,6 +19,7 @@ use super::rootfs::RootfsPaths;
 use crate::config::CgroupDriver;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
+use crate::runtime::features::Features;
 use crate::runtime::shim::{self, ExecArgs, ExecResult, Exit, ShimError, ShimState};
 use crate::snapshot::Snapshotter;
 
@@ -28,6 +29,8 @@ pub struct ShimDriver {
     pub shim_binary: PathBuf,
     /// Runtime handler ("" = default) to OCI runtime binary.
     pub runtimes: BTreeMap<String, PathBuf>,
+    /// What each handler's runtime supports (probed once, at start).
+    pub features: BTreeMap<String, Features>,
     pub cgroup_driver: CgroupDriver,
     pub snapshots: Arc<dyn Snapshotter>,
 }
@@ -46,6 +49,17 @@ impl ShimDriver {
             .ok_or_else(|| ContainerError::Invalid(format!("unknown runtime handler {handler:?}")))?;
         let name = if handler.is_empty() { "default" } else { handler };
         Ok((binary.clone(), self.state_dir.join("runtimes").join(name)))
+    }
+
+    /// The image's layer snapshots, top-most first.
+    fn lower_dirs(&self, image: &ImageRecord) -> Vec<PathBuf> {
+        image
+            .chain_ids
+            .iter()
+            .rev()
+            .filter_map(|c| crate::digest::Digest::parse(c).ok())
+            .map(|c| self.snapshots.lower_dir(&c))
+            .collect()
     }
 
     /// How to run container `id`'s OCI runtime directly (the shim runs it otherwise).
@@ -144,15 +158,8 @@ impl Driver for ShimDriver {
             let bundle = self.bundle(id);
             std::fs::create_dir_all(&bundle).map_err(|e| err(format!("{}: {e}", bundle.display())))?;
             let rootfs = self.rootfs(id);
-            let lower: Vec<PathBuf> = image
-                .chain_ids
-                .iter()
-                .rev()
-                .filter_map(|c| crate::digest::Digest::parse(c).ok())
-                .map(|c| self.snapshots.lower_dir(&c))
-                .collect();
             rootfs
-                .mount(&lower)
+                .mount(&self.lower_dirs(image))
                 .map_err(|e| err(format!("mounting the root filesystem: {e}")))?;
             Ok(Prepared {
                 rootfs: rootfs.mountpoint(),
@@ -160,6 +167,12 @@ impl Driver for ShimDriver {
             })
         }
         .boxed()
+    }
+
+    fn mount_image(&self, id: &str, n: usize, image: &ImageRecord) -> Result<PathBuf, ContainerError> {
+        self.rootfs(id)
+            .mount_image(n, &self.lower_dirs(image))
+            .map_err(|e| setup_err(id)(format!("mounting image volume {n} ({}): {e}", image.id)))
     }
 
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>> {
@@ -248,5 +261,9 @@ impl Driver for ShimDriver {
                     .is_ok_and(|comm| comm.starts_with("berth-shim"))
             })
             .count()
+    }
+
+    fn features(&self) -> BTreeMap<String, Features> {
+        self.features.clone()
     }
 }

@@ -16,6 +16,7 @@ use super::error::ContainerError;
 use super::lifecycle::ImageSource;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
+use crate::runtime::features::Features;
 use crate::runtime::shim::{ExecArgs, ExecResult, Exit, ShimError, ShimState, Status};
 
 pub(super) const IMAGE: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -44,6 +45,12 @@ pub(super) struct Fake {
     /// Specs written, by id.
     pub specs: Mutex<HashMap<String, Spec>>,
     pub updates: Mutex<Vec<LinuxResources>>,
+    /// The runtime knows no optional feature (no `rro`).
+    pub plain_runtime: std::sync::atomic::AtomicBool,
+    /// What image volumes show (every image the same tree); unset, mounting one fails.
+    pub image_root: Mutex<Option<PathBuf>>,
+    /// Spawns take this long (to overlap them with other calls).
+    pub spawn_delay: Mutex<Duration>,
 }
 
 impl Fake {
@@ -93,6 +100,15 @@ impl Driver for Fake {
         .boxed()
     }
 
+    fn mount_image(&self, id: &str, n: usize, _image: &ImageRecord) -> Result<PathBuf, ContainerError> {
+        self.log(&format!("mount_image{n}"), id);
+        self.image_root
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| ContainerError::Invalid("no image root in this fake".into()))
+    }
+
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>> {
         self.log("spawn", s.id);
         let failed = self.fail_spawn.lock().unwrap().take();
@@ -108,7 +124,9 @@ impl Driver for Fake {
             self.procs.lock().unwrap().insert(s.id.to_string(), proc);
         }
         let id = s.id.to_string();
+        let delay = *self.spawn_delay.lock().unwrap();
         async move {
+            tokio::time::sleep(delay).await;
             match failed {
                 Some(message) => Err(ContainerError::Setup { id, message }),
                 None => Ok(4242),
@@ -220,12 +238,25 @@ impl Driver for Fake {
         let procs = self.procs.lock().unwrap();
         ids.iter().filter(|id| procs.get(*id).is_some_and(|p| !p.gone)).count()
     }
+
+    fn features(&self) -> std::collections::BTreeMap<String, Features> {
+        let plain = self.plain_runtime.load(std::sync::atomic::Ordering::SeqCst);
+        let f = Features {
+            recursive_read_only: !plain,
+            ..Features::default()
+        };
+        [(String::new(), f)].into()
+    }
 }
 
-pub(super) struct Images;
+/// One image, and the containers that lease it.
+#[derive(Default)]
+pub(super) struct Images {
+    pub leases: Mutex<Vec<String>>,
+}
 
 impl ImageSource for Images {
-    fn resolve(&self, name: &str) -> Option<ImageRecord> {
+    fn lease(&self, holder: &str, name: &str) -> Option<ImageRecord> {
         if name != IMAGE && name != "busybox:latest" {
             return None;
         }
@@ -233,6 +264,11 @@ impl ImageSource for Images {
         rec.repo_tags = vec!["busybox:latest".into()];
         rec.run_config.cmd = Some(vec!["sh".into()]);
         rec.run_config.stop_signal = Some("SIGQUIT".into());
+        self.leases.lock().unwrap().push(holder.to_string());
         Some(rec)
+    }
+
+    fn release(&self, holder: &str) {
+        self.leases.lock().unwrap().retain(|h| h != holder);
     }
 }

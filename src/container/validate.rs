@@ -55,6 +55,9 @@ pub fn validate(spec: &ContainerSpec) -> Result<(), String> {
             shown(bad)
         ));
     }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        super::image_volume::validate(i, m)?;
+    }
     if let Some((key, _)) = spec
         .envs
         .iter()

@@ -67,6 +67,19 @@ impl ContentStore {
         std::fs::metadata(self.path(digest)).ok().map(|m| m.len())
     }
 
+    /// Checks a stored blob against the size a descriptor gives it: a manifest that names a
+    /// blob this store holds must also state its true size, whether or not it is downloaded.
+    pub fn check_size(&self, digest: &Digest, size: u64) -> Result<(), ContentError> {
+        match self.size(digest) {
+            Some(stored) if stored != size => Err(ContentError::SizeMismatch {
+                digest: digest.to_string(),
+                expected: size,
+                actual: stored,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Stores a small blob already in memory, after checking its digest.
     pub fn put(&self, expected: &Digest, data: &[u8]) -> Result<(), ContentError> {
         let mut w = self.writer(expected.clone(), Some(data.len() as u64))?;
@@ -223,6 +236,20 @@ mod tests {
         // Nothing half-written remains in the ingest area.
         assert_eq!(std::fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0);
         assert_eq!(store.list().expect("list"), vec![good.clone()]);
+        store.check_size(&good, data.len() as u64).expect("true size");
+        let lie = store.check_size(&good, 3).expect_err("wrong size");
+        assert!(
+            matches!(
+                lie,
+                ContentError::SizeMismatch {
+                    expected: 3,
+                    actual: 11,
+                    ..
+                }
+            ),
+            "{lie}"
+        );
+        store.check_size(&other, 3).expect("not stored: nothing to check");
         store.remove(&good).expect("remove");
         store.remove(&good).expect("idempotent remove");
         assert!(store.list().expect("list").is_empty());

@@ -28,6 +28,8 @@ pub enum LayerError {
     },
     #[error("layer {digest}: {message}")]
     Stream { digest: String, message: String },
+    #[error("layer {digest}: the registry stopped sending after {received} of {size} bytes (registry_timeout_secs)")]
+    Stalled { digest: String, received: u64, size: u64 },
     #[error(transparent)]
     Content(#[from] super::content::ContentError),
     #[error(transparent)]

@@ -21,7 +21,7 @@ impl RegistryClient {
         let host = endpoint.host().to_string();
         let mut authorization = None;
         for attempt in 0..2 {
-            let response = self.send(&endpoint, &url, &[], authorization.as_deref()).await?;
+            let response = self.send(&endpoint, &url, &[], authorization.as_deref(), None).await?;
             let status = response.status();
             if status.is_success() {
                 return Ok(host);

@@ -4,9 +4,11 @@
 pub mod archive;
 pub mod auth;
 pub mod content;
+mod download;
 pub mod history;
 pub mod hosts;
 pub mod layer;
+mod leases;
 mod login;
 pub mod manifest;
 pub mod progress;

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use super::auth::{self, AuthInput, Credentials};
+use super::download::{Ended, LayerDownload};
 use super::layer::{self, LayerError, LayerJob};
 use super::manifest::{self, Descriptor, Document, ImageConfig, Manifest};
 use super::progress::{LayerState, ProgressFn, Reporter};
@@ -21,20 +22,31 @@ use crate::snapshot::chain_ids;
 
 impl Images {
     /// Pulls `image` and returns its record. Concurrent pulls of one reference share the
-    /// work: the second waits for the first and then finds everything in place.
-    pub async fn pull(&self, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
+    /// work: the second waits for the first and then finds everything in place. Dropping
+    /// the future (a caller that gives up) stops the download at once.
+    pub async fn pull(self: &Arc<Self>, image: &str, auth: Option<&AuthInput>) -> Result<ImageRecord, ImageError> {
         self.pull_with_progress(image, auth, None).await
     }
 
     /// [`Images::pull`], telling `progress` how each layer goes.
     pub async fn pull_with_progress(
-        &self,
+        self: &Arc<Self>,
         image: &str,
         auth: Option<&AuthInput>,
         progress: Option<ProgressFn>,
     ) -> Result<ImageRecord, ImageError> {
         let started = std::time::Instant::now();
+        // A pull that fails, is refused or is abandoned leaves the store as it found it.
+        let mut undo = UndoPull {
+            images: Arc::clone(self),
+            before: Some(self.stored()?),
+        };
         let result = self.pull_once(image, auth, Reporter::new(progress)).await;
+        if let Some(before) = undo.before.take() {
+            if result.is_err() {
+                self.forget_failed_pull(&before).await;
+            }
+        }
         crate::metrics::global().pull_finished(result.is_ok(), started.elapsed().as_secs_f64());
         result
     }
@@ -208,6 +220,7 @@ impl Images {
             )));
         }
         if self.content.contains(&digest) {
+            self.content.check_size(&digest, desc.size as u64)?;
             return Ok(self.content.read(&digest)?);
         }
         let is_manifest = desc.media_type.contains("manifest") || desc.media_type.contains("index");
@@ -222,6 +235,14 @@ impl Images {
         let actual = Digest::of(&body);
         if actual != digest {
             return Err(mismatch(reference, digest.as_str(), &actual));
+        }
+        if body.len() as u64 != desc.size as u64 {
+            return Err(super::content::ContentError::SizeMismatch {
+                digest: digest.to_string(),
+                expected: desc.size as u64,
+                actual: body.len() as u64,
+            }
+            .into());
         }
         self.content.put(&digest, &body)?;
         Ok(body)
@@ -277,11 +298,12 @@ impl Images {
     ) -> Result<(), ImageError> {
         let _one_ingest = self.layer_locks.lock(chain_id.as_str()).await;
         let total = desc.size.max(0) as u64;
+        let digest = Digest::parse(&desc.digest)?;
+        self.content.check_size(&digest, total)?;
         if self.snapshots.exists(chain_id) {
             progress.report(&desc.digest, total, total, LayerState::AlreadyPresent);
             return Ok(());
         }
-        let digest = Digest::parse(&desc.digest)?;
         let job = LayerJob {
             digest: digest.clone(),
             size: desc.size as u64,
@@ -305,8 +327,7 @@ impl Images {
             .registry
             .get(reference, auth, &format!("blobs/{digest}"), &[], false)
             .await?;
-        let mut response = fetched.response;
-        let url = response.url().to_string();
+        let response = fetched.response;
         if response.content_length().is_some_and(|n| n != desc.size as u64) {
             return Err(LayerError::Stream {
                 digest: digest.to_string(),
@@ -319,46 +340,23 @@ impl Images {
             .into());
         }
         let (sender, handle) = layer::start_streamed(job, self.content.clone(), self.snapshots.clone())?;
-        progress.report(&desc.digest, total, 0, LayerState::Downloading);
-        let mut received: u64 = 0;
-        let mut transport_error = None;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    received += chunk.len() as u64;
-                    crate::metrics::global().pulled_bytes(chunk.len() as u64);
-                    if received > desc.size as u64 {
-                        transport_error = Some(format!(
-                            "registry sent more than the {} bytes the manifest declares",
-                            desc.size
-                        ));
-                        break;
-                    }
-                    progress.report(&desc.digest, total, received, LayerState::Downloading);
-                    if !sender.send(chunk).await {
-                        break; // the unpacker failed; its error is the one to report
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    transport_error = Some(format!("{url}: {}", super::registry::error_chain(&e)));
-                    break;
-                }
-            }
-        }
+        let download = LayerDownload {
+            reference,
+            auth,
+            digest: &digest,
+            size: total,
+            progress,
+        };
+        let ended = self.download_layer(&download, response, &sender).await;
         drop(sender);
-        if transport_error.is_none() {
-            progress.report(&desc.digest, total, received, LayerState::Verifying);
+        if ended.is_ok() {
+            progress.report(&desc.digest, total, total, LayerState::Verifying);
         }
         let result = handle
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
-        if let Some(message) = transport_error {
-            return Err(LayerError::Stream {
-                digest: digest.to_string(),
-                message,
-            }
-            .into());
+        if let Err(Ended::Failed(e)) = ended {
+            return Err(e.into());
         }
         let usage = result?;
         progress.report(&desc.digest, total, total, LayerState::Done);
@@ -376,6 +374,26 @@ impl Images {
     ) -> Result<ImageRecord, ImageError> {
         let tags: Vec<String> = reference.tagged().into_iter().collect();
         self.record_named(record, &tags, &[reference.with_digest(target)])
+    }
+}
+
+/// Takes back what a pull stored if its future is dropped before it finished (the caller
+/// cancelled): the clean-up runs as its own task, since the pull's task is gone.
+struct UndoPull {
+    images: Arc<Images>,
+    /// The store before the pull; None once the pull finished and dealt with it.
+    before: Option<super::service::Stored>,
+}
+
+impl Drop for UndoPull {
+    fn drop(&mut self) {
+        let Some(before) = self.before.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let images = Arc::clone(&self.images);
+        tracing::info!("pull abandoned by its caller; removing what it stored");
+        runtime.spawn(async move { images.forget_failed_pull(&before).await });
     }
 }
 

@@ -34,6 +34,9 @@ pub enum ImageError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// A container still uses the image.
+    #[error("{0}")]
+    InUse(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -67,6 +70,15 @@ pub struct Images {
     /// Pulls hold it shared; garbage collection holds it exclusively, so it never deletes
     /// blobs or snapshots that a running pull has not yet recorded.
     pub(super) gc_lock: tokio::sync::RwLock<()>,
+    /// The images containers use (see `leases.rs`).
+    pub(super) leases: super::leases::Leases,
+}
+
+/// A listing of the store's blobs and snapshots (digest strings).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Stored {
+    blobs: HashSet<String>,
+    chains: HashSet<String>,
 }
 
 /// Filesystem usage of the image store.
@@ -94,6 +106,7 @@ impl Images {
             pull_locks: KeyedLocks::default(),
             layer_locks: KeyedLocks::default(),
             gc_lock: tokio::sync::RwLock::new(()),
+            leases: Default::default(),
         };
         Ok(images)
     }
@@ -176,6 +189,7 @@ impl Images {
             self.records.put(&updated)?;
             return Ok(true);
         }
+        self.check_unused(&record)?;
         self.records.remove(&record.id)?;
         drop(naming);
         self.collect_garbage_locked()?;
@@ -227,6 +241,31 @@ impl Images {
     }
 
     fn collect_garbage_locked(&self) -> Result<(usize, usize), ImageError> {
+        self.remove_unreferenced(None)
+    }
+
+    /// What the store holds now: blob digests and snapshot chain ids.
+    pub(super) fn stored(&self) -> Result<Stored, ImageError> {
+        Ok(Stored {
+            blobs: self.content.list()?.iter().map(|d| d.to_string()).collect(),
+            chains: self.snapshots.list()?.iter().map(|d| d.to_string()).collect(),
+        })
+    }
+
+    /// Takes back what a failed pull stored: every blob and snapshot that is not in
+    /// `before` and no image refers to. Waits for pulls in flight (they may be about to
+    /// record an image that uses the same layers), so nothing another pull needs goes.
+    pub(super) async fn forget_failed_pull(&self, before: &Stored) {
+        let _gc = self.gc_lock.write().await;
+        match self.remove_unreferenced(Some(before)) {
+            Ok((0, 0)) => {}
+            Ok((blobs, snapshots)) => tracing::info!(blobs, snapshots, "removed what a failed pull stored"),
+            Err(e) => tracing::warn!(error = %e, "removing what a failed pull stored"),
+        }
+    }
+
+    /// Deletes blobs and snapshots no image refers to, leaving alone those in `keep`.
+    fn remove_unreferenced(&self, keep: Option<&Stored>) -> Result<(usize, usize), ImageError> {
         let mut blobs = HashSet::new();
         let mut chains = HashSet::new();
         for r in self.records.list(|_| true) {
@@ -235,6 +274,10 @@ impl Images {
             blobs.insert(r.id);
             blobs.extend(r.layers);
             chains.extend(r.chain_ids);
+        }
+        if let Some(keep) = keep {
+            blobs.extend(keep.blobs.iter().cloned());
+            chains.extend(keep.chains.iter().cloned());
         }
         let mut removed_blobs = 0;
         for d in self.content.list()? {
@@ -250,9 +293,11 @@ impl Images {
                 removed_snaps += 1;
             }
         }
-        crate::metrics::global().gc_run((removed_blobs + removed_snaps) as u64);
-        if removed_blobs + removed_snaps > 0 {
-            tracing::info!(blobs = removed_blobs, snapshots = removed_snaps, "garbage collected");
+        if keep.is_none() {
+            crate::metrics::global().gc_run((removed_blobs + removed_snaps) as u64);
+            if removed_blobs + removed_snaps > 0 {
+                tracing::info!(blobs = removed_blobs, snapshots = removed_snaps, "garbage collected");
+            }
         }
         Ok((removed_blobs, removed_snaps))
     }
@@ -338,6 +383,35 @@ mod tests {
         assert_eq!(id_of(images.resolve("app:v2")), None);
         let listed: Vec<String> = images.list().into_iter().map(|r| r.id).collect();
         assert_eq!(listed, [a.id, b.id], "listed by id");
+    }
+
+    #[tokio::test]
+    async fn an_image_a_container_holds_is_not_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let images = open(dir.path());
+        let a = images
+            .record_named(image("abc1", 1), &[TAG.into(), "docker.io/library/app:v2".into()], &[])
+            .expect("record");
+        assert_eq!(id_of(images.lease("c1", "app:v1")), Some(a.id.clone()));
+        assert_eq!(id_of(images.lease("c2", &a.id)), Some(a.id.clone()));
+        assert!(images.lease("c3", "app:nope").is_none(), "nothing to lease");
+        assert!(images.remove("app:v2").await.expect("untag"), "a tag can go");
+        for name in [a.id.as_str(), "app:v1"] {
+            let err = images.remove(name).await.expect_err("in use");
+            assert!(
+                matches!(&err, ImageError::InUse(m) if m.contains("container c1 and 1 more")),
+                "{err}"
+            );
+        }
+        images.release("c1");
+        let err = images.remove(&a.id).await.expect_err("still in use");
+        assert!(
+            matches!(&err, ImageError::InUse(m) if m.contains("container c2;")),
+            "{err}"
+        );
+        images.release("c2");
+        assert!(images.remove(&a.id).await.expect("free now"));
+        assert!(images.resolve(&a.id).is_none());
     }
 
     #[tokio::test]

@@ -2,4 +2,5 @@
 //! interactive execs through the OCI runtime.
 
 pub mod exec;
+pub mod features;
 pub mod shim;

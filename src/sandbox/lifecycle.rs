@@ -48,6 +48,9 @@ pub struct Sandboxes {
     /// Records, and the names (`name_namespace_uid_attempt`) they hold.
     pub(super) records: Index<SandboxRecord>,
     locks: KeyedLocks,
+    /// Held while a container joins a sandbox and while a pod's containers are stopped or
+    /// removed with it, so no container is created into a pod being taken down.
+    members: KeyedLocks,
 }
 
 fn setup_err(id: &str) -> impl Fn(String) -> SandboxError + '_ {
@@ -90,7 +93,16 @@ impl Sandboxes {
             driver,
             records,
             locks: KeyedLocks::default(),
+            members: KeyedLocks::default(),
         })
+    }
+
+    /// Holds the sandbox's membership: a container being created into it, or the pod being
+    /// stopped or removed as a whole, excludes the others until the guard drops.
+    /// `id` may be a unique prefix, as everywhere; the guard is keyed by the full id.
+    pub async fn hold_members(&self, id: &str) -> crate::locks::KeyedGuard<'_> {
+        let full = self.records.find(id).map_or_else(|| id.to_string(), |r| r.id);
+        self.members.lock(&full).await
     }
 
     /// After a restart: asks the CNI plugins to CHECK every ready sandbox's network, so a

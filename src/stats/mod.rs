@@ -6,6 +6,7 @@ pub mod cgroupfs;
 pub mod detail;
 pub mod disk;
 pub mod netdev;
+pub mod psi;
 pub mod query;
 pub mod rate;
 
@@ -27,6 +28,8 @@ pub struct Sample {
     pub cpu_nano_cores: Option<u64>,
     pub memory: Option<cgroupfs::Memory>,
     pub processes: Option<u64>,
+    /// Pressure stall figures; cgroup v2 only (None on v1, or for a pod summed from its parts).
+    pub psi: Option<psi::Psi>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +84,11 @@ impl Collector {
         })
     }
 
+    fn read_psi(&self, path: &str) -> Option<psi::Psi> {
+        let h = self.cgroups.as_ref().filter(|h| h.is_v2())?;
+        psi::read(cgroup::leaf_dirs(h, path).first()?)
+    }
+
     fn read_cgroup(&self, path: &str) -> Option<cgroupfs::CgroupStats> {
         let h = self.cgroups.as_ref()?;
         let dirs = cgroup::leaf_dirs(h, path);
@@ -107,7 +115,13 @@ impl Collector {
             cpu_nano_cores: stats.cpu_usage_ns.and_then(|u| self.cpu.observe(key, timestamp, u)),
             memory: stats.memory,
             processes: stats.pids,
+            psi: None,
         }
+    }
+
+    /// The size of one writable layer (cached).
+    pub fn writable_usage(&self, upper: &Path) -> std::io::Result<disk::Usage> {
+        self.disk.get(upper)
     }
 
     /// A container's figures; one that is not running has only its writable layer.
@@ -119,7 +133,8 @@ impl Collector {
             .as_deref()
             .filter(|_| with_detail)
             .and_then(|p| self.read_detail(p));
-        let usage = self.sample(&record.id, stats);
+        let mut usage = self.sample(&record.id, stats);
+        usage.psi = path.as_deref().and_then(|p| self.read_psi(p));
         let writable = self
             .disk
             .get(upper)
@@ -141,6 +156,7 @@ impl Collector {
             .as_deref()
             .filter(|_| with_detail)
             .and_then(|p| self.read_detail(p));
+        let psi = pod_path.as_deref().and_then(|p| self.read_psi(p));
         let stats = match pod_path {
             Some(path) => self.read_cgroup(&path),
             None => {
@@ -150,7 +166,8 @@ impl Collector {
                 sum(infra, containers.iter().map(|c| &c.usage))
             }
         };
-        let usage = self.sample(&format!("pod/{}", record.id), stats);
+        let mut usage = self.sample(&format!("pod/{}", record.id), stats);
+        usage.psi = psi;
         let network = match (record.state, record.spec.namespaces.network, record.infra_pid) {
             (SandboxState::Ready, NsMode::Pod, Some(pid)) => netdev::read(pid)
                 .map_err(|e| tracing::debug!(sandbox = %record.id, error = %e, "network counters"))

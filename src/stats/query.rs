@@ -83,6 +83,28 @@ pub async fn pods(d: &Sources<'_>, filter: &SandboxFilter, ready_only: bool, det
     .await
 }
 
+/// Bytes and inodes of every container's writable layer together (cached walks; no shim calls).
+pub async fn writable_layers(d: &Sources<'_>) -> Result<super::disk::Usage> {
+    let ids: Vec<String> = d
+        .containers
+        .records(&ContainerFilter::default())
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    prune(d);
+    collect(d, move |c, layers| {
+        let mut total = super::disk::Usage::default();
+        for id in &ids {
+            if let Ok(u) = c.writable_usage(&layers(id)) {
+                total.bytes += u.bytes;
+                total.inodes += u.inodes;
+            }
+        }
+        total
+    })
+    .await
+}
+
 /// Lets the collector forget containers and sandboxes that are gone (cheap: records only).
 fn prune(d: &Sources<'_>) {
     let containers: Vec<(String, PathBuf)> = d

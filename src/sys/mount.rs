@@ -1,4 +1,5 @@
-//! Mounts Berth makes itself: the per-pod /dev/shm tmpfs.
+//! Mounts Berth makes itself: the per-pod /dev/shm tmpfs, container root filesystems and
+//! read-only views of images (image volumes).
 
 use std::io;
 use std::path::Path;
@@ -30,11 +31,39 @@ pub fn unmount(target: &Path) -> io::Result<()> {
 /// Mounts an overlay filesystem at `target`: `lower` top-most first, plus a writable
 /// `upper` and its `work` dir.
 pub fn overlay(target: &Path, lower: &[std::path::PathBuf], upper: &Path, work: &Path) -> io::Result<()> {
+    let data = overlay_options(lower, Some((upper, work)))?;
+    mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str()))?;
+    Ok(())
+}
+
+/// Mounts a read-only view of `lower` (top-most first) at `target`: a read-only bind mount
+/// of a single layer (overlayfs wants two lower layers without an upper one), else a
+/// read-only overlay of the layers.
+pub fn read_only_layers(target: &Path, lower: &[std::path::PathBuf]) -> io::Result<()> {
+    let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+    match lower {
+        [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "image has no layers")),
+        [only] => {
+            rustix::mount::mount_bind(only, target)?;
+            if let Err(e) = rustix::mount::mount_remount(target, flags | MountFlags::BIND, "") {
+                let _ = unmount(target);
+                return Err(e.into());
+            }
+            Ok(())
+        }
+        _ => {
+            let data = overlay_options(lower, None)?;
+            mount("overlay", target, "overlay", flags, Some(data.as_c_str()))?;
+            Ok(())
+        }
+    }
+}
+
+/// Overlay mount options: the lower layers, and the upper and work dirs when writable.
+fn overlay_options(lower: &[std::path::PathBuf], upper_work: Option<(&Path, &Path)>) -> io::Result<std::ffi::CString> {
     let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-    for p in lowers
-        .iter()
-        .chain([upper.display().to_string(), work.display().to_string()].iter())
-    {
+    let upper_work = upper_work.map(|(u, w)| (u.display().to_string(), w.display().to_string()));
+    for p in lowers.iter().chain(upper_work.iter().flat_map(|(u, w)| [u, w])) {
         if p.contains([',', ':']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -42,12 +71,10 @@ pub fn overlay(target: &Path, lower: &[std::path::PathBuf], upper: &Path, work: 
             ));
         }
     }
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        upper.display(),
-        work.display()
-    );
+    let mut data = format!("lowerdir={}", lowers.join(":"));
+    if let Some((upper, work)) = &upper_work {
+        data.push_str(&format!(",upperdir={upper},workdir={work}"));
+    }
     // The kernel reads at most one page of mount options.
     if data.len() >= 4000 {
         return Err(io::Error::new(
@@ -59,7 +86,5 @@ pub fn overlay(target: &Path, lower: &[std::path::PathBuf], upper: &Path, work: 
             ),
         ));
     }
-    let data = std::ffi::CString::new(data).map_err(io::Error::other)?;
-    mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str()))?;
-    Ok(())
+    std::ffi::CString::new(data).map_err(io::Error::other)
 }

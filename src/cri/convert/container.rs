@@ -7,7 +7,9 @@ use super::image::image_name;
 use super::ns_mode;
 use super::resources::{check_resources, linux_resources, resources};
 use crate::container::lifecycle::{ContainerFilter, ContainerRecord, ContainerState};
-use crate::container::model::{ContainerSpec, DeviceSpec, MountSpec, Profile, ProfileKind, Propagation, SecuritySpec};
+use crate::container::model::{
+    ContainerSpec, DeviceSpec, ImageVolume, MountSpec, Profile, ProfileKind, Propagation, SecuritySpec,
+};
 use crate::cri::container_image::image_spec;
 
 fn profile(p: Option<&pb::SecurityProfile>) -> Option<Profile> {
@@ -37,6 +39,7 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
     check_resources(&r)?;
     let sc = linux.security_context.unwrap_or_default();
     let ns = sc.namespace_options.clone().unwrap_or_default();
+    super::host_users_only(ns.userns_options.as_ref())?;
     let caps = sc.capabilities.clone().unwrap_or_default();
     let mut envs = Vec::new();
     for kv in &c.envs {
@@ -52,13 +55,13 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
         .mounts
         .iter()
         .map(|m| {
-            if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-                return Err(Error::InvalidArgument(format!(
-                    "image volume at {} is not supported yet",
-                    m.container_path
-                )));
-            }
-            Ok(MountSpec {
+            let image = m.image.as_ref().filter(|i| !i.image.is_empty()).map(|i| ImageVolume {
+                image: i.image.trim().to_string(),
+                user_specified: i.user_specified_image.clone(),
+                sub_path: m.image_sub_path.clone(),
+                id: String::new(),
+            });
+            MountSpec {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
@@ -69,9 +72,10 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
                     _ => Propagation::Private,
                 },
                 recursive_read_only: m.recursive_read_only,
-            })
+                image,
+            }
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let stop_signal = match pb::Signal::try_from(c.stop_signal) {
         Ok(pb::Signal::RuntimeDefault) | Err(_) => String::new(),
         Ok(s) => s.as_str_name().to_string(),
@@ -192,6 +196,13 @@ pub fn container_status(r: &ContainerRecord) -> pb::ContainerStatus {
                     Propagation::Bidirectional => pb::MountPropagation::PropagationBidirectional as i32,
                 },
                 recursive_read_only: m.recursive_read_only,
+                image: m.image.as_ref().map(|v| pb::ImageSpec {
+                    image: v.image.clone(),
+                    user_specified_image: v.user_specified.clone(),
+                    image_ref: v.id.clone(),
+                    ..Default::default()
+                }),
+                image_sub_path: m.image.as_ref().map(|v| v.sub_path.clone()).unwrap_or_default(),
                 ..Default::default()
             })
             .collect(),

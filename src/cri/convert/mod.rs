@@ -34,6 +34,23 @@ pub fn required_id<'a>(id: &'a str, field: &str) -> Result<&'a str, crate::error
     Ok(id)
 }
 
+/// Pods run in the node's user namespace only: a request for a private one (`hostUsers:
+/// false`) is refused rather than run without the isolation it asked for. `Status` reports
+/// no handler with user namespace support, so kubelet does not send one.
+fn host_users_only(userns: Option<&pb::UserNamespace>) -> Result<(), crate::error::Error> {
+    match userns.map(|u| pb::NamespaceMode::try_from(u.mode)) {
+        None | Some(Ok(pb::NamespaceMode::Node)) => Ok(()),
+        Some(Ok(mode)) => Err(crate::error::Error::InvalidArgument(format!(
+            "user namespace mode {} is not supported: Berth runs pods in the node's user namespace (hostUsers: true)",
+            mode.as_str_name()
+        ))),
+        Some(Err(_)) => Err(crate::error::Error::InvalidArgument(format!(
+            "unknown user namespace mode {}",
+            userns.map_or(0, |u| u.mode)
+        ))),
+    }
+}
+
 fn ns_mode(mode: i32) -> Result<NsMode, crate::error::Error> {
     match pb::NamespaceMode::try_from(mode) {
         Ok(pb::NamespaceMode::Pod) => Ok(NsMode::Pod),
@@ -43,5 +60,34 @@ fn ns_mode(mode: i32) -> Result<NsMode, crate::error::Error> {
         Err(_) => Err(crate::error::Error::InvalidArgument(format!(
             "unknown namespace mode {mode}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn userns(mode: pb::NamespaceMode) -> pb::UserNamespace {
+        pb::UserNamespace {
+            mode: mode as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn private_user_namespaces_are_refused() {
+        assert!(host_users_only(None).is_ok());
+        assert!(host_users_only(Some(&userns(pb::NamespaceMode::Node))).is_ok());
+        for mode in [
+            pb::NamespaceMode::Pod,
+            pb::NamespaceMode::Container,
+            pb::NamespaceMode::Target,
+        ] {
+            let err = host_users_only(Some(&userns(mode))).expect_err("refused");
+            assert!(
+                matches!(&err, crate::error::Error::InvalidArgument(m) if m.contains("hostUsers")),
+                "{err}"
+            );
+        }
     }
 }

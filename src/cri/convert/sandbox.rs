@@ -47,6 +47,7 @@ pub fn sandbox_spec(c: &pb::PodSandboxConfig, runtime_handler: &str) -> Result<S
     let linux = c.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
     let ns = sc.namespace_options.clone().unwrap_or_default();
+    super::host_users_only(ns.userns_options.as_ref())?;
     let mut port_mappings = Vec::new();
     for pm in &c.port_mappings {
         let port = |p: i32, what: &str| {

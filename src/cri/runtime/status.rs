@@ -31,6 +31,8 @@ fn registries_json(d: &Daemon) -> String {
 
 /// `Status`: the `RuntimeReady` and `NetworkReady` conditions, each with a reason and
 /// message when false, and with `verbose` the effective configuration under `info["config"]`.
+/// Every runtime handler ("" = the default) is listed with the optional features its OCI
+/// runtime reports (`<runtime> features`).
 pub async fn status(d: &Daemon, req: pb::StatusRequest) -> Result<pb::StatusResponse> {
     let condition = |kind: &str, r: Readiness| pb::RuntimeCondition {
         r#type: kind.into(),
@@ -53,10 +55,22 @@ pub async fn status(d: &Daemon, req: pb::StatusRequest) -> Result<pb::StatusResp
     Ok(pb::StatusResponse {
         status: Some(pb::RuntimeStatus { conditions }),
         info,
-        runtime_handlers: vec![pb::RuntimeHandler {
-            name: String::new(),
-            features: Some(pb::RuntimeHandlerFeatures::default()),
-        }],
-        features: Some(pb::RuntimeFeatures::default()),
+        runtime_handlers: d
+            .containers
+            .handler_features()
+            .into_iter()
+            .map(|(name, f)| pb::RuntimeHandler {
+                name,
+                features: Some(pb::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: f.recursive_read_only,
+                    user_namespaces: false,
+                }),
+            })
+            .collect(),
+        // Merge (the default) and Strict are both applied (container/user.rs).
+        features: Some(pb::RuntimeFeatures {
+            supplemental_groups_policy: true,
+            user_namespaces_host_network: false,
+        }),
     })
 }

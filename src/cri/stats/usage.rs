@@ -4,6 +4,7 @@ use berth_proto as pb;
 
 use super::value;
 use crate::cri::convert;
+use crate::stats::psi::{Pressure, PsiData};
 use crate::stats::{netdev::Interface, ContainerSample, PodSample, Sample};
 
 /// The interface kubelet reports as the pod's own.
@@ -14,7 +15,7 @@ fn cpu(s: &Sample) -> Option<pb::CpuUsage> {
         timestamp: s.timestamp,
         usage_core_nano_seconds: s.cpu_usage_ns.and_then(value),
         usage_nano_cores: s.cpu_nano_cores.and_then(value),
-        psi: None,
+        psi: s.psi.and_then(|p| p.cpu).map(psi),
     })
 }
 
@@ -28,8 +29,30 @@ fn memory(s: &Sample) -> Option<pb::MemoryUsage> {
         rss_bytes: m.and_then(|m| value(m.rss_bytes)),
         page_faults: m.and_then(|m| value(m.page_faults)),
         major_page_faults: m.and_then(|m| value(m.major_page_faults)),
-        psi: None,
+        psi: s.psi.and_then(|p| p.memory).map(psi),
     })
+}
+
+/// Only where the cgroup has io pressure figures: an empty `IoUsage` would read as zero pressure.
+fn io(s: &Sample) -> Option<pb::IoUsage> {
+    let p = s.psi.and_then(|p| p.io)?;
+    Some(pb::IoUsage {
+        timestamp: s.timestamp,
+        psi: Some(psi(p)),
+    })
+}
+
+fn psi(p: Pressure) -> pb::PsiStats {
+    let data = |d: PsiData| pb::PsiData {
+        total: d.total_ns,
+        avg10: d.avg10,
+        avg60: d.avg60,
+        avg300: d.avg300,
+    };
+    pb::PsiStats {
+        full: p.full.map(data),
+        some: Some(data(p.some)),
+    }
 }
 
 pub fn container_stats(c: &ContainerSample, layers_mountpoint: &str) -> pb::ContainerStats {
@@ -52,7 +75,7 @@ pub fn container_stats(c: &ContainerSample, layers_mountpoint: &str) -> pb::Cont
             inodes_used: c.writable.map(|w| w.inodes).and_then(value),
         }),
         swap: None,
-        io: None,
+        io: io(&c.usage),
     }
 }
 
@@ -97,7 +120,7 @@ pub fn pod_stats(p: &PodSample, layers_mountpoint: &str) -> pb::PodSandboxStats 
                 .iter()
                 .map(|c| container_stats(c, layers_mountpoint))
                 .collect(),
-            io: None,
+            io: io(&p.usage),
         }),
         windows: None,
     }

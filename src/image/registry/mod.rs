@@ -69,13 +69,40 @@ impl RegistryClient {
         accept: &[&str],
         resolve: bool,
     ) -> Result<Fetched, RegistryError> {
+        self.get_ranged(reference, auth, path, accept, resolve, None).await
+    }
+
+    /// GETs a blob from byte `from` on (`Range: bytes=FROM-`). The registry may answer
+    /// 206 with that range or 200 with the whole blob; the caller tells them apart.
+    pub async fn get_range(
+        &self,
+        reference: &Reference,
+        auth: &PullAuth,
+        path: &str,
+        from: u64,
+    ) -> Result<Fetched, RegistryError> {
+        self.get_ranged(reference, auth, path, &[], false, Some(from)).await
+    }
+
+    async fn get_ranged(
+        &self,
+        reference: &Reference,
+        auth: &PullAuth,
+        path: &str,
+        accept: &[&str],
+        resolve: bool,
+        range_from: Option<u64>,
+    ) -> Result<Fetched, RegistryError> {
         let endpoints = self.endpoints(&reference.registry)?;
         let mut last = None;
         for endpoint in endpoints
             .into_iter()
             .filter(|e| if resolve { e.resolve } else { e.pull })
         {
-            match self.get_from(&endpoint, reference, auth, path, accept).await {
+            match self
+                .get_from(&endpoint, reference, auth, path, accept, range_from)
+                .await
+            {
                 Ok(response) => return Ok(Fetched { response, endpoint }),
                 Err(e) if e.try_next() => {
                     tracing::debug!(endpoint = %endpoint.base, error = %e, "endpoint failed, trying the next");
@@ -99,6 +126,7 @@ impl RegistryClient {
         auth: &PullAuth,
         path: &str,
         accept: &[&str],
+        range_from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut url = format!("{}/{}/{path}", endpoint.base, reference.repository);
         if endpoint.mirror {
@@ -118,7 +146,9 @@ impl RegistryClient {
         });
         let mut tried_auth = false;
         loop {
-            let response = self.send(endpoint, &url, accept, authorization.as_deref()).await?;
+            let response = self
+                .send(endpoint, &url, accept, authorization.as_deref(), range_from)
+                .await?;
             match response.status() {
                 s if s.is_success() => return Ok(response),
                 StatusCode::UNAUTHORIZED if !tried_auth => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, RANGE};
 use reqwest::Method;
 
 use super::error::RegistryError;
@@ -22,6 +22,7 @@ impl RegistryClient {
         url: &str,
         accept: &[&str],
         authorization: Option<&str>,
+        range_from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let client = self.client(endpoint)?;
         let origin = endpoint.origin().to_string();
@@ -40,6 +41,13 @@ impl RegistryClient {
                 headers.insert(
                     ACCEPT,
                     HeaderValue::from_str(&accept.join(", ")).map_err(|e| RegistryError::Protocol(e.to_string()))?,
+                );
+            }
+            if let Some(from) = range_from {
+                headers.insert(
+                    RANGE,
+                    HeaderValue::from_str(&format!("bytes={from}-"))
+                        .map_err(|e| RegistryError::Protocol(e.to_string()))?,
                 );
             }
             if let Some(a) = authorization.filter(|_| same_origin(&url, &origin)) {
