@@ -27,7 +27,9 @@ pub enum Error {
     DeadlineExceeded(String),
     #[error("{0}")]
     ResourceExhausted(String),
-    #[error("{0} is not implemented by this version of Berth")]
+    /// Worded as gRPC servers word a method they lack: callers (kubelet's checks among
+    /// them) recognise it.
+    #[error("method {0} not implemented")]
     Unimplemented(&'static str),
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -195,6 +197,10 @@ mod tests {
         }));
         assert_eq!(tampered.code(), Code::DataLoss);
         assert_eq!(Error::Unimplemented("Exec").code(), Code::Unimplemented);
+        assert_eq!(
+            Error::Unimplemented("CheckpointContainer").to_string(),
+            "method CheckpointContainer not implemented"
+        );
         let long = Status::from(Error::InvalidArgument(format!("name {:?}", "é".repeat(1 << 20))));
         assert!(long.message().len() < 2100 && long.message().ends_with("(truncated)"));
         let full = Error::Image(ImageError::Content(ContentError::Io {

@@ -51,10 +51,22 @@ impl Wrappers {
              case \" $* \" in *' create '*) c=create;; *' delete '*) c=delete;; *) c=other;; esac\n\
              if [ $c = delete ] && [ -e $D/slow-delete ]; then rm -f $D/slow-delete; touch $D/in-delete; sleep 2; touch $D/out-delete; fi\n\
              runc \"$@\"; rc=$?\n\
-             if [ $c = create ] && [ -e $D/slow-create ]; then rm -f $D/slow-create; touch $D/in-create; sleep 2; touch $D/out-create; fi\n\
+             if [ $c = create ] && [ -e $D/slow-create ]; then s=$(cat $D/slow-create); rm -f $D/slow-create; touch $D/in-create; sleep ${{s:-2}}; touch $D/out-create; fi\n\
              exit $rc\n"
         );
-        for (name, text) in [("bridge", bridge), ("slow-runc", runc)] {
+        // Infra process: berth-pause; an armed one first waits before it starts (after
+        // berthd spawned it, before it reports ready).
+        let pause = berth_e2e::berthd::berthd_binary()
+            .expect("berthd")
+            .with_file_name("berth-pause");
+        let infra = format!(
+            "#!/bin/sh\n\
+             D={d}\n\
+             if [ -e $D/slow-infra ]; then rm -f $D/slow-infra; touch $D/in-infra; sleep 3; touch $D/out-infra; fi\n\
+             exec {} \"$@\"\n",
+            pause.display()
+        );
+        for (name, text) in [("bridge", bridge), ("slow-runc", runc), ("slow-pause", infra)] {
             let p = dir.path().join(name);
             std::fs::write(&p, text).expect("write wrapper");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -66,12 +78,18 @@ impl Wrappers {
         self.dir.path().join(name)
     }
 
-    /// Arms the one-shot wrapper `what` (add, del, create, delete).
+    /// Arms the one-shot wrapper `what` (add, del, create, delete, infra).
     fn arm(&self, what: &str) {
         for m in ["in", "out"] {
             let _ = std::fs::remove_file(self.path(&format!("{m}-{what}")));
         }
         std::fs::write(self.path(&format!("slow-{what}")), "").expect("arm");
+    }
+
+    /// Arms `what` to wait `secs` seconds instead of 2.
+    fn arm_for(&self, what: &str, secs: u32) {
+        self.arm(what);
+        std::fs::write(self.path(&format!("slow-{what}")), secs.to_string()).expect("arm");
     }
 
     async fn wait_for(&self, marker: &str) {
@@ -237,7 +255,11 @@ fn footprint(e: &Env, cg: &CgroupParent) -> Footprint {
 /// pods in it (locals drop in reverse order).
 async fn env(cg_tag: &str) -> (CgroupParent, Env, Wrappers) {
     let w = Wrappers::new();
-    let toml = format!("[runtime_handlers]\nslow = \"{}\"\n", w.path("slow-runc").display());
+    let toml = format!(
+        "infra_binary = \"{}\"\n[runtime_handlers]\nslow = \"{}\"\n",
+        w.path("slow-pause").display(),
+        w.path("slow-runc").display()
+    );
     let bins = format!("{}:/usr/lib/cni", w.dir.path().display());
     let e = env_with_cni_bin(None, Some(toml), &bins).await;
     (CgroupParent::new(cg_tag), e, w)
@@ -416,6 +438,68 @@ async fn kill_during_run_pod_sandbox() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn kill_while_the_infra_process_starts() {
+    let (cg, mut e, w) = env("infra").await;
+    let keep = survivor(&mut e, &cg).await;
+    let before = footprint(&e, &cg);
+
+    // Killed after the infra process was spawned and before it reported ready: only the
+    // pid berthd saw at spawn time names it.
+    w.arm("infra");
+    let mut client = e.cri.clone();
+    let config = pod_cfg(&e, &cg, "infra-half");
+    let call = tokio::spawn(async move { client.runtime.run_pod_sandbox(run_req(config, "")).await });
+    w.wait_for("in-infra").await;
+    e.berthd.kill9();
+    assert!(call.await.expect("join").is_err(), "the call died with berthd");
+    recovers_clean(
+        &mut e,
+        &keep,
+        None,
+        &cg,
+        &before,
+        "a crash while the infra process starts",
+    )
+    .await;
+    // The armed wrapper was stopped by the sweep, not left to finish its wait.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !w.path("out-infra").exists(),
+        "the half-started infra process outlived the sweep"
+    );
+}
+
+#[tokio::test]
+async fn a_shim_stuck_in_runc_create_is_ended_by_the_sweep() {
+    let (cg, mut e, w) = env("stuck").await;
+    let keep = survivor(&mut e, &cg).await;
+    let pod = run_pod(&mut e, &cg, "stuckpod", "slow").await;
+    let before = footprint(&e, &cg);
+
+    // `runc create` takes longer than the sweep's calls to the shim wait: the shim does
+    // not answer while berthd, restarted, takes the unrecorded container down.
+    w.arm_for("create", 40);
+    let mut client = e.cri.clone();
+    let req = cri::CreateContainerRequest {
+        pod_sandbox_id: pod.0.clone(),
+        config: Some(e.container("stuck", &["sleep", "1000"])),
+        sandbox_config: Some(pod.1.clone()),
+    };
+    let call = tokio::spawn(async move { client.runtime.create_container(req).await });
+    w.wait_for("in-create").await;
+    e.berthd.kill9();
+    assert!(call.await.expect("join").is_err(), "the call died with berthd");
+    recovers_clean(&mut e, &keep, Some(&pod), &cg, &before, "a shim stuck in runc create").await;
+    assert!(
+        e.berthd.log().contains("ending a shim that does not answer"),
+        "the sweep did not end the stuck shim"
+    );
+    // What ran under the shim (the slow runtime's wait) went with it.
+    assert!(!w.path("out-create").exists(), "runc create outlived its shim");
+    berth_e2e::pod::stop_remove(&mut e.cri, &pod.0).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_e2e::canary::store_leftovers;
+use berth_e2e::canary::{store_leftovers, store_listing};
 use berth_e2e::cri::{basic_auth, Cri};
 use berth_e2e::image::{BuiltImage, Compression, Entry, ImageSpec, Layer};
 use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
@@ -257,11 +257,8 @@ async fn sizes_that_disagree_with_the_blob_are_refused() {
     assert!(!berthd.log().contains("panicked"));
 }
 
-/// The store's blobs and snapshots, sorted.
 fn listing(berthd: &Berthd) -> Vec<String> {
-    let mut all = store_leftovers(berthd.root(), &[]);
-    all.sort();
-    all
+    store_listing(berthd.root())
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_e2e::canary::store_leftovers;
+use berth_e2e::canary::store_listing;
 use berth_e2e::cri::Cri;
 use berth_e2e::image::{random_layer, BuiltImage, Compression, ImageSpec};
 use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
@@ -48,9 +48,7 @@ async fn berthd(reg: &ScriptedRegistry, toml: Option<String>) -> (Berthd, Cri, t
 }
 
 fn listing(berthd: &Berthd) -> Vec<String> {
-    let mut all = store_leftovers(berthd.root(), &[]);
-    all.sort();
-    all
+    store_listing(berthd.root())
 }
 
 #[tokio::test]

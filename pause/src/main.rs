@@ -87,6 +87,10 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     if args.init {
+        if let Err(e) = sys::die_with_parent() {
+            eprintln!("berth-pause: {e}");
+            return ExitCode::from(1);
+        }
         return sys::reap_until_terminated(None);
     }
     if let Err(e) = setup(&args) {

@@ -47,6 +47,13 @@ pub fn unshare(uts: bool, ipc: bool, pid: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Ends this process when its parent does: the PID namespace's init dies with the process
+/// that made it (which berthd stops, or which a crash left for the start-up sweep).
+pub fn die_with_parent() -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    Ok(())
+}
+
 /// Closes stdout so the daemon's reader sees EOF after the ready line.
 pub fn close_stdout() {
     let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null");

@@ -101,9 +101,20 @@ impl ShimDriver {
     async fn do_teardown(&self, id: &str, handler: Option<&str>) {
         let bundle = self.bundle(id);
         if shim::socket(&bundle).exists() {
-            let _ = shim::kill(&bundle, 9, true).await;
-            let _ = shim::wait(&bundle, Duration::from_secs(5)).await;
-            let _ = shim::delete(&bundle).await;
+            match shim::kill(&bundle, 9, true).await {
+                Err(shim::ShimError::Timeout(_)) => {} // not answering: ended below
+                _ => {
+                    let _ = shim::wait(&bundle, Duration::from_secs(5)).await;
+                    let _ = shim::delete(&bundle).await;
+                }
+            }
+        }
+        // A shim that is still there did not answer (after a crash, one can still be
+        // inside `runc create`): it is ended with what runs under it before its
+        // container's state is taken back.
+        if let Some(pid) = shim::running_pid(&bundle) {
+            tracing::warn!(container = id, pid, "ending a shim that does not answer");
+            shim::end_unanswering(pid).await;
         }
         // A shim that died leaves runtime state; take it back directly.
         let handlers: Vec<&str> = match handler {

@@ -189,6 +189,44 @@ pub async fn wait(bundle: &Path, timeout: Duration) -> Result<bool, ShimError> {
     }
 }
 
+/// The pid of the shim serving `bundle` while it runs: its pid file, checked against the
+/// process's command line (which names the bundle), so a reused pid is never taken for it.
+pub fn running_pid(bundle: &Path) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let pid: u32 = std::fs::read_to_string(bundle.join(api::PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let bundle = bundle.as_os_str().as_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == bundle).then_some(pid)
+}
+
+/// Ends a shim that does not answer (one still inside `runc create` when berthd died) and,
+/// as it leads its own session, everything started under it; returns once it is gone.
+pub async fn end_unanswering(pid: u32) {
+    use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+    let Some(p) = Pid::from_raw(pid as i32) else { return };
+    // Its own process group only once `serve` ran setsid (never berthd's group).
+    let leads_group = rustix::process::getpgid(Some(p)).is_ok_and(|g| g == p);
+    let _ = if leads_group {
+        kill_process_group(p, Signal::KILL)
+    } else {
+        kill_process(p, Signal::KILL)
+    };
+    for _ in 0..200 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let gone = stat
+            .rfind(')')
+            .is_none_or(|i| stat[i + 1..].trim_start().starts_with(['Z', 'X']));
+        if gone {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub async fn delete(bundle: &Path) -> Result<(), ShimError> {
     simple(bundle, Request::Delete, Duration::from_secs(30)).await
 }

@@ -15,6 +15,9 @@ pub struct InfraArgs<'a> {
     pub ipc: bool,
     pub pid: bool,
     pub sysctls: Vec<(String, String)>,
+    /// Told the process's pid as soon as it exists, before it reports ready, so that a
+    /// crash in between leaves a pid to stop.
+    pub spawned: Box<dyn FnOnce(u32) + Send + 'a>,
 }
 
 /// Starts the infra process in its own process group (so a terminal's Ctrl-C to berthd
@@ -48,6 +51,9 @@ pub async fn start(args: InfraArgs<'_>) -> Result<u32, String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", args.binary.display()))?;
+    if let Some(pid) = child.id() {
+        (args.spawned)(pid);
+    }
     let stdout = child.stdout.take().ok_or("infra process has no stdout")?;
     let stderr = child.stderr.take().ok_or("infra process has no stderr")?;
     let mut line = String::new();

@@ -247,6 +247,10 @@ impl Sandboxes {
             ipc: !host_ipc,
             pid: rec.spec.namespaces.pid == NsMode::Pod,
             sysctls,
+            spawned: Box::new({
+                let (dir, intent, driver) = (dir.clone(), rec.clone(), self.driver.clone());
+                move |pid| super::intent::write_infra(&dir, &intent, pid, driver.started(pid).unwrap_or(0))
+            }),
         });
         let intent = rec.clone();
         let infra = async {

@@ -137,13 +137,14 @@ impl Driver for FakeHost {
         }
     }
 
-    fn start_infra<'a>(&'a self, _args: InfraArgs<'a>) -> BoxFuture<'a, Result<u32, String>> {
+    fn start_infra<'a>(&'a self, args: InfraArgs<'a>) -> BoxFuture<'a, Result<u32, String>> {
         let result = match self.fail_infra.lock().unwrap().take() {
             Some(message) => Err(message),
             None => {
                 static NEXT: AtomicU32 = AtomicU32::new(100_000);
                 let pid = NEXT.fetch_add(1, Ordering::Relaxed);
                 self.infra.lock().unwrap().insert(pid, (u64::from(pid) * 10, true));
+                (args.spawned)(pid);
                 Ok(pid)
             }
         };
