@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{ImageError, ImageRecord, Images};
-
 /// Image ids by the container holding them.
 #[derive(Default)]
 pub(super) struct Leases {
@@ -17,7 +15,7 @@ pub(super) struct Leases {
 }
 
 impl Leases {
-    fn add(&self, holder: &str, image: &str) {
+    pub(super) fn add(&self, holder: &str, image: &str) {
         let mut map = self.by_holder.lock().unwrap_or_else(|p| p.into_inner());
         let held = map.entry(holder.to_string()).or_default();
         if !held.iter().any(|i| i == image) {
@@ -25,12 +23,12 @@ impl Leases {
         }
     }
 
-    fn release(&self, holder: &str) {
+    pub(super) fn release(&self, holder: &str) {
         self.by_holder.lock().unwrap_or_else(|p| p.into_inner()).remove(holder);
     }
 
     /// The holders of `image`, sorted.
-    pub(super) fn holders(&self, image: &str) -> Vec<String> {
+    fn holders(&self, image: &str) -> Vec<String> {
         let map = self.by_holder.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<String> = map
             .iter()
@@ -40,36 +38,20 @@ impl Leases {
         out.sort();
         out
     }
-}
 
-impl Images {
-    /// Resolves `name` (as [`Images::resolve`]) and leases the image to `holder`.
-    pub fn lease(&self, holder: &str, name: &str) -> Option<ImageRecord> {
-        let _naming = self.naming.lock().unwrap_or_else(|p| p.into_inner());
-        let record = self.resolve(name)?;
-        self.leases.add(holder, &record.id);
-        Some(record)
-    }
-
-    /// Ends every lease of `holder`.
-    pub fn release(&self, holder: &str) {
-        self.leases.release(holder);
-    }
-
-    /// Refuses to remove an image that a container holds (called under the naming lock).
-    pub(super) fn check_unused(&self, record: &ImageRecord) -> Result<(), ImageError> {
-        let holders = self.leases.holders(&record.id);
+    /// Refuses an image that a container holds, naming the container.
+    pub(super) fn check_unused(&self, image: &str) -> Result<(), String> {
+        let holders = self.holders(image);
         match holders.as_slice() {
             [] => Ok(()),
-            [one, ..] => Err(ImageError::InUse(format!(
-                "image {} is in use by container {one}{}; remove the container first",
-                record.id,
+            [one, ..] => Err(format!(
+                "image {image} is used by container {one}{}; remove the container first",
                 if holders.len() > 1 {
                     format!(" and {} more", holders.len() - 1)
                 } else {
                     String::new()
                 }
-            ))),
+            )),
         }
     }
 }

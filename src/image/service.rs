@@ -189,7 +189,7 @@ impl Images {
             self.records.put(&updated)?;
             return Ok(true);
         }
-        self.check_unused(&record)?;
+        self.leases.check_unused(&record.id).map_err(ImageError::InUse)?;
         self.records.remove(&record.id)?;
         drop(naming);
         self.collect_garbage_locked()?;
@@ -316,6 +316,20 @@ impl Images {
         usage.bytes += bytes;
         usage.inodes += inodes;
         usage
+    }
+
+    /// Resolves `name` (as [`Images::resolve`]) and leases the image to `holder` (see
+    /// `leases.rs`); under the naming lock, so a removal racing it sees the lease.
+    pub fn lease(&self, holder: &str, name: &str) -> Option<ImageRecord> {
+        let _naming = self.naming.lock().unwrap_or_else(|p| p.into_inner());
+        let record = self.resolve(name)?;
+        self.leases.add(holder, &record.id);
+        Some(record)
+    }
+
+    /// Ends every lease of `holder`.
+    pub fn release(&self, holder: &str) {
+        self.leases.release(holder);
     }
 
     /// Where the image filesystem lives (reported to kubelet for eviction decisions).
