@@ -11,12 +11,14 @@ use crate::registry::{RegistryOpts, TestRegistry};
 use crate::{Berthd, BerthdOpts};
 
 pub struct Env {
-    _reg: TestRegistry,
-    _net: TestNet,
+    // Fields drop in this order: berthd first (its pods' CNI DEL still needs the network),
+    // the network and the registry last.
     pub berthd: Berthd,
     pub cri: Cri,
     pub image: String,
     pub logs: tempfile::TempDir,
+    _net: TestNet,
+    _reg: TestRegistry,
 }
 
 /// A registry with a busybox image (USER app = 1000 when `user` is set), a berthd that
