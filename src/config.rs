@@ -28,6 +28,10 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Docker-style `config.json` with `auths` used when a pull carries no credentials.
     pub registry_auth_file: PathBuf,
+    /// A containers-policy.json(5) signature policy every pull is checked against
+    /// (`insecureAcceptAnything`, `reject`, `sigstoreSigned` with public keys); unset:
+    /// images are not checked for signatures.
+    pub signature_policy: Option<PathBuf>,
     /// Layers of one image downloaded at once.
     pub max_concurrent_downloads: usize,
     /// Seconds a registry may take to answer, or stay silent while sending a body, before
@@ -190,6 +194,7 @@ impl Default for Config {
             registry_mirrors: Vec::new(),
             insecure_registries: Vec::new(),
             registry_auth_file: "/root/.docker/config.json".into(),
+            signature_policy: None,
             max_concurrent_downloads: 6,
             registry_timeout_secs: 30,
             log_level: "info".into(),
@@ -285,6 +290,10 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{key} {path:?} must be an absolute path")));
             }
         }
+        if let Some(path) = &self.signature_policy {
+            crate::image::trust::Policy::load(path)
+                .map_err(|e| ConfigError::Invalid(format!("signature_policy: {e}")))?;
+        }
         if self.root == self.state {
             return Err(ConfigError::Invalid(
                 "root and state must be different directories".into(),
@@ -375,6 +384,26 @@ mod tests {
         assert_eq!(cfg, Config::default());
         cfg.validate().expect("defaults are valid");
         assert!(Config::load(Path::new("/nonexistent/berth.toml"), true).is_err());
+    }
+
+    #[test]
+    fn a_signature_policy_must_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.json");
+        let cfg = Config {
+            signature_policy: Some(path.clone()),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err(), "a missing policy file");
+        std::fs::write(
+            &path,
+            r#"{"default": [{"type": "sigstoreSigned", "keyPath": "absent.pub"}]}"#,
+        )
+        .expect("write");
+        let err = cfg.validate().expect_err("a key that is not there").to_string();
+        assert!(err.contains("signature_policy") && err.contains("absent.pub"), "{err}");
+        std::fs::write(&path, r#"{"default": [{"type": "insecureAcceptAnything"}]}"#).expect("write");
+        cfg.validate().expect("a policy that loads");
     }
 
     #[test]

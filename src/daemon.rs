@@ -127,6 +127,7 @@ impl Daemon {
             limits: config.limits.clone(),
             max_concurrent_downloads: config.max_concurrent_downloads,
             auth_file: config.registry_auth_file.clone(),
+            signature_policy: config.signature_policy.clone(),
         };
         let images = Arc::new(Images::open(
             content,

@@ -100,7 +100,8 @@ fn image_code(e: &ImageError) -> Code {
     match e {
         ImageError::Reference(_) | ImageError::Invalid(_) => Code::InvalidArgument,
         ImageError::NotFound(_) => Code::NotFound,
-        ImageError::InUse(_) => Code::FailedPrecondition,
+        ImageError::InUse(_) | ImageError::Policy(_) => Code::FailedPrecondition,
+        ImageError::Refused(_) => Code::PermissionDenied,
         ImageError::Registry(r) => match r {
             RegistryError::NotFound(_) => Code::NotFound,
             RegistryError::Unauthorized(_) => Code::Unauthenticated,

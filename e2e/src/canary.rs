@@ -84,9 +84,6 @@ fn listing(dir: &Path) -> Vec<String> {
     out
 }
 
-/// What sits in berthd's store beyond `allowed_blobs`: every entry of `snapshots/` (its
-/// `.ingest` scratch directory included) and `content/ingest/`, and every blob whose digest is
-/// not in `allowed_blobs` (`sha256:<hex>`). Empty after a failed pull that cleaned up.
 /// Everything in the image store (blobs, snapshots, ingests), sorted: two listings are
 /// equal when the store holds the same (content-addressed) things.
 pub fn store_listing(root: &Path) -> Vec<String> {
@@ -95,6 +92,9 @@ pub fn store_listing(root: &Path) -> Vec<String> {
     all
 }
 
+/// What sits in berthd's store beyond `allowed_blobs`: every entry of `snapshots/` (its
+/// `.ingest` scratch directory included) and `content/ingest/`, and every blob whose digest is
+/// not in `allowed_blobs` (`sha256:<hex>`). Empty after a failed pull that cleaned up.
 pub fn store_leftovers(root: &Path, allowed_blobs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let ls = |d: &Path| -> Vec<String> {

@@ -1,15 +1,17 @@
 //! The real kubelet (v1.36, standalone) on berthd, as on a fresh node: static pods with
 //! resource limits (kubelet sets hugepage limits for every page size), a hostPort, an exec
-//! readiness probe, kubelet's own API (logs, stats); then the manifests are deleted and
+//! readiness probe, kubelet's own API (logs, stats), a pod whose unsigned image the
+//! signature policy refuses (ErrImagePull with the reason); then the manifests are deleted and
 //! nothing of the pods may stay: no sandbox, container, cgroup, netns or mount. Alone in its
 //! test binary: kubelet owns its cgroup root and ports while it runs.
 
 use std::time::{Duration, Instant};
 
 use berth_e2e::cri::v1 as cri;
+use berth_e2e::image::{push_image, ImageSpec};
 use berth_e2e::kubelet::Kubelet;
 use berth_e2e::pod::count;
-use berth_e2e::workload::{env, Env};
+use berth_e2e::workload::{env_with, Env};
 
 fn web_pod(image: &str, host_port: u16) -> String {
     format!(
@@ -55,6 +57,66 @@ spec:
     )
 }
 
+/// A pod whose image the signature policy refuses (it is not signed).
+fn unsigned_pod(image: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: unsigned
+  namespace: default
+spec:
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: Always
+    command: ["/bin/busybox", "sleep", "3600"]
+"#
+    )
+}
+
+/// A signature policy: images under `signed_repo` need a cosign signature by a key made
+/// here with openssl; anything else is accepted.
+fn write_policy(dir: &std::path::Path, signed_repo: Option<&str>) -> std::path::PathBuf {
+    let key = dir.join("cosign.key");
+    let public = dir.join("cosign.pub");
+    if !public.exists() {
+        for args in [
+            vec![
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ],
+            vec!["pkey", "-pubout", "-out"],
+        ] {
+            let mut cmd = std::process::Command::new("openssl");
+            cmd.args(&args);
+            if args[0] == "pkey" {
+                cmd.arg(&public).arg("-in");
+            }
+            let status = cmd.arg(&key).status().expect("openssl runs");
+            assert!(status.success(), "openssl {args:?}");
+        }
+    }
+    let mut docker = serde_json::Map::new();
+    if let Some(repo) = signed_repo {
+        docker.insert(
+            repo.into(),
+            serde_json::json!([{"type": "sigstoreSigned", "keyPath": public}]),
+        );
+    }
+    let policy = serde_json::json!({
+        "default": [{"type": "insecureAcceptAnything"}],
+        "transports": {"docker": docker},
+    });
+    let path = dir.join("policy.json");
+    std::fs::write(&path, policy.to_string()).expect("policy");
+    path
+}
+
 /// Containers berthd lists for the pod named `pod` (by kubelet's labels).
 async fn containers_of(env: &mut Env, pod: &str) -> Vec<cri::Container> {
     let all = env.containers().await;
@@ -74,13 +136,25 @@ async fn sandboxes(cri: &mut berth_e2e::cri::Cri) -> Vec<cri::PodSandbox> {
 
 #[tokio::test]
 async fn kubelet_runs_static_pods_and_removes_them() {
-    let mut env = env(None).await;
+    let trust = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(trust.path(), None);
+    let mut env = env_with(
+        None,
+        Some(format!("signature_policy = {:?}\n", policy.display().to_string())),
+    )
+    .await;
+    let unsigned = format!("{}/e2e/unsigned:1", env.registry());
+    push_image(&env.registry(), "e2e/unsigned", "1", &ImageSpec::busybox(), None)
+        .await
+        .expect("push the unsigned image");
+    write_policy(trust.path(), Some(&format!("{}/e2e/unsigned", env.registry())));
     let mut kubelet = Kubelet::start(&env.berthd.endpoint()).expect("kubelet starts");
     let host_port = berth_e2e::free_port();
     let web_name = format!("web-{}", kubelet.node_name);
     let limited_name = format!("limited-{}", kubelet.node_name);
     std::fs::write(kubelet.manifests().join("web.yaml"), web_pod(&env.image, host_port)).expect("manifest");
     std::fs::write(kubelet.manifests().join("limited.yaml"), limited_pod(&env.image)).expect("manifest");
+    std::fs::write(kubelet.manifests().join("unsigned.yaml"), unsigned_pod(&unsigned)).expect("manifest");
 
     // Both pods' containers run (kubelet creates them only after RunPodSandbox worked).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -216,12 +290,35 @@ async fn kubelet_runs_static_pods_and_removes_them() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
+    // The unsigned pod's image was refused: kubelet reports ErrImagePull with the policy's
+    // reason, and the pod has no container.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = kubelet.log();
+        if log.contains("ErrImagePull") && log.contains("refused by signature policy") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubelet did not report the refused pull:\n{}",
+            kubelet.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let refused = containers_of(&mut env, &format!("unsigned-{}", kubelet.node_name)).await;
+    assert!(refused.is_empty(), "a container from a refused image: {refused:?}");
+    assert!(
+        env.cri.status(&unsigned).await.expect("status").is_none(),
+        "the refused image is not stored"
+    );
+
     // Delete the manifests in creation order; kubelet stops the pods and its garbage
     // collection removes their sandboxes.
     let ids: Vec<String> = sandboxes(&mut env.cri).await.into_iter().map(|s| s.id).collect();
-    assert_eq!(ids.len(), 2, "one sandbox per pod: {ids:?}");
-    std::fs::remove_file(kubelet.manifests().join("web.yaml")).expect("rm");
-    std::fs::remove_file(kubelet.manifests().join("limited.yaml")).expect("rm");
+    assert_eq!(ids.len(), 3, "one sandbox per pod: {ids:?}");
+    for manifest in ["web.yaml", "limited.yaml", "unsigned.yaml"] {
+        std::fs::remove_file(kubelet.manifests().join(manifest)).expect("rm");
+    }
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let left = sandboxes(&mut env.cri).await;

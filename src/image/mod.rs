@@ -16,6 +16,8 @@ mod pull;
 pub mod reference;
 pub mod registry;
 mod service;
+mod signatures;
+pub mod trust;
 pub mod unpack;
 
 pub use service::{ImageError, Images, ImagesOptions};
@@ -45,6 +47,10 @@ pub struct ImageRecord {
     /// Unix time in nanoseconds when the image was pulled.
     pub pulled_at: i64,
     pub pinned: bool,
+    /// What the signature policy decided at the last pull; None without a policy (and
+    /// for images loaded from archives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<trust::Verdict>,
 }
 
 impl crate::store::Record for ImageRecord {
@@ -97,6 +103,7 @@ impl ImageRecord {
             architecture: "amd64".into(),
             pulled_at: 0,
             pinned: false,
+            trust: None,
         }
     }
 }

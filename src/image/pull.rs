@@ -64,6 +64,7 @@ impl Images {
         let started = std::time::Instant::now();
 
         let (target_digest, manifest_digest, manifest) = self.resolve_manifest(&reference, &credentials).await?;
+        let trust = self.check_trust(&reference, &credentials, &target_digest).await?;
         let config_bytes = self
             .fetch_small(
                 &reference,
@@ -123,6 +124,7 @@ impl Images {
             architecture: config.architecture.clone(),
             pulled_at: crate::clock::now_nanos(),
             pinned: false,
+            trust,
         };
         let record = self.record_pull(record, &reference, &target_digest)?;
         tracing::info!(image = %reference, id = %record.id, bytes = record.size, ms = started.elapsed().as_millis() as u64, "pulled");

@@ -39,6 +39,12 @@ pub enum ImageError {
     InUse(String),
     #[error("{0}")]
     Internal(String),
+    /// The signature policy refuses the image.
+    #[error("{0}")]
+    Refused(String),
+    /// The signature policy cannot be read or applied.
+    #[error("signature policy: {0}")]
+    Policy(String),
 }
 
 impl From<crate::digest::InvalidDigest> for ImageError {
@@ -51,6 +57,8 @@ pub struct ImagesOptions {
     pub limits: Limits,
     pub max_concurrent_downloads: usize,
     pub auth_file: PathBuf,
+    /// A containers-policy.json(5) file every pull is checked against; None: no checks.
+    pub signature_policy: Option<PathBuf>,
 }
 
 pub struct Images {
@@ -361,6 +369,7 @@ mod tests {
             limits: Default::default(),
             max_concurrent_downloads: 1,
             auth_file: dir.join("config.json"),
+            signature_policy: None,
         };
         Images::open(content, snapshots, registry, meta, options).expect("open")
     }

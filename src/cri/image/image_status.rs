@@ -8,7 +8,7 @@ use crate::error::Result;
 
 /// `ImageStatus`: the image named by id, tag or digest. A missing image is not an error:
 /// the response's `image` is unset. With `verbose`, `info["info"]` holds the image config
-/// and the layers' chain ids as JSON.
+/// the layers' chain ids and what the signature policy decided at the pull, as JSON.
 pub async fn image_status(d: &Daemon, req: pb::ImageStatusRequest) -> Result<pb::ImageStatusResponse> {
     let name = convert::image_name(req.image.as_ref())?;
     instrument::record_id(name);
@@ -23,6 +23,7 @@ pub async fn image_status(d: &Daemon, req: pb::ImageStatusRequest) -> Result<pb:
             "target": record.target,
             "chainIDs": record.chain_ids,
             "imageSpec": d.images.config_json(&record),
+            "signaturePolicy": record.trust,
         });
         info.insert("info".to_string(), verbose.to_string());
     }

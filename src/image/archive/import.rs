@@ -377,6 +377,7 @@ impl Images {
                 architecture: c.config.architecture.clone(),
                 pulled_at: crate::clock::now_nanos(),
                 pinned: false,
+                trust: None,
             };
             records.push(self.record_named(record, &c.tags, &c.repo_digests)?);
         }

@@ -32,6 +32,7 @@ fn node() -> Node {
         limits: Default::default(),
         max_concurrent_downloads: 2,
         auth_file: dir.path().join("config.json"),
+        signature_policy: None,
     };
     let images = Images::open(content, snapshots, registry, meta, options).unwrap();
     let spool = dir.path().join("archive.tar");
