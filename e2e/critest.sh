@@ -15,6 +15,8 @@ FOCUS=${1:-}
 [[ -x $BERTHD ]] || { echo "berthd not built at $BERTHD: cargo build --bin berthd" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/berth-critest.XXXXXX)
+# Containers in a pod's own user namespace traverse it to their root filesystems.
+chmod 711 "$WORK"
 PID=""
 SOCK=$WORK/berth.sock
 # The kit's CNI config uses bridge cni0; remove it afterwards if this run created it.

@@ -39,6 +39,8 @@ esac
 [[ -x $BERTHD ]] || { echo "berthd not built at $BERTHD: cargo build --bin berthd" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/berth-node-e2e.XXXXXX)
+# Containers in a pod's own user namespace traverse it to their root filesystems.
+chmod 711 "$WORK"
 OUT=${NODE_E2E_OUT:-$WORK/out}
 PID=""
 SOCK=$WORK/berth.sock

@@ -77,6 +77,9 @@ impl Berthd {
             None => berthd_binary()?,
         };
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        // Traversable, as /var/lib is: containers in a pod's own user namespace reach
+        // their root filesystems through it.
+        fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         let root = dir.path().join("root");
         let state = dir.path().join("state");
         fs::create_dir_all(&root)?;

@@ -1,10 +1,11 @@
 //! `berth-pause`: the infra process of a Berth pod sandbox.
 //!
 //! ```text
-//! berth-pause [--netns PATH] [--uts] [--hostname NAME] [--ipc] [--pid] [--sysctl KEY=VALUE]...
+//! berth-pause [--userns PATH] [--netns PATH] [--uts] [--hostname NAME] [--ipc] [--pid] [--sysctl KEY=VALUE]...
 //! ```
 //!
-//! It joins the pod's pinned network namespace (and brings its `lo` up), creates the UTS (with the pod's hostname),
+//! With `--userns` it first enters the pod's pinned user namespace, so that every namespace it
+//! makes belongs to the pod's user namespace. It joins the pod's pinned network namespace (and brings its `lo` up), creates the UTS (with the pod's hostname),
 //! IPC and, when asked, PID namespaces that the pod's containers later join through
 //! `/proc/<pid>/ns/*`, writes `ready <pid>` on stdout (the pid containers must join; with
 //! `--pid` that is a child that is PID 1 of the new namespace), and then only reaps
@@ -20,6 +21,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 struct Args {
+    userns: Option<String>,
     netns: Option<String>,
     uts: bool,
     hostname: Option<String>,
@@ -32,6 +34,7 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
+        userns: None,
         netns: None,
         uts: false,
         hostname: None,
@@ -43,6 +46,7 @@ fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--userns" => args.userns = Some(it.next().ok_or("--userns needs a path")?),
             "--netns" => args.netns = Some(it.next().ok_or("--netns needs a path")?),
             "--hostname" => args.hostname = Some(it.next().ok_or("--hostname needs a name")?),
             "--uts" => args.uts = true,
@@ -123,6 +127,9 @@ fn main() -> ExitCode {
 }
 
 fn setup(args: &Args) -> Result<(), String> {
+    if let Some(path) = &args.userns {
+        sys::join_userns(path).map_err(|e| format!("joining user namespace {path}: {e}"))?;
+    }
     if let Some(path) = &args.netns {
         sys::join_netns(path).map_err(|e| format!("joining network namespace {path}: {e}"))?;
         sys::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;

@@ -37,6 +37,14 @@ pub fn join_netns(path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Enters the pod's user namespace (owner of its network namespace), so the namespaces
+/// made next belong to it.
+pub fn join_userns(path: &str) -> io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(&file), Some(LinkNameSpaceType::User))?;
+    Ok(())
+}
+
 pub fn unshare(uts: bool, ipc: bool, pid: bool) -> io::Result<()> {
     let mut flags = UnshareFlags::empty();
     flags.set(UnshareFlags::NEWUTS, uts);

@@ -106,11 +106,13 @@ impl Containers {
         spec: ContainerSpec,
         cdi_edits: &[crate::cdi::registry::Edit],
     ) -> Result<ContainerRecord, ContainerError> {
-        let prepared = self.driver.prepare(id, image).await?;
-        let mounted = ContainerSpec {
-            mounts: self.mount_image_volumes(id, &spec, volume_images)?,
-            ..spec.clone()
-        };
+        let userns = super::userns::pod_userns(sandbox, &spec)?;
+        let prepared = self.driver.prepare(id, image, userns.as_ref()).await?;
+        let mut mounts = self.mount_image_volumes(id, &spec, volume_images, userns.as_ref())?;
+        if let Some(userns) = &userns {
+            mounts = self.idmap_volumes(id, mounts, userns)?;
+        }
+        let mounted = ContainerSpec { mounts, ..spec.clone() };
         let cgroup = self.cgroup_path(sandbox, id)?;
         let files = self.sandboxes.files_dir(&sandbox.id);
         let ctx = SandboxContext {
@@ -127,6 +129,7 @@ impl Containers {
             shm: (sandbox.spec.namespaces.ipc != NsMode::Node).then(|| files.join("shm")),
             sysctls: sandbox.spec.sysctls.clone(),
             privileged: sandbox.spec.privileged,
+            userns,
         };
         let defaults = image_defaults(image);
         let min_oom = std::fs::read_to_string("/proc/self/oom_score_adj")

@@ -5,13 +5,14 @@
 //! is tested without root, mounts or processes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use super::error::ContainerError;
+use super::model::PodUserNs;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
 use crate::runtime::features::Features;
@@ -42,10 +43,26 @@ pub struct Spawn<'a> {
 pub trait Driver: Send + Sync {
     /// Makes the container's bundle directory and mounts its root filesystem over the
     /// image's layers.
-    fn prepare<'a>(&'a self, id: &'a str, image: &'a ImageRecord) -> BoxFuture<'a, Result<Prepared, ContainerError>>;
+    /// In a pod with its own user namespace (`userns`), the layers are shifted into it and
+    /// the writable layer belongs to the pod's root.
+    fn prepare<'a>(
+        &'a self,
+        id: &'a str,
+        image: &'a ImageRecord,
+        userns: Option<&'a PodUserNs>,
+    ) -> BoxFuture<'a, Result<Prepared, ContainerError>>;
     /// Mounts a read-only view of `image` as the container's image volume `n` (after
     /// `prepare`); returns where. `teardown` unmounts it.
-    fn mount_image(&self, id: &str, n: usize, image: &ImageRecord) -> Result<PathBuf, ContainerError>;
+    fn mount_image(
+        &self,
+        id: &str,
+        n: usize,
+        image: &ImageRecord,
+        userns: Option<&PodUserNs>,
+    ) -> Result<PathBuf, ContainerError>;
+    /// An idmapped view, shifted into the pod's user namespace, of the source of volume
+    /// mount `n`; returns where. `teardown` unmounts it.
+    fn idmap_volume(&self, id: &str, n: usize, source: &Path, userns: &PodUserNs) -> Result<PathBuf, ContainerError>;
     /// Writes the spec into the bundle and creates the container (shim and `runtime
     /// create`); returns its init pid.
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>>;

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::error::ContainerError;
 use super::lifecycle::Containers;
-use super::model::{ContainerSpec, MountSpec};
+use super::model::{ContainerSpec, MountSpec, PodUserNs};
 use crate::image::ImageRecord;
 
 /// Checks an image volume's request: read-only, no host path, and a sub path that stays
@@ -79,13 +79,14 @@ impl Containers {
         id: &str,
         spec: &ContainerSpec,
         images: &[ImageRecord],
+        userns: Option<&PodUserNs>,
     ) -> Result<Vec<MountSpec>, ContainerError> {
         let mut images = images.iter();
         let mut out = Vec::with_capacity(spec.mounts.len());
         for (n, m) in spec.mounts.iter().enumerate() {
             let mut m = m.clone();
             if let (Some(v), Some(image)) = (&m.image, images.next()) {
-                let root = self.driver.mount_image(id, n, image)?;
+                let root = self.driver.mount_image(id, n, image, userns)?;
                 m.host_path = source(&root, &v.sub_path, &v.image)?.display().to_string();
             }
             out.push(m);

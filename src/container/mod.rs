@@ -17,6 +17,7 @@ pub mod shim_driver;
 pub mod spec;
 mod spec_input;
 mod user;
+mod userns;
 pub mod validate;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::NsMode;
+use crate::sandbox::{NsMode, UserNsChoice, UserNsMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Propagation {
@@ -106,6 +106,9 @@ pub struct SecuritySpec {
     pub readonly_paths: Option<Vec<String>>,
     pub seccomp: Option<Profile>,
     pub apparmor: Option<Profile>,
+    /// The user namespace the request names (it must be the pod's).
+    #[serde(default)]
+    pub userns: UserNsChoice,
 }
 
 /// What `CreateContainer` asks for.
@@ -141,6 +144,13 @@ pub struct ContainerSpec {
     pub stop_signal: String,
 }
 
+/// A pod's own user namespace, as its containers join it: pinned at `pin`, mapped by `map`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodUserNs {
+    pub pin: PathBuf,
+    pub map: UserNsMap,
+}
+
 /// What the pod sandbox gives a container to join and mount.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct SandboxContext {
@@ -161,6 +171,9 @@ pub struct SandboxContext {
     pub shm: Option<PathBuf>,
     pub sysctls: BTreeMap<String, String>,
     pub privileged: bool,
+    /// The pod's own user namespace; None: the node's.
+    #[serde(default)]
+    pub userns: Option<PodUserNs>,
 }
 
 /// Where a container is in its lifecycle.

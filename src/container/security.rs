@@ -200,9 +200,12 @@ pub(crate) fn capabilities(sec: &SecuritySpec, host: &Host, uid: u32) -> Result<
 }
 
 /// `linux.maskedPaths` / `linux.readonlyPaths`: none when privileged, else the CRI lists when
-/// given (an empty list means none: kubelet's `Unmasked` proc mount), else the defaults.
-pub(crate) fn masked_and_readonly_paths(sec: &SecuritySpec) -> (Vec<String>, Vec<String>) {
-    if sec.privileged {
+/// given, else the defaults. kubelet always sends the lists for its `Default` proc mount and
+/// empty ones for `Unmasked`, which Kubernetes allows only in a pod with its own user
+/// namespace; on the wire empty is also "not given", so in such a pod (`own_userns`) no
+/// lists means none, and elsewhere (crictl and other clients) the defaults.
+pub(crate) fn masked_and_readonly_paths(sec: &SecuritySpec, own_userns: bool) -> (Vec<String>, Vec<String>) {
+    if sec.privileged || (own_userns && sec.masked_paths.is_none() && sec.readonly_paths.is_none()) {
         return (Vec::new(), Vec::new());
     }
     let or_default = |v: &Option<Vec<String>>, d: &[&str]| match v {
@@ -588,13 +591,17 @@ mod tests {
         let c = capabilities(&sec, &HOST, 0).expect("caps");
         assert_eq!(c.bounding.len(), 41);
         assert_eq!(c.effective, c.bounding);
-        assert_eq!(masked_and_readonly_paths(&sec), (vec![], vec![]));
+        assert_eq!(masked_and_readonly_paths(&sec, false), (vec![], vec![]));
         assert_eq!(seccomp(&sec, &c).expect("seccomp"), None);
     }
 
     #[test]
     fn masked_and_readonly_defaults_and_overrides() {
-        let (m, r) = masked_and_readonly_paths(&SecuritySpec::default());
+        assert_eq!(
+            masked_and_readonly_paths(&SecuritySpec::default(), true),
+            (vec![], vec![])
+        );
+        let (m, r) = masked_and_readonly_paths(&SecuritySpec::default(), false);
         assert_eq!(m.len(), 11);
         assert!(m.contains(&"/sys/devices/virtual/powercap".to_owned()));
         assert_eq!(r, DEFAULT_READONLY_PATHS.map(String::from).to_vec());
@@ -603,7 +610,8 @@ mod tests {
             readonly_paths: Some(vec!["/a".into()]),
             ..Default::default()
         };
-        assert_eq!(masked_and_readonly_paths(&sec), (vec![], vec!["/a".to_owned()]));
+        assert_eq!(masked_and_readonly_paths(&sec, false), (vec![], vec!["/a".to_owned()]));
+        assert_eq!(masked_and_readonly_paths(&sec, true), (vec![], vec!["/a".to_owned()]));
     }
 
     fn rules_for<'a>(p: &'a LinuxSeccomp, name: &str) -> Vec<&'a LinuxSyscall> {

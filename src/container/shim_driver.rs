@@ -15,7 +15,8 @@ use oci_spec::runtime::LinuxResources;
 
 use super::driver::{Driver, Prepared, Spawn};
 use super::error::{setup_err, ContainerError};
-use super::rootfs::RootfsPaths;
+use super::model::PodUserNs;
+use super::rootfs::{Idmap, RootfsPaths};
 use crate::config::CgroupDriver;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
@@ -163,14 +164,20 @@ impl ShimDriver {
 }
 
 impl Driver for ShimDriver {
-    fn prepare<'a>(&'a self, id: &'a str, image: &'a ImageRecord) -> BoxFuture<'a, Result<Prepared, ContainerError>> {
+    fn prepare<'a>(
+        &'a self,
+        id: &'a str,
+        image: &'a ImageRecord,
+        userns: Option<&'a PodUserNs>,
+    ) -> BoxFuture<'a, Result<Prepared, ContainerError>> {
         async move {
             let err = setup_err(id);
             let bundle = self.bundle(id);
             std::fs::create_dir_all(&bundle).map_err(|e| err(format!("{}: {e}", bundle.display())))?;
+            let idmap = userns.map(idmap).transpose().map_err(&err)?;
             let rootfs = self.rootfs(id);
             rootfs
-                .mount(&self.lower_dirs(image))
+                .mount(&self.lower_dirs(image), idmap.as_ref())
                 .map_err(|e| err(format!("mounting the root filesystem: {e}")))?;
             Ok(Prepared {
                 rootfs: rootfs.mountpoint(),
@@ -180,10 +187,24 @@ impl Driver for ShimDriver {
         .boxed()
     }
 
-    fn mount_image(&self, id: &str, n: usize, image: &ImageRecord) -> Result<PathBuf, ContainerError> {
+    fn mount_image(
+        &self,
+        id: &str,
+        n: usize,
+        image: &ImageRecord,
+        userns: Option<&PodUserNs>,
+    ) -> Result<PathBuf, ContainerError> {
+        let idmap = userns.map(idmap).transpose().map_err(setup_err(id))?;
         self.rootfs(id)
-            .mount_image(n, &self.lower_dirs(image))
+            .mount_image(n, &self.lower_dirs(image), idmap.as_ref())
             .map_err(|e| setup_err(id)(format!("mounting image volume {n} ({}): {e}", image.id)))
+    }
+
+    fn idmap_volume(&self, id: &str, n: usize, source: &Path, userns: &PodUserNs) -> Result<PathBuf, ContainerError> {
+        let idmap = idmap(userns).map_err(setup_err(id))?;
+        self.rootfs(id)
+            .idmap_volume(n, source, &idmap)
+            .map_err(|e| setup_err(id)(format!("idmapping volume {}: {e}", source.display())))
     }
 
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>> {
@@ -277,4 +298,14 @@ impl Driver for ShimDriver {
     fn features(&self) -> BTreeMap<String, Features> {
         self.features.clone()
     }
+}
+
+/// The pod's pinned user namespace, opened, and the host ids of its root.
+fn idmap(userns: &PodUserNs) -> Result<Idmap, String> {
+    let file = std::fs::File::open(&userns.pin)
+        .map_err(|e| format!("opening the pod's user namespace {}: {e}", userns.pin.display()))?;
+    Ok(Idmap {
+        userns: file,
+        root: userns.map.host_root(),
+    })
 }

@@ -79,7 +79,7 @@ pub(crate) fn generate_on(input: &SpecInput, host: &Host) -> Result<Spec, SpecEr
     let own_uts = namespaces
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_none());
-    let (masked, readonly) = security::masked_and_readonly_paths(sec);
+    let (masked, readonly) = security::masked_and_readonly_paths(sec, input.sandbox.userns.is_some());
 
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
@@ -91,6 +91,10 @@ pub(crate) fn generate_on(input: &SpecInput, host: &Host) -> Result<Spec, SpecEr
         .sysctl(sysctls(input.sandbox))
         .build()
         .map_err(|e| SpecError::build("linux", e))?;
+    if let Some(userns) = &input.sandbox.userns {
+        linux.set_uid_mappings(Some(vec![id_mapping(&userns.map.uids)?]));
+        linux.set_gid_mappings(Some(vec![id_mapping(&userns.map.gids)?]));
+    }
     linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(plan.rootfs_propagation);
 
@@ -276,6 +280,15 @@ pub(crate) fn working_dir(c: &ContainerSpec, image: &ImageDefaults) -> Result<Pa
     Ok(cwd)
 }
 
+fn id_mapping(m: &crate::sandbox::IdMapping) -> Result<oci_spec::runtime::LinuxIdMapping, SpecError> {
+    oci_spec::runtime::LinuxIdMappingBuilder::default()
+        .container_id(m.container_id)
+        .host_id(m.host_id)
+        .size(m.length)
+        .build()
+        .map_err(|e| SpecError::build("id mapping", e))
+}
+
 fn ns(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNamespace, SpecError> {
     let b = LinuxNamespaceBuilder::default().typ(typ);
     let b = match path {
@@ -288,7 +301,8 @@ fn ns(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNamespace, 
 /// Namespaces per CRI `NamespaceOption`: a new mount namespace; the sandbox's network namespace
 /// (host networking: none); the infra process's IPC and UTS namespaces unless the pod uses the
 /// host's; PID per the container's mode (POD joins the infra's when the pod shares one, CONTAINER
-/// gets its own, NODE the host's, TARGET is unsupported); a cgroup namespace on cgroup v2.
+/// gets its own, NODE the host's, TARGET is unsupported); a cgroup namespace on cgroup v2; the
+/// pod's own user namespace when it has one.
 pub(crate) fn namespaces(input: &SpecInput, host: &Host) -> Result<Vec<LinuxNamespace>, SpecError> {
     let sb = input.sandbox;
     let infra_ns = |kind: &str| -> Result<Option<PathBuf>, SpecError> {
@@ -301,6 +315,9 @@ pub(crate) fn namespaces(input: &SpecInput, host: &Host) -> Result<Vec<LinuxName
         Ok(Some(PathBuf::from(format!("/proc/{}/ns/{kind}", sb.infra_pid))))
     };
     let mut out = vec![ns(LinuxNamespaceType::Mount, None)?];
+    if let Some(userns) = &sb.userns {
+        out.push(ns(LinuxNamespaceType::User, Some(userns.pin.clone()))?);
+    }
     if let Some(netns) = &sb.netns {
         out.push(ns(LinuxNamespaceType::Network, Some(netns.clone()))?);
     }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use super::driver::{Driver, Prepared, Spawn};
 use super::error::ContainerError;
 use super::lifecycle::ImageSource;
+use super::model::PodUserNs;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
 use crate::runtime::features::Features;
@@ -87,7 +88,12 @@ impl Fake {
 }
 
 impl Driver for Fake {
-    fn prepare<'a>(&'a self, id: &'a str, _image: &'a ImageRecord) -> BoxFuture<'a, Result<Prepared, ContainerError>> {
+    fn prepare<'a>(
+        &'a self,
+        id: &'a str,
+        _image: &'a ImageRecord,
+        _userns: Option<&'a PodUserNs>,
+    ) -> BoxFuture<'a, Result<Prepared, ContainerError>> {
         self.log("prepare", id);
         self.disk.lock().unwrap().push(id.to_string());
         let dir = PathBuf::from("/nonexistent").join(id);
@@ -100,7 +106,18 @@ impl Driver for Fake {
         .boxed()
     }
 
-    fn mount_image(&self, id: &str, n: usize, _image: &ImageRecord) -> Result<PathBuf, ContainerError> {
+    fn idmap_volume(&self, id: &str, n: usize, source: &Path, _userns: &PodUserNs) -> Result<PathBuf, ContainerError> {
+        self.log(&format!("idmap_volume{n}"), id);
+        Ok(source.to_path_buf())
+    }
+
+    fn mount_image(
+        &self,
+        id: &str,
+        n: usize,
+        _image: &ImageRecord,
+        _userns: Option<&PodUserNs>,
+    ) -> Result<PathBuf, ContainerError> {
         self.log(&format!("mount_image{n}"), id);
         self.image_root
             .lock()

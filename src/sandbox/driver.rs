@@ -12,6 +12,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
 use super::infra::{self, InfraArgs};
+use super::UserNsMap;
 use crate::cgroup::{self, Hierarchy};
 use crate::sys;
 
@@ -22,7 +23,10 @@ pub trait Driver: Send + Sync {
     fn unmount(&self, dir: &Path) -> io::Result<()>;
     /// Creates a network namespace pinned at `pin`.
     fn create_netns(&self, pin: &Path) -> io::Result<()>;
-    /// Releases the namespace pinned at `pin`; a missing pin is fine.
+    /// Creates a user namespace with `map`, pinned at `user_pin`, and a network namespace
+    /// it owns, pinned at `net_pin`; on failure neither pin stays.
+    fn create_userns(&self, user_pin: &Path, net_pin: &Path, map: &UserNsMap) -> io::Result<()>;
+    /// Releases the namespace pinned at `pin` (network or user); a missing pin is fine.
     fn remove_netns(&self, pin: &Path) -> io::Result<()>;
     /// Creates cgroup `path` in every hierarchy; returns the directories it made.
     fn create_cgroup(&self, path: &str) -> io::Result<Vec<PathBuf>>;
@@ -70,6 +74,20 @@ impl Driver for HostDriver {
 
     fn create_netns(&self, pin: &Path) -> io::Result<()> {
         sys::ns::create_netns(pin)
+    }
+
+    fn create_userns(&self, user_pin: &Path, net_pin: &Path, map: &UserNsMap) -> io::Result<()> {
+        let ns = sys::userns::create(&map.uids.map_line(), &map.gids.map_line(), true)?;
+        let net = ns
+            .net
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no network namespace"))?;
+        sys::userns::pin(&ns.user, user_pin)?;
+        if let Err(e) = sys::userns::pin(net, net_pin) {
+            let _ = sys::ns::remove_netns(user_pin);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn remove_netns(&self, pin: &Path) -> io::Result<()> {

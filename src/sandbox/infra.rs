@@ -9,6 +9,8 @@ use tokio::io::AsyncBufReadExt as _;
 /// How to start the infra process.
 pub struct InfraArgs<'a> {
     pub binary: &'a Path,
+    /// The pod's own user namespace, entered first.
+    pub userns: Option<&'a Path>,
     pub netns: Option<&'a Path>,
     pub uts: bool,
     pub hostname: &'a str,
@@ -25,6 +27,9 @@ pub struct InfraArgs<'a> {
 /// reported its namespaces ready. The child is reaped by a background task.
 pub async fn start(args: InfraArgs<'_>) -> Result<u32, String> {
     let mut cmd = tokio::process::Command::new(args.binary);
+    if let Some(ns) = args.userns {
+        cmd.arg("--userns").arg(ns);
+    }
     if let Some(ns) = args.netns {
         cmd.arg("--netns").arg(ns);
     }

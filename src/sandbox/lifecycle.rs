@@ -130,6 +130,11 @@ impl Sandboxes {
         self.opts.state_dir.join("netns").join(id)
     }
 
+    /// Where a pod's own user namespace is pinned.
+    pub(super) fn userns_path(&self, id: &str) -> PathBuf {
+        self.opts.state_dir.join("userns").join(id)
+    }
+
     /// Stores the record; the store's observer publishes what the change amounts to.
     fn save(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         self.records.put(rec)?;
@@ -171,6 +176,7 @@ impl Sandboxes {
             state: SandboxState::NotReady,
             created_at: crate::clock::now_nanos(),
             netns: None,
+            userns: None,
             ips: Vec::new(),
             infra_pid: None,
             infra_start: 0,
@@ -224,9 +230,19 @@ impl Sandboxes {
         }
         if !host_net {
             let ns = self.netns_path(&id);
-            self.driver
-                .create_netns(&ns)
-                .map_err(|e| err(format!("creating network namespace: {e}")))?;
+            match &rec.spec.userns {
+                Some(map) => {
+                    let user = self.userns_path(&id);
+                    self.driver
+                        .create_userns(&user, &ns, map)
+                        .map_err(|e| err(format!("creating user and network namespaces: {e}")))?;
+                    rec.userns = Some(user);
+                }
+                None => self
+                    .driver
+                    .create_netns(&ns)
+                    .map_err(|e| err(format!("creating network namespace: {e}")))?,
+            }
             rec.netns = Some(ns);
         }
         rec.cgroup_dirs = self
@@ -241,6 +257,7 @@ impl Sandboxes {
         let net_sysctls = sysctls.iter().any(|(k, _)| k.starts_with("net."));
         let infra = self.driver.start_infra(InfraArgs {
             binary: &self.opts.infra_binary,
+            userns: rec.userns.as_deref(),
             netns: rec.netns.as_deref(),
             uts: !host_net,
             hostname: &hostname,
@@ -315,6 +332,11 @@ impl Sandboxes {
             }
             if let Err(e) = self.driver.remove_netns(ns) {
                 first_err.get_or_insert(setup_err(&rec.id)(format!("removing network namespace: {e}")));
+            }
+        }
+        if let Some(user) = &rec.userns {
+            if let Err(e) = self.driver.remove_netns(user) {
+                first_err.get_or_insert(setup_err(&rec.id)(format!("removing user namespace: {e}")));
             }
         }
         let shm = self.dir(&rec.id).join("shm");

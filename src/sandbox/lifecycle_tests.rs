@@ -211,3 +211,34 @@ async fn the_start_up_sweep_takes_down_what_a_crash_left_from_its_intent() {
     reopened.remove(&kept).await.unwrap();
     assert_eq!(env.host.cgroups.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_pod_user_namespace_is_pinned_beside_its_netns_and_released_with_it() {
+    let env = Env::new();
+    let mapping = super::IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        length: 65_536,
+    };
+    let userns = |name: &str| SandboxSpec {
+        userns: Some(super::UserNsMap {
+            uids: mapping,
+            gids: mapping,
+        }),
+        ..spec(name)
+    };
+    let id = env.sandboxes.run(userns("private")).await.unwrap();
+    let rec = env.sandboxes.get(&id).unwrap();
+    let pin = rec.userns.clone().expect("user namespace pinned");
+    assert!(pin.ends_with(format!("userns/{id}")), "{}", pin.display());
+    assert_eq!(env.host.netns.lock().unwrap().len(), 2, "user and network namespaces");
+    env.sandboxes.stop(&id).await.unwrap();
+    env.sandboxes.remove(&id).await.unwrap();
+    assert!(env.host.is_clean());
+
+    // berthd died after pinning both and before recording the pod: the sweep takes both.
+    let lost = env.sandboxes.run(userns("lost")).await.unwrap();
+    env.meta.delete(Table::Sandboxes, &lost).unwrap();
+    env.reopen().recover().await;
+    assert!(env.host.is_clean(), "the orphan's pins are released");
+}

@@ -43,6 +43,53 @@ pub struct NamespaceModes {
     pub target_id: String,
 }
 
+/// One range of IDs: `container_id..container_id+length` inside is
+/// `host_id..host_id+length` on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub length: u32,
+}
+
+impl IdMapping {
+    /// The host ID of `id` inside, when it is mapped.
+    pub fn host(&self, id: u32) -> Option<u32> {
+        let offset = id.checked_sub(self.container_id)?;
+        (offset < self.length).then(|| self.host_id + offset)
+    }
+
+    /// The line `/proc/PID/uid_map` takes.
+    pub fn map_line(&self) -> String {
+        format!("{} {} {}\n", self.container_id, self.host_id, self.length)
+    }
+}
+
+/// A pod's own user namespace (CRI `NamespaceMode_POD`, Kubernetes `hostUsers: false`):
+/// one uid range and one gid range, container ID 0 mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNsMap {
+    pub uids: IdMapping,
+    pub gids: IdMapping,
+}
+
+impl UserNsMap {
+    /// The host uid and gid of the pod's root.
+    pub fn host_root(&self) -> (u32, u32) {
+        (self.uids.host_id, self.gids.host_id)
+    }
+}
+
+/// The user namespace a container asks for (it must be its pod's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum UserNsChoice {
+    /// Not said: the pod's.
+    #[default]
+    Unset,
+    Node,
+    Pod(UserNsMap),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Dns {
     pub servers: Vec<String>,
@@ -68,6 +115,9 @@ pub struct SandboxSpec {
     pub namespaces: NamespaceModes,
     pub privileged: bool,
     pub runtime_handler: String,
+    /// The pod's own user namespace; None: the node's.
+    #[serde(default)]
+    pub userns: Option<UserNsMap>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +136,9 @@ pub struct SandboxRecord {
     pub created_at: i64,
     /// The pinned network namespace (none with host networking, or once stopped).
     pub netns: Option<PathBuf>,
+    /// The pinned user namespace of a pod with its own (it owns the network namespace).
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
     pub ips: Vec<String>,
     /// The infra process, and its start time (from /proc) so a reused pid is not mistaken for it.
     pub infra_pid: Option<u32>,

@@ -13,7 +13,7 @@ impl Sandboxes {
     pub(super) async fn sweep_orphans(&self) {
         let known = self.records.ids();
         let mut ids = std::collections::BTreeSet::new();
-        for sub in ["sandboxes", "netns"] {
+        for sub in ["sandboxes", "netns", "userns"] {
             let Ok(entries) = std::fs::read_dir(self.opts.state_dir.join(sub)) else {
                 continue;
             };
@@ -37,15 +37,20 @@ impl Sandboxes {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|r: &SandboxRecord| r.id == id);
         let netns = self.netns_path(id);
+        let userns = self.userns_path(id);
         let Some(mut rec) = intent else {
             // Died before anything but the directory existed (no network was set up).
             let _ = self.driver.unmount(&dir.join("shm"));
             let _ = self.driver.remove_netns(&netns);
+            let _ = self.driver.remove_netns(&userns);
             let _ = std::fs::remove_dir_all(&dir);
             return;
         };
         if netns.exists() {
             rec.netns = Some(netns);
+        }
+        if userns.exists() {
+            rec.userns = Some(userns);
         }
         rec.cgroup_dirs = self.driver.cgroup_dirs(&rec.cgroup);
         if let Err(e) = self.release(&rec).await {

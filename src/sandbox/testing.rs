@@ -103,6 +103,11 @@ impl Driver for FakeHost {
         Ok(())
     }
 
+    fn create_userns(&self, user_pin: &Path, net_pin: &Path, _map: &crate::sandbox::UserNsMap) -> io::Result<()> {
+        self.create_netns(user_pin)?;
+        self.create_netns(net_pin)
+    }
+
     fn remove_netns(&self, pin: &Path) -> io::Result<()> {
         let _ = std::fs::remove_file(pin);
         self.netns.lock().unwrap().remove(pin);

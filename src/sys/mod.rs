@@ -1,6 +1,6 @@
 //! The only place Berth makes raw syscalls and the only module allowed `unsafe` (each use
 //! a single call with its SAFETY note): `*at` filesystem calls relative to a directory fd,
-//! namespace pinning and entry, pseudo-terminals, device numbers, and paths resolved
+//! namespace pinning and entry, user namespaces and idmapped mounts, pseudo-terminals, device numbers, and paths resolved
 //! inside a root filesystem.
 
 pub mod dev;
@@ -9,3 +9,4 @@ pub mod inroot;
 pub mod mount;
 pub mod ns;
 pub mod pty;
+pub mod userns;

@@ -39,7 +39,7 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
     check_resources(&r)?;
     let sc = linux.security_context.unwrap_or_default();
     let ns = sc.namespace_options.clone().unwrap_or_default();
-    super::host_users_only(ns.userns_options.as_ref())?;
+    let userns = super::user_namespace(ns.userns_options.as_ref())?;
     let caps = sc.capabilities.clone().unwrap_or_default();
     let mut envs = Vec::new();
     for kv in &c.envs {
@@ -129,6 +129,7 @@ pub fn container_spec(c: &pb::ContainerConfig) -> Result<ContainerSpec, crate::e
             readonly_paths: Some(sc.readonly_paths.clone()).filter(|v| !v.is_empty()),
             seccomp: profile(sc.seccomp.as_ref()),
             apparmor: profile(sc.apparmor.as_ref()),
+            userns,
         },
         cdi_devices: c.cdi_devices.iter().map(|d| d.name.clone()).collect(),
         stop_signal,

@@ -8,7 +8,9 @@ use berth_proto as pb;
 use super::ns_mode;
 use crate::container::validate::shown as truncate;
 use crate::network::{PortMapping, Protocol};
-use crate::sandbox::{Dns, NamespaceModes, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState};
+use crate::sandbox::{
+    Dns, NamespaceModes, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState, UserNsChoice,
+};
 
 fn pb_ns_mode(mode: NsMode) -> i32 {
     match mode {
@@ -47,7 +49,19 @@ pub fn sandbox_spec(c: &pb::PodSandboxConfig, runtime_handler: &str) -> Result<S
     let linux = c.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
     let ns = sc.namespace_options.clone().unwrap_or_default();
-    super::host_users_only(ns.userns_options.as_ref())?;
+    let userns = match super::user_namespace(ns.userns_options.as_ref())? {
+        UserNsChoice::Pod(map) => Some(map),
+        UserNsChoice::Node | UserNsChoice::Unset => None,
+    };
+    if userns.is_some() {
+        for (mode, what) in [(ns.network, "network"), (ns.pid, "PID"), (ns.ipc, "IPC")] {
+            if ns_mode(mode)? == NsMode::Node {
+                return Err(Error::InvalidArgument(format!(
+                    "a pod in its own user namespace cannot use the node's {what} namespace"
+                )));
+            }
+        }
+    }
     let mut port_mappings = Vec::new();
     for pm in &c.port_mappings {
         let port = |p: i32, what: &str| {
@@ -96,6 +110,7 @@ pub fn sandbox_spec(c: &pb::PodSandboxConfig, runtime_handler: &str) -> Result<S
         },
         privileged: sc.privileged,
         runtime_handler: runtime_handler.to_string(),
+        userns,
     })
 }
 
@@ -145,7 +160,7 @@ pub fn sandbox_status(r: &SandboxRecord) -> pb::PodSandboxStatus {
                     pid: pb_ns_mode(ns.pid),
                     ipc: pb_ns_mode(ns.ipc),
                     target_id: ns.target_id.clone(),
-                    userns_options: None,
+                    userns_options: Some(super::pb_user_namespace(r.spec.userns.as_ref())),
                 }),
             }),
         }),

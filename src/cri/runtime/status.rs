@@ -63,7 +63,7 @@ pub async fn status(d: &Daemon, req: pb::StatusRequest) -> Result<pb::StatusResp
                 name,
                 features: Some(pb::RuntimeHandlerFeatures {
                     recursive_read_only_mounts: f.recursive_read_only,
-                    user_namespaces: false,
+                    user_namespaces: f.user_namespace,
                 }),
             })
             .collect(),
