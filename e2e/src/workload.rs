@@ -162,6 +162,37 @@ impl Env {
             .expect("status")
     }
 
+    /// `Status` (not verbose).
+    pub async fn runtime_status(&mut self) -> cri::StatusResponse {
+        let req = cri::StatusRequest { verbose: false };
+        self.cri.runtime.status(req).await.expect("status").into_inner()
+    }
+
+    /// What `Status` says the default runtime handler ("") supports.
+    pub async fn default_handler(&mut self) -> cri::RuntimeHandlerFeatures {
+        let status = self.runtime_status().await;
+        let default = status.runtime_handlers.iter().find(|h| h.name.is_empty());
+        default
+            .and_then(|h| h.features)
+            .unwrap_or_else(|| panic!("the default handler is listed with features: {status:?}"))
+    }
+
+    /// The verbose `info` of ContainerStatus (pid, cgroup, spec...), as JSON.
+    pub async fn info(&mut self, id: &str) -> serde_json::Value {
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        };
+        let resp = self
+            .cri
+            .runtime
+            .container_status(req)
+            .await
+            .expect("status")
+            .into_inner();
+        serde_json::from_str(resp.info.get("info").expect("verbose info")).expect("info is JSON")
+    }
+
     /// Waits until the container exited and returns its status.
     pub async fn wait_exit(&mut self, id: &str) -> cri::ContainerStatus {
         let deadline = Instant::now() + Duration::from_secs(30);

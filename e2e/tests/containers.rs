@@ -194,17 +194,7 @@ async fn resources_exec_and_stop_timeout() {
     });
     let id = e.create(&pod, c).await.expect("create");
     e.start(&id).await;
-    let info = e
-        .cri
-        .runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .expect("status")
-        .into_inner();
-    let rec: serde_json::Value = serde_json::from_str(&info.info["info"]).expect("json");
+    let rec = e.info(&id).await;
     let cgroup = rec["cgroup"]
         .as_str()
         .expect("cgroup")

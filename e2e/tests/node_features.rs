@@ -252,22 +252,8 @@ impl Drop for HostWithSubmount {
 #[tokio::test]
 async fn a_recursive_read_only_mount_makes_its_submounts_read_only() {
     let mut e = env(None).await;
-    let status = e
-        .cri
-        .runtime
-        .status(cri::StatusRequest { verbose: false })
-        .await
-        .expect("status")
-        .into_inner();
-    let default = status
-        .runtime_handlers
-        .iter()
-        .find(|h| h.name.is_empty())
-        .expect("the default handler is listed");
-    assert!(
-        default.features.unwrap_or_default().recursive_read_only_mounts,
-        "runc knows rro: {status:?}"
-    );
+    assert!(e.default_handler().await.recursive_read_only_mounts, "runc knows rro");
+    let status = e.runtime_status().await;
     assert!(status.features.unwrap_or_default().supplemental_groups_policy);
 
     let host = HostWithSubmount::new();

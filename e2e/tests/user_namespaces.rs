@@ -75,20 +75,9 @@ fn host_uid_of(pid: u32) -> u32 {
 #[tokio::test]
 async fn a_pod_with_its_own_user_namespace_runs_unprivileged_on_the_host() {
     let mut e = env(None).await;
-    let status = e
-        .cri
-        .runtime
-        .status(cri::StatusRequest { verbose: false })
-        .await
-        .expect("status")
-        .into_inner();
     assert!(
-        status
-            .runtime_handlers
-            .iter()
-            .any(|h| h.name.is_empty() && h.features.as_ref().is_some_and(|f| f.user_namespaces)),
-        "the default handler reports user namespace support: {:?}",
-        status.runtime_handlers
+        e.default_handler().await.user_namespaces,
+        "the default handler reports user namespace support"
     );
 
     // A host directory as a volume: a root-owned file in it, which the pod's root may write.
@@ -133,19 +122,7 @@ async fn a_pod_with_its_own_user_namespace_runs_unprivileged_on_the_host() {
 
     // On the host: the process runs as the mapped uid; what it wrote to its writable layer
     // belongs to that uid; the volume keeps the pod's view of owners (root is 0 on disk).
-    let verbose = e
-        .cri
-        .runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .expect("status")
-        .into_inner();
-    let info: serde_json::Value =
-        serde_json::from_str(verbose.info.get("info").expect("verbose info")).expect("info JSON");
-    let pid = info["pid"].as_u64().expect("pid") as u32;
+    let pid = e.info(&id).await["pid"].as_u64().expect("pid") as u32;
     assert_eq!(host_uid_of(pid), HOST_ID, "the container's root on the host");
     let upper = e.berthd.root().join("containers").join(&id).join("upper");
     let written = std::fs::metadata(upper.join("written")).expect("written to the writable layer");
