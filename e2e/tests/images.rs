@@ -311,7 +311,7 @@ async fn mirror_is_used_and_a_dead_mirror_falls_back() {
 }
 
 #[tokio::test]
-async fn basic_auth_registry_needs_the_right_credentials() {
+async fn basic_auth_registry_needs_the_right_credentials_even_for_a_present_image() {
     let reg = TestRegistry::start(RegistryOpts {
         htpasswd: Some(("alice".into(), "s3cret".into())),
     })
@@ -338,6 +338,16 @@ async fn basic_auth_registry_needs_the_right_credentials() {
     cri.pull(&name, Some(basic_auth("alice", "s3cret")))
         .await
         .expect("right credentials");
+    // Ensure secret-pulled images (KEP-2535): with the image on the node, a pull with
+    // credentials still asks the registry, so wrong or no credentials are still refused.
+    for auth in [Some(basic_auth("alice", "wrong")), None] {
+        let err = cri.pull(&name, auth).await.expect_err("present, but not authorized");
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    }
+    assert!(
+        cri.status(&name).await.expect("status").is_some(),
+        "the image itself stays"
+    );
     let log = berthd.log();
     assert!(!log.contains("s3cret"), "the password never reaches the log");
 }
