@@ -5,7 +5,8 @@
 //! and once every pod is deleted nothing is left: no sandbox, container, shim, netns pin,
 //! mount, cgroup, veth or IP address.
 //!
-//! The CI run lasts `CHAOS_SECS` (default 75) seconds; `CHAOS_SECS=600` is the long run.
+//! The CI run keeps `CHAOS_PODS` (default 5) pods for `CHAOS_SECS` (default 75) seconds;
+//! `CHAOS_PODS=30 CHAOS_SECS=600` is the long run.
 //! `CHAOS_SEED` replays a run (the seed is printed). Alone in its test binary: kubelet owns
 //! its cgroup root and ports while it runs.
 
@@ -16,8 +17,6 @@ use std::time::{Duration, Instant};
 use berth_e2e::cri::v1 as cri;
 use berth_e2e::kubelet::Kubelet;
 use berth_e2e::workload::{env_with_cni_bin, Env};
-
-const PODS: usize = 5;
 
 /// xorshift64*: the run's randomness, from a seed that can be replayed.
 struct Rng(u64);
@@ -181,7 +180,11 @@ async fn kubelet_pods_survive_berthd_kills_cni_failures_and_shim_kills() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(75);
-    println!("chaos: seed {seed}, {secs} s");
+    let pods: usize = std::env::var("CHAOS_PODS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    println!("chaos: seed {seed}, {pods} pods, {secs} s");
     let mut rng = Rng(seed);
     let wrappers = tempfile::tempdir().expect("tempdir");
     flaky_bridge(wrappers.path());
@@ -198,7 +201,7 @@ async fn kubelet_pods_survive_berthd_kills_cni_failures_and_shim_kills() {
         std::fs::write(kubelet.manifests().join(format!("{name}.yaml")), manifest(&name, image)).expect("manifest");
         live.push(name);
     };
-    for _ in 0..PODS {
+    for _ in 0..pods {
         add(&mut live, &kubelet, &e.image);
     }
 

@@ -12,17 +12,21 @@ use crate::error::Result;
 /// Containers' writable layers are reported as their own filesystem only when they live on
 /// a different one (e.g. a disk mounted at the snapshot directory): kubelet tells a split
 /// image filesystem by differing mountpoints and then collects images and containers
-/// separately. On one filesystem both entries are the same, as kubelet expects.
+/// separately. On one filesystem both entries are the same, as kubelet expects, and count
+/// images and writable layers together: what fills that filesystem is all there.
 pub async fn image_fs_info(d: &Daemon, _req: pb::ImageFsInfoRequest) -> Result<pb::ImageFsInfoResponse> {
     let image_root = d.images.fs_mountpoint();
     let usage = d.images.fs_usage();
-    let images = filesystem(&image_root, usage.bytes, usage.inodes);
     let layers_root = crate::cri::stats::layers_mountpoint(d);
-    let containers = if same_filesystem(&image_root, Path::new(&layers_root)) {
-        images.clone()
+    let layers = crate::stats::query::writable_layers(&d.stats_sources()).await?;
+    let (images, containers) = if same_filesystem(&image_root, Path::new(&layers_root)) {
+        let both = filesystem(&image_root, usage.bytes + layers.bytes, usage.inodes + layers.inodes);
+        (both.clone(), both)
     } else {
-        let layers = crate::stats::query::writable_layers(&d.stats_sources()).await?;
-        filesystem(Path::new(&layers_root), layers.bytes, layers.inodes)
+        (
+            filesystem(&image_root, usage.bytes, usage.inodes),
+            filesystem(Path::new(&layers_root), layers.bytes, layers.inodes),
+        )
     };
     Ok(pb::ImageFsInfoResponse {
         image_filesystems: vec![images],
