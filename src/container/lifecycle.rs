@@ -69,30 +69,11 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
         events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
-        // Pods with their own user namespace need idmapped mounts where container files live
-        // (Berth makes them itself, whatever the runtime can do).
         std::fs::create_dir_all(&opts.root_dir).map_err(|e| ContainerError::Setup {
             id: String::new(),
             message: format!("{}: {e}", opts.root_dir.display()),
         })?;
-        let idmap = crate::sys::userns::idmap_supported(&opts.root_dir);
-        if !idmap {
-            tracing::warn!(root = %opts.root_dir.display(), "no idmapped mounts here: pods with their own user namespace are refused");
-        }
-        // A container in a pod's own user namespace is no owner of Berth's directories: it
-        // reaches its root filesystem and the pod's files only through directories that
-        // others may traverse.
-        let closed = [&opts.root_dir, &opts.state_dir]
-            .into_iter()
-            .flat_map(|d| d.ancestors())
-            .find(|a| {
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0)
-            });
-        if let Some(dir) = closed {
-            tracing::warn!(dir = %dir.display(), "not traversable by others: pods with their own user namespace are refused");
-        }
-        let idmap = idmap && closed.is_none();
+        let idmap = super::rootfs::userns_supported(&opts.root_dir, &opts.state_dir);
         let features = opts
             .runtimes
             .iter()

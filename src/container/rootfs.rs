@@ -8,6 +8,26 @@ use std::path::{Path, PathBuf};
 
 use crate::sys;
 
+/// Whether this host can run pods with their own user namespace under `root` and
+/// `state`: idmapped mounts work where container files live (Berth makes them itself,
+/// whatever the OCI runtime can do), and every directory above both may be traversed by
+/// others, since a container's root is no owner of Berth's directories.
+pub fn userns_supported(root: &Path, state: &Path) -> bool {
+    if !crate::sys::userns::idmap_supported(root) {
+        tracing::warn!(root = %root.display(), "no idmapped mounts here: pods with their own user namespace are refused");
+        return false;
+    }
+    let closed = [root, state].into_iter().flat_map(Path::ancestors).find(|a| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0)
+    });
+    if let Some(dir) = closed {
+        tracing::warn!(dir = %dir.display(), "not traversable by others: pods with their own user namespace are refused");
+        return false;
+    }
+    true
+}
+
 /// A pod's user namespace to shift a container's files into: the namespace and the host
 /// uid and gid of the pod's root.
 #[derive(Debug)]
