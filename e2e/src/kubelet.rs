@@ -82,6 +82,12 @@ pub struct Kubelet {
 impl Kubelet {
     /// Starts kubelet against `endpoint` with static pods from [`Kubelet::manifests`].
     pub fn start(endpoint: &str) -> Result<Kubelet> {
+        Kubelet::start_with(endpoint, &[])
+    }
+
+    /// [`Kubelet::start`] with some settings of the kit's configuration replaced
+    /// (`("imageGCHighThresholdPercent", "1")`); a key the kit lacks is added.
+    pub fn start_with(endpoint: &str, settings: &[(&str, &str)]) -> Result<Kubelet> {
         let bin = kubelet_binary()?;
         let dir = tempfile::tempdir()?;
         let remove_kube_chains = kube_chains().is_empty();
@@ -94,6 +100,7 @@ impl Kubelet {
         let base = std::fs::read_to_string(kit_dir().join("kubelet-config.yaml"))
             .context("the kit's kubelet-config.yaml")?
             .replace("cgroupRoot: /\n", "");
+        let base = with_settings(&base, settings);
         for d in ["manifests", "root", "logs", "certs"] {
             std::fs::create_dir_all(dir.path().join(d))?;
         }
@@ -184,6 +191,17 @@ impl Drop for Kubelet {
             remove_kube_chains();
         }
     }
+}
+
+/// `config` (top-level YAML keys) with the values of `settings` in place of its own.
+fn with_settings(config: &str, settings: &[(&str, &str)]) -> String {
+    let mut lines: Vec<String> = config
+        .lines()
+        .filter(|l| !settings.iter().any(|(k, _)| l.starts_with(&format!("{k}:"))))
+        .map(str::to_string)
+        .collect();
+    lines.extend(settings.iter().map(|(k, v)| format!("{k}: {v}")));
+    lines.join("\n") + "\n"
 }
 
 /// `(command, table, line)` of every line of `iptables-save` and `ip6tables-save`.
