@@ -100,6 +100,17 @@ impl Env {
             .containers
     }
 
+    /// Every pod sandbox berthd lists.
+    pub async fn sandboxes(&mut self) -> Vec<cri::PodSandbox> {
+        self.cri
+            .runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .expect("list sandboxes")
+            .into_inner()
+            .items
+    }
+
     pub async fn pod(&mut self, name: &str) -> (String, cri::PodSandboxConfig) {
         let mut config = pod_config(name);
         config.log_directory = self.logs.path().join(name).display().to_string();

@@ -125,15 +125,6 @@ async fn containers_of(env: &mut Env, pod: &str) -> Vec<cri::Container> {
         .collect()
 }
 
-async fn sandboxes(cri: &mut berth_e2e::cri::Cri) -> Vec<cri::PodSandbox> {
-    cri.runtime
-        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-        .await
-        .expect("list sandboxes")
-        .into_inner()
-        .items
-}
-
 #[tokio::test]
 async fn kubelet_runs_static_pods_and_removes_them() {
     let trust = tempfile::tempdir().expect("tempdir");
@@ -314,14 +305,14 @@ async fn kubelet_runs_static_pods_and_removes_them() {
 
     // Delete the manifests in creation order; kubelet stops the pods and its garbage
     // collection removes their sandboxes.
-    let ids: Vec<String> = sandboxes(&mut env.cri).await.into_iter().map(|s| s.id).collect();
+    let ids: Vec<String> = env.sandboxes().await.into_iter().map(|s| s.id).collect();
     assert_eq!(ids.len(), 3, "one sandbox per pod: {ids:?}");
     for manifest in ["web.yaml", "limited.yaml", "unsigned.yaml"] {
         std::fs::remove_file(kubelet.manifests().join(manifest)).expect("rm");
     }
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let left = sandboxes(&mut env.cri).await;
+        let left = env.sandboxes().await;
         if left.is_empty() {
             break;
         }

@@ -133,14 +133,7 @@ async fn kubelet_image_gc_removes_unused_images_through_berthd() {
     std::fs::remove_file(kubelet.manifests().join("keeper.yaml")).expect("rm");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let left = e
-            .cri
-            .runtime
-            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
-            .await
-            .expect("list sandboxes")
-            .into_inner()
-            .items;
+        let left = e.sandboxes().await;
         if left.is_empty() {
             break;
         }
