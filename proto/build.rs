@@ -4,7 +4,13 @@
 //! `debug_redact` option this release uses).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/api.proto", "proto/berth/v1/images.proto"];
+    let protos = [
+        "proto/api.proto",
+        "proto/berth/v1/images.proto",
+        "proto/berth/v1/containers.proto",
+        "proto/berth/v1/volumes.proto",
+        "proto/berth/v1/builds.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

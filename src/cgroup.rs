@@ -295,6 +295,47 @@ pub fn leaf_dirs(h: &Hierarchy, path: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Freezes (`frozen`) or thaws every process of the cgroup at `path`: cgroup v2's
+/// `cgroup.freeze`, v1's freezer controller. Waits (up to 5 s) until the kernel reports the
+/// new state, so a frozen cgroup's files are not changing when this returns.
+pub fn set_frozen(h: &Hierarchy, path: &str, frozen: bool) -> io::Result<()> {
+    let rel = path.trim_start_matches('/');
+    let (file, value, state_file, settled): (PathBuf, &str, PathBuf, &str) = match h {
+        Hierarchy::Unified(root) => {
+            let dir = root.join(rel);
+            let (value, settled) = if frozen { ("1", "frozen 1") } else { ("0", "frozen 0") };
+            (dir.join("cgroup.freeze"), value, dir.join("cgroup.events"), settled)
+        }
+        Hierarchy::Legacy(roots) => {
+            let root = roots
+                .iter()
+                .find(|r| {
+                    r.file_name()
+                        .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == "freezer"))
+                })
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no freezer cgroup hierarchy is mounted"))?;
+            let state = root.join(rel).join("freezer.state");
+            let value = if frozen { "FROZEN" } else { "THAWED" };
+            (state.clone(), value, state, value)
+        }
+    };
+    std::fs::write(&file, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = std::fs::read_to_string(&state_file)?;
+        if now.lines().any(|l| l.trim() == settled) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not become {settled:?}", state_file.display()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

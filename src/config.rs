@@ -230,6 +230,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where named and anonymous volumes live (one directory each).
+    pub fn volume_root(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
     /// Loads `path` (a missing file is an error only when `required`), merges its drop-in
     /// directory `<path>.d/*.toml` in name order, and fills the rest with defaults.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {

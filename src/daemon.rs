@@ -26,6 +26,9 @@ pub struct Daemon {
     pub events: Arc<EventBus>,
     pub stats: Arc<crate::stats::Collector>,
     pub cdi: Arc<crate::cdi::Cdi>,
+    pub volumes: Arc<crate::volume::Volumes>,
+    /// Image builds (`berth.v1.Builds`).
+    pub builder: Arc<crate::build::Builder>,
 }
 
 /// One condition of `Status`.
@@ -70,6 +73,8 @@ pub enum StartError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Container(#[from] crate::container::lifecycle::ContainerError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     #[error("starting the streaming server on {address}:{port}: {source}")]
     Streaming {
         address: String,
@@ -155,6 +160,7 @@ impl Daemon {
         };
         let events = Arc::new(EventBus::default().observed_by(|e| crate::metrics::global().event(e)));
         let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network, events.clone())?);
+        let volumes = Arc::new(crate::volume::Volumes::open(config.volume_root(), meta.clone())?);
         sandboxes.recover().await;
         let cdi = Arc::new(crate::cdi::Cdi::start(&config.cdi, config.cgroup_driver));
         let container_opts = ContainersOptions {
@@ -167,6 +173,7 @@ impl Daemon {
             runtimes: runtime_binaries(&config),
             cgroup_driver: config.cgroup_driver,
             cdi: cdi.clone(),
+            volume_root: config.volume_root(),
         };
         let containers = Arc::new(Containers::open(
             container_opts,
@@ -178,6 +185,7 @@ impl Daemon {
         )?);
         containers.sweep_orphans().await;
         containers.watch_running();
+        containers.enforce_restart_policies(&events);
         let streams = crate::stream::StreamServer::start(&config.streaming, containers.clone())
             .await
             .map_err(|source| StartError::Streaming {
@@ -186,6 +194,13 @@ impl Daemon {
                 source,
             })?;
         let stats = Arc::new(crate::stats::Collector::new(config.cgroup_driver));
+        let builder = Arc::new(crate::build::Builder::new(
+            images.clone(),
+            containers.clone(),
+            sandboxes.clone(),
+            config.root.join("builds"),
+        ));
+        builder.sweep().await;
         Ok(Daemon {
             config,
             images,
@@ -195,6 +210,8 @@ impl Daemon {
             events,
             stats,
             cdi,
+            volumes,
+            builder,
         })
     }
 

@@ -12,6 +12,7 @@ use crate::image::ImageError;
 use crate::network::NetworkError;
 use crate::runtime::shim::ShimError;
 use crate::sandbox::SandboxError;
+use crate::volume::VolumeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,6 +38,8 @@ pub enum Error {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Container(#[from] ContainerError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
     #[error("{0}")]
     Internal(String),
 }
@@ -46,6 +49,21 @@ impl From<crate::pod::PodError> for Error {
         match e {
             crate::pod::PodError::Sandbox(e) => Error::Sandbox(e),
             crate::pod::PodError::Container(e) => Error::Container(e),
+        }
+    }
+}
+
+impl From<crate::build::BuildError> for Error {
+    fn from(e: crate::build::BuildError) -> Error {
+        use crate::build::BuildError as B;
+        match e {
+            B::Invalid(m) => Error::InvalidArgument(m),
+            e @ B::Step { .. } => Error::FailedPrecondition(e.to_string()),
+            B::Image(e) => Error::Image(e),
+            B::Container(e) => Error::Container(e),
+            B::Sandbox(e) => Error::Sandbox(e),
+            B::Cancelled => Error::FailedPrecondition("the build was cancelled".into()),
+            B::Internal(m) => Error::Internal(m),
         }
     }
 }
@@ -74,6 +92,7 @@ impl Error {
             Error::Image(e) => image_code(e),
             Error::Sandbox(e) => sandbox_code(e),
             Error::Container(e) => container_code(e),
+            Error::Volume(e) => volume_code(e),
         }
     }
 }
@@ -144,6 +163,15 @@ fn sandbox_code(e: &SandboxError) -> Code {
         SandboxError::Network(NetworkError::NotReady(_)) => Code::FailedPrecondition,
         SandboxError::Network(NetworkError::Timeout { .. }) => Code::DeadlineExceeded,
         SandboxError::Network(_) | SandboxError::Store(_) | SandboxError::Setup { .. } => Code::Internal,
+    }
+}
+
+fn volume_code(e: &VolumeError) -> Code {
+    match e {
+        VolumeError::Invalid(_) => Code::InvalidArgument,
+        VolumeError::NotFound(_) => Code::NotFound,
+        VolumeError::InUse { .. } => Code::FailedPrecondition,
+        VolumeError::Io { .. } | VolumeError::Store(_) => Code::Internal,
     }
 }
 

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod build;
 pub mod cdi;
 pub mod cgroup;
 pub mod clock;
@@ -29,3 +30,4 @@ pub mod stats;
 pub mod store;
 pub mod stream;
 pub mod sys;
+pub mod volume;

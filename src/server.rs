@@ -58,6 +58,12 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let api = crate::api::Api::new(cri.daemon().images.clone()).server(MAX_MESSAGE);
+    let d = cri.daemon();
+    let container_api = crate::api::container_service::ContainerApi::new(d.clone()).server(MAX_MESSAGE);
+    let volume_api =
+        crate::api::volume_service::VolumeApi::new(d.volumes.clone(), d.containers.clone()).server(MAX_MESSAGE);
+    let build_api = crate::api::build_service::BuildApi::new(d.builder.clone(), d.config.limits.max_layer_bytes)
+        .server(MAX_MESSAGE);
     let images = ImageServiceServer::new(cri)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -67,6 +73,9 @@ pub async fn serve(
         .add_service(runtime)
         .add_service(images)
         .add_service(api)
+        .add_service(container_api)
+        .add_service(volume_api)
+        .add_service(build_api)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(path);

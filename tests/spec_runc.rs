@@ -97,7 +97,9 @@ impl Bundle {
             .unwrap_or(0);
         let rootfs = self.rootfs();
         let volumes = self.dir.path().join("volumes");
-        let cgroups_path = format!("/berth-spec-test/{}", self.id);
+        // A cgroup of its own at the top: a parent shared by the tests running at the same
+        // time could be removed by one while runc creates another's child under it.
+        let cgroups_path = format!("/{}", self.id);
         let spec = generate(&SpecInput {
             id: &self.id,
             container,
@@ -134,10 +136,10 @@ impl Drop for Bundle {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        // The parent cgroups runc created; removal fails harmlessly while another test uses them.
+        // Whatever runc left of this bundle's cgroup (delete normally removes it).
         if let Ok(controllers) = fs::read_dir("/sys/fs/cgroup") {
             for c in controllers.filter_map(Result::ok) {
-                let _ = fs::remove_dir(c.path().join("berth-spec-test"));
+                let _ = fs::remove_dir(c.path().join(&self.id));
             }
         }
     }

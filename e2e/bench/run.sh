@@ -19,6 +19,7 @@
 #   sudo e2e/bench/run.sh            everything
 #   sudo e2e/bench/run.sh pods       without the pull benchmark
 #   sudo e2e/bench/run.sh pull       only the pull benchmark
+#   sudo e2e/bench/run.sh build      only `berthctl build` cold/warm (build.sh; Berth alone)
 # Needs root. Numbers are printed, never asserted.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +31,7 @@ OUT=${OUT:-$ROOT/target/bench}
 IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
 BIG=127.0.0.1:5000/testkit/big:200mb
 [[ $(id -u) -eq 0 ]] || { echo "run.sh needs root (namespaces, mounts, cgroups)" >&2; exit 1; }
+[[ $WHAT == build ]] && exec "$HERE/build.sh"
 
 PACKAGES=(containerd runc crun containernetworking-plugins docker-registry iptables curl python3 gzip)
 missing=()

@@ -34,6 +34,9 @@ pub struct BerthdOpts {
     pub config_toml: Option<String>,
     /// The binary to run instead of the one [`berthd_binary`] finds.
     pub binary: Option<PathBuf>,
+    /// Ready once the socket accepts a connection, instead of once a CRI Version call is
+    /// answered: for a stand-in that speaks no CRI.
+    pub ready_on_connect: bool,
 }
 
 /// A berthd process for one test. Dropping it stops the process, detaches every mount left
@@ -47,6 +50,7 @@ pub struct Berthd {
     state: PathBuf,
     socket: PathBuf,
     log_path: PathBuf,
+    ready_on_connect: bool,
     /// Taken in `Drop`: removed, or kept if mounts could not be detached.
     dir: Option<TempDir>,
 }
@@ -66,11 +70,21 @@ pub fn berthd_binary() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// Whether berthd answers a CRI call: the socket is bound before the daemon is open, so a
+/// connection alone says only that the process got that far.
+async fn answers(socket: &Path) -> bool {
+    let call = async {
+        let mut cri = crate::cri::Cri::connect(socket).await.ok()?;
+        cri.runtime.version(k8s_cri::v1::VersionRequest::default()).await.ok()
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), call).await, Ok(Some(_)))
+}
+
 impl Berthd {
     /// Creates the directory, starts berthd with
     /// `--listen unix://<sock> --root <root> --state <state> [--registry-config-path DIR]
-    /// [--config FILE] --log-level debug <extra_args>` and waits (20 s at most) until the
-    /// socket accepts a connection. On failure the error carries the log's tail.
+    /// [--config FILE] --log-level debug <extra_args>` and waits (20 s at most) until it
+    /// answers a CRI Version call (see [`BerthdOpts::ready_on_connect`]). On failure the error carries the log's tail.
     pub async fn start(opts: BerthdOpts) -> Result<Berthd> {
         let binary = match opts.binary {
             Some(b) => b,
@@ -117,6 +131,7 @@ impl Berthd {
             state,
             socket,
             log_path,
+            ready_on_connect: opts.ready_on_connect,
             dir: Some(dir),
         };
         d.spawn_and_wait().await?;
@@ -142,7 +157,12 @@ impl Berthd {
                     bail!("berthd exited during startup: {status}\n{}", self.log_tail());
                 }
             }
-            if tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
+            let ready = if self.ready_on_connect {
+                tokio::net::UnixStream::connect(&self.socket).await.is_ok()
+            } else {
+                answers(&self.socket).await
+            };
+            if ready {
                 return Ok(());
             }
             if Instant::now() > deadline {

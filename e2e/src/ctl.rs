@@ -91,3 +91,24 @@ pub fn blobs(berthd: &Berthd) -> Vec<PathBuf> {
 pub fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
+
+/// Runs `berthctl -r <endpoint> ARGS`, insisting that it succeeds; its stdout.
+pub fn ok(endpoint: &str, args: &[&str]) -> String {
+    let out = berthctl(endpoint, args, None).expect("berthctl");
+    assert!(
+        out.ok,
+        "berthctl {args:?} failed: {}\nstdout: {}",
+        out.stderr, out.stdout
+    );
+    out.stdout
+}
+
+/// Runs `berthctl -r <endpoint> ARGS`, insisting that it fails saying `says`.
+pub fn fails(endpoint: &str, args: &[&str], says: &str) {
+    let out = berthctl(endpoint, args, None).expect("berthctl");
+    assert!(
+        !out.ok && out.stderr.contains(says),
+        "berthctl {args:?}: {}",
+        out.stderr
+    );
+}

@@ -291,6 +291,10 @@ pub struct ImageSpec {
     pub variant: Option<String>,
     /// Docker schema2 media types instead of OCI ones.
     pub docker_media_types: bool,
+    /// `config.ExposedPorts` (`80/tcp`).
+    pub exposed_ports: Vec<String>,
+    /// `config.Volumes` (VOLUME paths).
+    pub volumes: Vec<String>,
 }
 
 impl Default for ImageSpec {
@@ -307,6 +311,8 @@ impl Default for ImageSpec {
             arch: "amd64".into(),
             variant: None,
             docker_media_types: false,
+            exposed_ports: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 }
@@ -363,6 +369,14 @@ impl ImageSpec {
         }
         if let Some(wd) = &self.working_dir {
             cfg.insert("WorkingDir".into(), json!(wd));
+        }
+        if !self.volumes.is_empty() {
+            let vols: Map<String, Value> = self.volumes.iter().map(|p| (p.clone(), json!({}))).collect();
+            cfg.insert("Volumes".into(), Value::Object(vols));
+        }
+        if !self.exposed_ports.is_empty() {
+            let ports: Map<String, Value> = self.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
+            cfg.insert("ExposedPorts".into(), Value::Object(ports));
         }
         let mut config = json!({
             "created": CREATED,

@@ -19,6 +19,8 @@ pub struct Env {
     pub logs: tempfile::TempDir,
     _net: TestNet,
     _reg: TestRegistry,
+    /// berthd's registry hosts directory.
+    _hosts: tempfile::TempDir,
 }
 
 /// A registry with a busybox image (USER app = 1000 when `user` is set), a berthd that
@@ -45,7 +47,8 @@ pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, c
         .await
         .expect("push");
     let net = TestNet::new();
-    let hosts = tempfile::tempdir().expect("tempdir").keep();
+    let hosts_dir = tempfile::tempdir().expect("tempdir");
+    let hosts = hosts_dir.path().to_path_buf();
     std::fs::create_dir_all(hosts.join(reg.addr())).expect("mkdir");
     std::fs::write(
         hosts.join(reg.addr()).join("hosts.toml"),
@@ -75,6 +78,7 @@ pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, c
         cri: c,
         image,
         logs: tempfile::tempdir().expect("logs"),
+        _hosts: hosts_dir,
     }
 }
 

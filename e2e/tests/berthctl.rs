@@ -325,11 +325,30 @@ async fn docker_style_run_ports_volumes_and_cleanup() {
     assert_eq!((code, out.as_str(), err.as_str()), (3, "hello\n", "oops\n"));
     assert_eq!(ok(&e, &["pods", "-q"]).trim(), "");
 
+    // As with docker run, flags after the image are the command's, not berthctl's.
+    let out = ok(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "echo",
+            &e.image,
+            "--name",
+            "Lulaide",
+            "-d",
+        ],
+    );
+    assert_eq!(out, "--name Lulaide -d\n");
+
     // Bad flags are refused before anything is created.
-    let (code, _, err) = ctl(&e, &["run", "-v", "/no/such/dir:/x", &e.image, "true"]);
+    let (code, _, err) = ctl(
+        &e,
+        &["run", "--mount", "type=bind,src=/no/such/dir,dst=/x", &e.image, "true"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("does not exist"), "{err}");
-    let (code, _, err) = ctl(&e, &["run", "-p", "80", &e.image, "true"]);
+    let (code, _, err) = ctl(&e, &["run", "-p", "0:80", &e.image, "true"]);
     assert_eq!(code, 1);
     assert!(err.contains("host port"), "{err}");
     assert_eq!(ok(&e, &["pods", "-q"]).trim(), "");
@@ -433,6 +452,9 @@ async fn docker_style_run_ports_volumes_and_cleanup() {
     let _ = pf.kill();
     let _ = pf.wait();
     assert_eq!(answers.last().map(String::as_str), Some("pong\n"), "{answers:?}");
+
+    // exec's own flags end at the container too.
+    assert_eq!(ok(&e, &["exec", "-s", "web", "echo", "-s", "-it", "x"]), "-s -it x\n");
 
     // kill, then rm removes the container and the pod made for it.
     ok(&e, &["kill", "web"]);

@@ -486,6 +486,7 @@ async fn berthd_runner_starts_restarts_and_cleans_up() -> Result<()> {
     require_root();
     let mut d = Berthd::start(BerthdOpts {
         binary: Some(fake_berthd()),
+        ready_on_connect: true,
         config_toml: Some("[x]\ny = 1\n".into()),
         registry_config_dir: Some("/nonexistent/certs.d".into()),
         extra_args: vec!["--extra".into()],
@@ -542,6 +543,7 @@ async fn berthd_runner_starts_restarts_and_cleans_up() -> Result<()> {
 
     let err = Berthd::start(BerthdOpts {
         binary: Some(fake_berthd()),
+        ready_on_connect: true,
         extra_args: vec!["--fail-start".into()],
         ..BerthdOpts::default()
     })

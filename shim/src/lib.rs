@@ -25,3 +25,4 @@ pub mod b64;
 pub mod cgroups;
 pub mod client;
 pub mod oci;
+pub mod timefmt;

@@ -15,9 +15,10 @@ mod reaper;
 mod runc;
 mod serve;
 mod start;
-mod timefmt;
 
 use std::fmt;
+
+use berth_shim::timefmt;
 
 use args::{Args, USAGE};
 

@@ -48,7 +48,7 @@ use crate::fdio;
 use crate::logs::{LogFile, Splitter, MAX_LINE};
 use crate::reaper::Reaper;
 use crate::runc::{error_text, Runc};
-use crate::timefmt::now_ns;
+use berth_shim::timefmt::now_ns;
 
 const CONSOLE_SOCKET: &str = "console.sock";
 const INIT_PID_FILE: &str = "init.pid";
@@ -179,7 +179,9 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
             runc,
             reaper: reaper.clone(),
             init_pid: container.init_pid,
-            stdin_once: args.stdin_once,
+            // With a terminal, leaving a session is detaching: stdin stays open (Docker's
+            // rule too); without one, the end of the first session is the end of input.
+            stdin_once: args.stdin_once && !args.tty,
             has_stdin: args.stdin,
             oom_file,
             status: Cell::new(Status::Created),

@@ -1,15 +1,31 @@
-//! Berth's own image API (`berth.v1.Images`), served on the CRI socket: pull with
-//! progress, tag, history, archive export/import and login checks. Like `cri/`, this is
+//! Berth's own API, served on the CRI socket: images (`berth.v1.Images`: pull with
+//! progress, tag, history, archive export/import and login checks) and containers
+//! (`berth.v1.Containers`: restart, copies in and out) and volumes (`berth.v1.Volumes`). Like `cri/`, this is
 //! only the edge: one file per RPC, wire types converted to the domain types of
 //! `image/` at once, and errors mapped to gRPC codes by `crate::error` alone.
 
+pub mod build_image;
+pub mod build_service;
 pub mod check_login;
+pub mod chunks;
+pub mod commit_container;
+pub mod container_service;
 pub mod convert;
+pub mod copy_from_container;
+pub mod copy_to_container;
+pub mod exec_container;
 pub mod export_image;
 pub mod image_history;
 pub mod import_image;
+pub mod list_volumes;
+pub mod prune_volumes;
 pub mod pull_image;
+pub mod push_image;
+pub mod remove_volume;
+pub mod restart_container;
+pub mod stat_container_path;
 pub mod tag_image;
+pub mod volume_service;
 
 use std::sync::Arc;
 
@@ -52,6 +68,7 @@ async fn streaming<T>(
 #[tonic::async_trait]
 impl ImagesRpc for Api {
     type PullImageStream = BoxStream<pb::PullImageEvent>;
+    type PushImageStream = BoxStream<pb::PushImageEvent>;
     type ExportImageStream = BoxStream<pb::ExportImageChunk>;
 
     async fn pull_image(
@@ -61,6 +78,17 @@ impl ImagesRpc for Api {
         streaming(
             "berth.PullImage",
             pull_image::pull_image(self.images.clone(), request.into_inner()),
+        )
+        .await
+    }
+
+    async fn push_image(
+        &self,
+        request: Request<pb::PushImageRequest>,
+    ) -> Result<Response<Self::PushImageStream>, Status> {
+        streaming(
+            "berth.PushImage",
+            push_image::push_image(self.images.clone(), request.into_inner()),
         )
         .await
     }

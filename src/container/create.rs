@@ -16,6 +16,17 @@ use crate::sandbox::{NsMode, SandboxRecord, SandboxState};
 impl Containers {
     /// Creates a container in a ready sandbox; returns its id.
     pub async fn create(&self, sandbox_id: &str, spec: ContainerSpec) -> Result<String, ContainerError> {
+        self.create_attempt(sandbox_id, spec, None).await
+    }
+
+    /// [`Containers::create`], the new container taking over the writable layer of the
+    /// exited container `layer_of` (given back if this fails).
+    pub(super) async fn create_attempt(
+        &self,
+        sandbox_id: &str,
+        spec: ContainerSpec,
+        layer_of: Option<&str>,
+    ) -> Result<String, ContainerError> {
         super::validate::validate(&spec).map_err(ContainerError::Invalid)?;
         // The pod cannot be stopped or removed while this container joins it; one that
         // was is seen as not ready (or gone) here.
@@ -39,7 +50,7 @@ impl Containers {
             .map_err(ContainerError::Invalid)?;
         let id = crate::sandbox::new_id();
         // The images stay leased to the container until it is removed (or this fails).
-        let created = self.create_leased(&id, &sandbox, spec, &cdi_edits).await;
+        let created = self.create_leased(&id, &sandbox, spec, &cdi_edits, layer_of).await;
         if created.is_err() {
             self.images.release(&id);
         }
@@ -52,6 +63,7 @@ impl Containers {
         sandbox: &SandboxRecord,
         mut spec: ContainerSpec,
         cdi_edits: &[crate::cdi::registry::Edit],
+        layer_of: Option<&str>,
     ) -> Result<String, ContainerError> {
         let image = self
             .images
@@ -66,21 +78,42 @@ impl Containers {
             .map_err(|holder| ContainerError::NameTaken { name, id: holder })?;
         let _lock = self.locks.lock(id).await;
         let handler = &sandbox.spec.runtime_handler;
-        match self.setup(id, sandbox, &image, &volume_images, spec, cdi_edits).await {
-            Ok(rec) => {
-                if let Err(e) = self.save(&rec) {
-                    self.driver.teardown(id, Some(handler)).await;
-                    return Err(e);
-                }
-                reservation.keep();
-                Ok(id.to_string())
+        let setup = async {
+            if let Some(from) = layer_of {
+                self.driver.move_layer(from, id)?;
             }
-            Err(e) => {
-                // The reservation, dropped, gives the name back.
-                self.driver.teardown(id, Some(handler)).await;
-                Err(e)
+            self.setup(id, sandbox, &image, &volume_images, spec, cdi_edits).await
+        };
+        let saved = match setup.await {
+            Ok(rec) => self.save(&rec),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
+            // The reservation, dropped, gives the name back.
+            if let Some(from) = layer_of {
+                self.give_layer_back(id, from).await;
+            }
+            self.driver.teardown(id, Some(handler)).await;
+            return Err(e);
+        }
+        reservation.keep();
+        Ok(id.to_string())
+    }
+
+    /// Docker's first use of a volume: an empty one of berthd's gets the image's content at
+    /// its path (a pod with its own user namespace would see the image's owners unshifted,
+    /// so its volumes stay as they are).
+    fn fill_empty_volumes(&self, id: &str, spec: &ContainerSpec, rootfs: &Path) -> Result<(), ContainerError> {
+        let Some(root) = &self.volume_root else { return Ok(()) };
+        for m in spec.mounts.iter().filter(|m| m.image.is_none()) {
+            let host = Path::new(&m.host_path);
+            if host.starts_with(root) && host.is_dir() {
+                super::copy_up::fill_if_empty(rootfs, &m.container_path, host).map_err(|e| {
+                    super::error::setup_err(id)(format!("filling volume {} from the image: {e}", host.display()))
+                })?;
             }
         }
+        Ok(())
     }
 
     /// Refuses what the handler's OCI runtime would ignore or fail on late.
@@ -108,6 +141,10 @@ impl Containers {
     ) -> Result<ContainerRecord, ContainerError> {
         let userns = super::userns::pod_userns(sandbox, &spec)?;
         let prepared = self.driver.prepare(id, image, userns.as_ref()).await?;
+        if userns.is_none() {
+            self.fill_empty_volumes(id, &spec, &prepared.rootfs)?;
+            fill_image_volumes(id, image, &spec, &prepared.rootfs, &prepared.volumes)?;
+        }
         let mut mounts = self.mount_image_volumes(id, &spec, volume_images, userns.as_ref())?;
         if let Some(userns) = &userns {
             mounts = self.idmap_volumes(id, mounts, userns)?;
@@ -201,6 +238,7 @@ impl Containers {
             env: process.env().clone().unwrap_or_default(),
             cwd: process.cwd().display().to_string(),
             runtime_handler: sandbox.spec.runtime_handler.clone(),
+            stop_requested: false,
             spec,
         })
     }
@@ -221,6 +259,36 @@ impl Containers {
         }
         .map_err(ContainerError::Invalid)
     }
+}
+
+/// The image's VOLUMEs start with what the image has there, as with Docker and other CRI
+/// runtimes: each directory is filled when it is made (a restart's next attempt takes the
+/// old one over, so it is never filled twice). VOLUMEs under a mount of the request get
+/// none.
+fn fill_image_volumes(
+    id: &str,
+    image: &ImageRecord,
+    spec: &ContainerSpec,
+    rootfs: &Path,
+    volumes_dir: &Path,
+) -> Result<(), ContainerError> {
+    if !volumes_dir.is_dir() {
+        return Ok(());
+    }
+    for v in image.run_config.volumes.iter().flat_map(|v| v.keys()) {
+        let dest = super::mounts::clean(v);
+        let covered = spec
+            .mounts
+            .iter()
+            .any(|m| Path::new(&dest).starts_with(super::mounts::clean(&m.container_path)));
+        let dir = volumes_dir.join(super::mounts::volume_dir_name(&dest));
+        if dest == "/" || covered || dir.exists() {
+            continue;
+        }
+        let fill = std::fs::create_dir_all(&dir).and_then(|()| super::copy_up::fill_if_empty(rootfs, &dest, &dir));
+        fill.map_err(|e| super::error::setup_err(id)(format!("filling image volume {dest}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn image_defaults(image: &ImageRecord) -> ImageDefaults {

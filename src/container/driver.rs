@@ -63,6 +63,10 @@ pub trait Driver: Send + Sync {
     /// An idmapped view, shifted into the pod's user namespace, of the source of volume
     /// mount `n`; returns where. `teardown` unmounts it.
     fn idmap_volume(&self, id: &str, n: usize, source: &Path, userns: &PodUserNs) -> Result<PathBuf, ContainerError>;
+    /// Hands container `from`'s writable layer (and image-volume directories) to container
+    /// `to` before `to` is prepared: a restart keeps what the container wrote. `from` must
+    /// have exited; its root filesystem is unmounted.
+    fn move_layer(&self, from: &str, to: &str) -> Result<(), ContainerError>;
     /// Writes the spec into the bundle and creates the container (shim and `runtime
     /// create`); returns its init pid.
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>>;
@@ -95,6 +99,8 @@ pub trait Driver: Send + Sync {
     fn bundle(&self, id: &str) -> PathBuf;
     /// The container's writable layer.
     fn writable_layer(&self, id: &str) -> PathBuf;
+    /// Where the container's root filesystem is mounted (while it exists and is mounted).
+    fn rootfs_dir(&self, id: &str) -> PathBuf;
     /// How many of these containers have a live shim.
     fn live_shims(&self, ids: &[String]) -> usize;
     /// Each runtime handler ("" = default) with what its OCI runtime supports.

@@ -29,6 +29,8 @@ pub struct ContainersOptions {
     pub cgroup_driver: CgroupDriver,
     /// CDI devices (GPUs and others) containers may ask for.
     pub cdi: Arc<crate::cdi::Cdi>,
+    /// Where berthd's volumes live.
+    pub volume_root: std::path::PathBuf,
 }
 
 /// Where containers find their images, and keep them while in use.
@@ -58,6 +60,8 @@ pub struct Containers {
     pub(super) records: Index<ContainerRecord>,
     pub(super) locks: KeyedLocks,
     pub(super) driver: Arc<dyn Driver>,
+    /// Where berthd's volumes live: an empty one mounted gets the image's content first.
+    pub(super) volume_root: Option<std::path::PathBuf>,
 }
 
 impl Containers {
@@ -84,6 +88,7 @@ impl Containers {
                 (handler.clone(), f)
             })
             .collect();
+        let volume_root = opts.volume_root;
         let driver = ShimDriver {
             state_dir: opts.state_dir,
             root_dir: opts.root_dir,
@@ -93,7 +98,7 @@ impl Containers {
             cgroup_driver: opts.cgroup_driver,
             snapshots,
         };
-        Containers::with_driver(
+        let mut containers = Containers::with_driver(
             Arc::new(driver),
             opts.cgroup_driver,
             opts.cdi,
@@ -101,7 +106,9 @@ impl Containers {
             images,
             sandboxes,
             events,
-        )
+        )?;
+        containers.volume_root = Some(volume_root);
+        Ok(containers)
     }
 
     /// Containers carried out by `driver`.
@@ -132,6 +139,7 @@ impl Containers {
             records,
             locks: KeyedLocks::default(),
             driver,
+            volume_root: None,
         })
     }
 
@@ -292,9 +300,13 @@ impl Containers {
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), ContainerError> {
         let Ok(rec) = self.get(id).await else { return Ok(()) };
         let _lock = self.locks.lock(&rec.id).await;
-        let rec = self.get(&rec.id).await?;
+        let mut rec = self.get(&rec.id).await?;
         if !matches!(rec.state, ContainerState::Running | ContainerState::Created) {
             return Ok(());
+        }
+        if !rec.stop_requested {
+            rec.stop_requested = true;
+            self.save(&rec)?;
         }
         if rec.state == ContainerState::Running && !timeout.is_zero() {
             self.driver.kill(&rec.id, rec.stop_signal, false).await?;

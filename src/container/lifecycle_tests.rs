@@ -17,19 +17,19 @@ use crate::sandbox::{SandboxSpec, Sandboxes};
 use crate::store::MetaStore;
 
 /// Containers on a fake driver, with a metadata store and one ready sandbox.
-struct Env {
+pub(super) struct Env {
     _dir: tempfile::TempDir,
-    meta: Arc<MetaStore>,
-    fake: Arc<Fake>,
-    images: Arc<Images>,
-    sandboxes: Arc<Sandboxes>,
-    events: Arc<EventBus>,
-    containers: Arc<Containers>,
-    sandbox: String,
+    pub(super) meta: Arc<MetaStore>,
+    pub(super) fake: Arc<Fake>,
+    pub(super) images: Arc<Images>,
+    pub(super) sandboxes: Arc<Sandboxes>,
+    pub(super) events: Arc<EventBus>,
+    pub(super) containers: Arc<Containers>,
+    pub(super) sandbox: String,
 }
 
 impl Env {
-    async fn new() -> Env {
+    pub(super) async fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Arc::new(MetaStore::open(&dir.path().join("meta.redb")).expect("store"));
         let events = Arc::new(EventBus::new(64));
@@ -81,11 +81,11 @@ impl Env {
     }
 
     /// The same store and driver, as a restarted berthd finds them.
-    fn reopen(&self) -> Arc<Containers> {
+    pub(super) fn reopen(&self) -> Arc<Containers> {
         Env::open(&self.meta, &self.fake, &self.images, &self.sandboxes, &self.events)
     }
 
-    async fn create(&self, name: &str) -> Result<String, ContainerError> {
+    pub(super) async fn create(&self, name: &str) -> Result<String, ContainerError> {
         self.containers.create(&self.sandbox, spec(name)).await
     }
 
@@ -99,7 +99,7 @@ impl Env {
     }
 }
 
-fn spec(name: &str) -> ContainerSpec {
+pub(super) fn spec(name: &str) -> ContainerSpec {
     ContainerSpec {
         name: name.into(),
         image: "busybox:latest".into(),

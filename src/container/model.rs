@@ -177,8 +177,9 @@ pub struct SandboxContext {
 }
 
 /// Where a container is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum ContainerState {
+    #[default]
     Created,
     Running,
     Exited,
@@ -186,7 +187,7 @@ pub enum ContainerState {
 }
 
 /// A container as the metadata store keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ContainerRecord {
     pub id: String,
     pub sandbox_id: String,
@@ -213,6 +214,10 @@ pub struct ContainerRecord {
     /// The sandbox's runtime handler ("" = default).
     #[serde(default)]
     pub runtime_handler: String,
+    /// Stopped by a request (StopContainer, RemoveContainer, a pod stop), not by its own
+    /// exit: a restart policy other than `always` leaves it stopped.
+    #[serde(default)]
+    pub stop_requested: bool,
 }
 
 /// The image a container was made from, as recorded at creation.

@@ -41,6 +41,40 @@ impl Containers {
         Ok((rec, target))
     }
 
+    /// What an exec changes of running container `id`'s process: `env` (`K=V`), `cwd`
+    /// (absolute) and `user` (Docker's `name`, `uid`, `name:group`, `uid:gid`), the user
+    /// resolved in the container's own /etc/passwd and /etc/group.
+    pub async fn exec_overrides(
+        &self,
+        id: &str,
+        env: Vec<String>,
+        cwd: &str,
+        user: &str,
+    ) -> Result<crate::runtime::exec::ProcessOverrides, ContainerError> {
+        if let Some(bad) = env
+            .iter()
+            .find(|e| e.split('=').next().is_none_or(str::is_empty) || !e.contains('='))
+        {
+            return Err(ContainerError::Invalid(format!("env {bad:?}: expected KEY=VALUE")));
+        }
+        if !cwd.is_empty() && !cwd.starts_with('/') {
+            return Err(ContainerError::Invalid(format!("workdir {cwd:?} must be absolute")));
+        }
+        let user = if user.is_empty() {
+            None
+        } else {
+            let rec = self.running(id).await?;
+            let root = std::path::PathBuf::from(format!("/proc/{}/root", rec.pid));
+            let u = super::user::resolve(&root, &Default::default(), Some(user))?;
+            Some((u.uid(), u.gid(), u.additional_gids().clone().unwrap_or_default()))
+        };
+        Ok(crate::runtime::exec::ProcessOverrides {
+            env,
+            cwd: (!cwd.is_empty()).then(|| cwd.to_string()),
+            user,
+        })
+    }
+
     /// Runs a command in a running container and returns its output (kubelet's exec probes).
     pub async fn exec_sync(
         &self,

@@ -139,6 +139,21 @@ impl RootfsPaths {
         Ok(target)
     }
 
+    /// Gives this container's writable layer and image-volume directories to `to`, a new
+    /// attempt of it not yet prepared (or, after that attempt failed, back): this root
+    /// filesystem is unmounted first (the container has exited), `to`'s directory made.
+    pub fn move_layer(&self, to: &RootfsPaths) -> std::io::Result<()> {
+        sys::mount::unmount(&self.mountpoint())?;
+        std::fs::create_dir_all(&to.dir)?;
+        for (from, dest) in [(self.upper(), to.upper()), (self.volumes(), to.volumes())] {
+            match std::fs::rename(&from, &dest) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !from.exists() => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
     /// Unmounts and deletes everything; missing parts are fine. Nothing is deleted while
     /// something is still mounted (the image volumes are views of shared layers).
     pub fn remove(&self) -> std::io::Result<()> {

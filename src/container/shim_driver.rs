@@ -207,6 +207,12 @@ impl Driver for ShimDriver {
             .map_err(|e| setup_err(id)(format!("idmapping volume {}: {e}", source.display())))
     }
 
+    fn move_layer(&self, from: &str, to: &str) -> Result<(), ContainerError> {
+        self.rootfs(from)
+            .move_layer(&self.rootfs(to))
+            .map_err(|e| setup_err(to)(format!("taking over the writable layer of {from}: {e}")))
+    }
+
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>> {
         self.do_spawn(s).boxed()
     }
@@ -283,6 +289,10 @@ impl Driver for ShimDriver {
 
     fn writable_layer(&self, id: &str) -> PathBuf {
         self.rootfs(id).upper()
+    }
+
+    fn rootfs_dir(&self, id: &str) -> PathBuf {
+        self.rootfs(id).mountpoint()
     }
 
     fn live_shims(&self, ids: &[String]) -> usize {

@@ -126,6 +126,11 @@ impl Driver for Fake {
             .ok_or_else(|| ContainerError::Invalid("no image root in this fake".into()))
     }
 
+    fn move_layer(&self, from: &str, to: &str) -> Result<(), ContainerError> {
+        self.log("move_layer", &format!("{from}>{to}"));
+        Ok(())
+    }
+
     fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, Result<u32, ContainerError>> {
         self.log("spawn", s.id);
         let failed = self.fail_spawn.lock().unwrap().take();
@@ -249,6 +254,10 @@ impl Driver for Fake {
 
     fn writable_layer(&self, id: &str) -> PathBuf {
         PathBuf::from("/nonexistent/upper").join(id)
+    }
+
+    fn rootfs_dir(&self, id: &str) -> PathBuf {
+        PathBuf::from("/nonexistent/rootfs").join(id)
     }
 
     fn live_shims(&self, ids: &[String]) -> usize {

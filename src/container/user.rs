@@ -132,6 +132,37 @@ fn to_id(v: i64, field: &str) -> Result<u32, SpecError> {
     u32::try_from(v).map_err(|_| SpecError::Invalid(format!("{field}: {v} is not a valid id")))
 }
 
+/// A `--chown` owner, `user[:group]` by name or id, resolved in `rootfs`'s own passwd and
+/// group files. Without a group, the gid is the uid's number (as Docker does).
+pub(crate) fn owner(rootfs: &Path, spec: &str) -> Result<(u32, u32), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let uid = match user.parse::<u32>() {
+        Ok(uid) => uid,
+        Err(_) => read_passwd(rootfs)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|e| e.name == user)
+            .map(|e| e.uid)
+            .ok_or_else(|| format!("user {user:?} is not in the image's /etc/passwd"))?,
+    };
+    let gid = match group {
+        None => uid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => read_group(rootfs)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|e| e.name == g)
+                .map(|e| e.gid)
+                .ok_or_else(|| format!("group {g:?} is not in the image's /etc/group"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
 /// The image's `/etc/passwd` entries (none if the file does not exist, as for `scratch` images).
 pub(crate) fn read_passwd(rootfs: &Path) -> Result<Vec<PasswdEntry>, SpecError> {
     let Some(text) = read_in_rootfs(rootfs, "/etc/passwd")? else {

@@ -70,6 +70,7 @@ mod tests {
             env: Vec::new(),
             cwd: String::new(),
             runtime_handler: String::new(),
+            stop_requested: false,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod commit;
 pub mod content;
 mod download;
 pub mod history;
@@ -13,6 +14,7 @@ mod login;
 pub mod manifest;
 pub mod progress;
 mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 mod service;
@@ -51,6 +53,10 @@ pub struct ImageRecord {
     /// for images loaded from archives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<trust::Verdict>,
+    /// For an image a build step made: the step's cache key (parent, instruction, inputs);
+    /// empty for pulled, loaded and committed images.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub build_cache: String,
 }
 
 impl crate::store::Record for ImageRecord {
@@ -104,6 +110,7 @@ impl ImageRecord {
             pulled_at: 0,
             pinned: false,
             trust: None,
+            build_cache: String::new(),
         }
     }
 }

@@ -125,13 +125,20 @@ impl Images {
             pulled_at: crate::clock::now_nanos(),
             pinned: false,
             trust,
+            build_cache: String::new(),
         };
         let record = self.record_pull(record, &reference, &target_digest)?;
         tracing::info!(image = %reference, id = %record.id, bytes = record.size, ms = started.elapsed().as_millis() as u64, "pulled");
         Ok(record)
     }
 
-    fn credentials_for(&self, reference: &Reference, auth: Option<&AuthInput>) -> Result<PullAuth, ImageError> {
+    /// The credentials given with the request, else the credentials file's entry for the
+    /// reference's registry (pushes use the same).
+    pub(super) fn credentials_for(
+        &self,
+        reference: &Reference,
+        auth: Option<&AuthInput>,
+    ) -> Result<PullAuth, ImageError> {
         if let Some(input) = auth {
             let credentials = Credentials::from_input(input).map_err(|e| ImageError::Invalid(format!("auth: {e}")))?;
             let registry = if input.server_address.is_empty() {

@@ -39,6 +39,46 @@ pub struct ExecOptions {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// Changes to the container's own process settings.
+    pub overrides: ProcessOverrides,
+}
+
+/// What an exec changes of the container process's settings (`exec -e -w -u`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessOverrides {
+    /// `K=V`, each replacing the container's `K` or added.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    /// uid, gid and additional gids.
+    pub user: Option<(u32, u32, Vec<u32>)>,
+}
+
+impl ProcessOverrides {
+    /// Applies these to an OCI process object.
+    pub fn apply(&self, process: &mut Value) {
+        let Some(p) = process.as_object_mut() else { return };
+        if !self.env.is_empty() {
+            let mut env: Vec<String> = p
+                .get("env")
+                .and_then(|e| serde_json::from_value(e.clone()).ok())
+                .unwrap_or_default();
+            for kv in &self.env {
+                let key = kv.split('=').next().unwrap_or(kv);
+                env.retain(|e| e.split('=').next() != Some(key));
+                env.push(kv.clone());
+            }
+            p.insert("env".into(), serde_json::json!(env));
+        }
+        if let Some(cwd) = &self.cwd {
+            p.insert("cwd".into(), serde_json::json!(cwd));
+        }
+        if let Some((uid, gid, gids)) = &self.user {
+            p.insert(
+                "user".into(),
+                serde_json::json!({"uid": uid, "gid": gid, "additionalGids": gids}),
+            );
+        }
+    }
 }
 
 /// The process's stdio, as berthd holds it.
@@ -102,7 +142,8 @@ fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
 pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, ExecIo)> {
     let config: Value = std::fs::read(t.bundle.join("config.json"))
         .and_then(|b| serde_json::from_slice(&b).map_err(io::Error::other))?;
-    let process = berth_shim::api::exec_process(&config, &o.args, o.tty).map_err(io::Error::other)?;
+    let mut process = berth_shim::api::exec_process(&config, &o.args, o.tty).map_err(io::Error::other)?;
+    o.overrides.apply(&mut process);
     let process_file = unique(&t.bundle, "json");
     let pid_file = unique(&t.bundle, "pid");
     write_private(&process_file, &serde_json::to_vec(&process).map_err(io::Error::other)?)?;
@@ -200,5 +241,36 @@ impl Drop for ExecProcess {
     fn drop(&mut self) {
         self.kill();
         self.cleanup_files();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_what_they_name_and_keep_the_rest() {
+        let mut process = serde_json::json!({
+            "env": ["PATH=/bin", "HOME=/root"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+        });
+        ProcessOverrides {
+            env: vec!["HOME=/x".into(), "NEW=1".into()],
+            cwd: Some("/tmp".into()),
+            user: Some((1, 2, vec![3])),
+        }
+        .apply(&mut process);
+        assert_eq!(process["env"], serde_json::json!(["PATH=/bin", "HOME=/x", "NEW=1"]));
+        assert_eq!(process["cwd"], "/tmp");
+        assert_eq!(
+            process["user"],
+            serde_json::json!({"uid": 1, "gid": 2, "additionalGids": [3]})
+        );
+        assert_eq!(process["args"], serde_json::json!(["sh"]));
+        let before = process.clone();
+        ProcessOverrides::default().apply(&mut process);
+        assert_eq!(process, before, "nothing asked, nothing changed");
     }
 }

@@ -192,6 +192,9 @@ impl Sandboxes {
                     return Err(e);
                 }
                 reservation.keep();
+                if let Some(group) = super::hosts_group::group_of(&rec) {
+                    self.refresh_hosts_group(group);
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -367,7 +370,11 @@ impl Sandboxes {
         self.release(&rec).await?;
         rec.state = SandboxState::NotReady;
         rec.netns = None;
-        self.save(&rec)
+        self.save(&rec)?;
+        if let Some(group) = super::hosts_group::group_of(&rec) {
+            self.refresh_hosts_group(group);
+        }
+        Ok(())
     }
 
     /// Removes a sandbox and all its state. Removing an unknown sandbox succeeds.
@@ -385,6 +392,9 @@ impl Sandboxes {
         }
         self.purge(&rec)?;
         self.records.remove(&rec.id)?;
+        if let Some(group) = super::hosts_group::group_of(&rec) {
+            self.refresh_hosts_group(group);
+        }
         Ok(())
     }
 

@@ -5,6 +5,8 @@
 mod bandwidth;
 pub mod driver;
 mod files;
+pub mod hosts_group;
+mod hosts_refresh;
 mod infra;
 mod intent;
 mod lifecycle;

@@ -29,6 +29,7 @@ pub(super) fn shm_size(annotations: &std::collections::BTreeMap<String, String>)
 pub(super) fn validate(spec: &SandboxSpec) -> Result<(), String> {
     let invalid = |m: &str| Err(m.to_string());
     shm_size(&spec.annotations)?;
+    super::hosts_group::validate(&spec.annotations)?;
     if spec.name.is_empty() {
         return invalid("sandbox config metadata.name is required");
     }

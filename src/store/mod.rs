@@ -19,16 +19,18 @@ pub enum Table {
     Images,
     Sandboxes,
     Containers,
+    Volumes,
 }
 
 impl Table {
-    const ALL: [Table; 3] = [Table::Images, Table::Sandboxes, Table::Containers];
+    const ALL: [Table; 4] = [Table::Images, Table::Sandboxes, Table::Containers, Table::Volumes];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             Table::Images => TableDefinition::new("images"),
             Table::Sandboxes => TableDefinition::new("sandboxes"),
             Table::Containers => TableDefinition::new("containers"),
+            Table::Volumes => TableDefinition::new("volumes"),
         }
     }
 }

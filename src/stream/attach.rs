@@ -68,9 +68,11 @@ async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
         }
     };
     let (input, resize) = (s.stdin.take(), s.resize.take());
+    let disconnected = s.disconnected.clone();
     // Stdin and resizes share the shim connection's write half: one writer takes both.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(16);
     let resize_tx = tx.clone();
+    let (flushed_tx, flushed) = tokio::sync::oneshot::channel::<()>();
     let stdin = async move {
         if let Some(mut input) = input {
             while let Some(chunk) = input.read().await {
@@ -80,7 +82,10 @@ async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
                     }
                 }
             }
-            let _ = tx.send((frames::STDIN_CLOSE, Vec::new())).await;
+            // A client that went away (detached) leaves stdin open for the next one.
+            if !disconnected.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = tx.send((frames::STDIN_CLOSE, Vec::new())).await;
+            }
         }
     };
     let sizes = async move {
@@ -100,6 +105,7 @@ async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
                 break;
             }
         }
+        let _ = flushed_tx.send(());
         // The write half stays open: the shim takes its end as berthd leaving the session,
         // while the container's output must still come through.
         std::future::pending::<()>().await;
@@ -109,10 +115,21 @@ async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
         tokio::join!(stdin, sizes, send);
         std::future::pending::<()>().await
     };
+    tokio::pin!(feed);
     let gone = s.gone.recv();
     tokio::select! {
         o = output => Some(o),
-        _ = feed => Some(Outcome::Success),
-        _ = gone => None,
+        _ = &mut feed => Some(Outcome::Success),
+        _ = gone => {
+            // What the client sent before leaving still reaches the container.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                tokio::select! {
+                    _ = &mut feed => {}
+                    _ = flushed => {}
+                }
+            })
+            .await;
+            None
+        }
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use super::session::{Input, Output, Session, Size};
 use super::status::Outcome;
 use crate::container::lifecycle::Containers;
-use crate::runtime::exec::{self, ExecIo, ExecOptions};
+use crate::runtime::exec::{self, ExecIo, ExecOptions, ProcessOverrides};
 use crate::sys::pty;
 
 /// What an Exec URL runs.
@@ -22,6 +22,8 @@ pub struct ExecRequest {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// Settings changed from the container's process (none for the CRI's Exec).
+    pub overrides: ProcessOverrides,
 }
 
 const CHUNK: usize = 32 * 1024;
@@ -36,6 +38,7 @@ pub async fn run(containers: Arc<Containers>, req: ExecRequest, mut s: Session) 
                 stdin: req.stdin,
                 stdout: req.stdout,
                 stderr: req.stderr && !req.tty,
+                overrides: req.overrides.clone(),
             };
             match exec::spawn(&target, &opts) {
                 Err(e) => Outcome::Failed(format!("starting the exec: {e}")),

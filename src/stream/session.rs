@@ -3,6 +3,8 @@
 //! that gets the final status.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -103,6 +105,10 @@ pub struct Session {
     pub conn: Conn,
     /// Resolves when the client's connection is gone.
     pub gone: mpsc::Receiver<()>,
+    /// Set when stdin ended because the connection went away rather than because the
+    /// client closed it (WebSocket sessions): a client that detaches leaves the
+    /// container's stdin open.
+    pub disconnected: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -219,6 +225,7 @@ pub async fn from_spdy(
         error,
         conn: Conn::Spdy(conn),
         gone,
+        disconnected: Arc::new(AtomicBool::new(false)),
     })
 }
 
@@ -240,6 +247,8 @@ pub async fn from_ws(
     let (resize_tx, resize_rx) = mpsc::channel::<Size>(16);
     let (gone_tx, gone) = mpsc::channel(1);
     let demux_protocol = protocol;
+    let disconnected = Arc::new(AtomicBool::new(false));
+    let seen_disconnect = disconnected.clone();
     tokio::spawn(async move {
         let mut stdin_tx = Some(stdin_tx);
         while let Some(Ok(message)) = reader.next().await {
@@ -260,6 +269,8 @@ pub async fn from_ws(
                 _ => {}
             }
         }
+        // Before stdin ends: whoever reads it to the end can tell a detach from a close.
+        seen_disconnect.store(true, Ordering::SeqCst);
         drop(stdin_tx);
         let _ = gone_tx.send(()).await;
     });
@@ -273,6 +284,7 @@ pub async fn from_ws(
         error: Some(out(3)),
         conn: Conn::Ws(writer.clone()),
         gone,
+        disconnected,
     };
     if let Some(first) = [&session.stdout, &session.stderr, &session.error]
         .into_iter()

@@ -212,6 +212,23 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, name: &[u8], key: &[u8], value: &[u8]) 
     Ok(rfs::lsetxattr(path, key, value, XattrFlags::empty())?)
 }
 
+/// `lgetxattr(path, key)`: the value, or `None` when the file has no such attribute (or
+/// the filesystem has no attributes). The final component is not followed.
+pub fn lgetxattr(path: &Path, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match rfs::lgetxattr(path, key, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(Errno::NODATA) | Err(Errno::NOTSUP) => return Ok(None),
+            Err(Errno::RANGE) if buf.len() < 64 * 1024 => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn timestamps(sec: i64, nsec: u32) -> Timestamps {
     let t = Timespec {
         tv_sec: sec,

@@ -19,6 +19,41 @@ pub fn tmpfs(target: &Path, size: u64, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Mounts a tmpfs volume at `target` with `options` (size=, mode=, ...; nosuid, nodev).
+pub fn tmpfs_volume(target: &Path, options: &str) -> io::Result<()> {
+    let data = std::ffi::CString::new(options).map_err(io::Error::other)?;
+    mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(data.as_c_str()),
+    )?;
+    Ok(())
+}
+
+/// Binds the directory `source` at `target` (recursively), read-only if asked.
+pub fn bind(source: &Path, target: &Path, readonly: bool) -> io::Result<()> {
+    rustix::mount::mount_bind_recursive(source, target)?;
+    if readonly {
+        let flags = MountFlags::BIND | MountFlags::RDONLY;
+        if let Err(e) = rustix::mount::mount_remount(target, flags, "") {
+            let _ = unmount(target);
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether something is mounted at `path` (compared with `/proc/self/mountinfo`).
+pub fn is_mountpoint(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy().replace(' ', "\\040");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
 /// Unmounts `target` (lazily); not mounted or missing is not an error.
 pub fn unmount(target: &Path) -> io::Result<()> {
     match umount2(target, UnmountFlags::DETACH) {

@@ -104,6 +104,11 @@ impl Shim {
         if let Some(id) = sub_id {
             self.hub.unsubscribe(id);
         }
+        // CRI's StdinOnce: the first attach session with stdin, however it ended (a client
+        // that detached or went away included), closes the container's stdin.
+        if self.stdin_once && f.stdin {
+            let _ = self.write_stdin(&[], true).await;
+        }
     }
 
     pub(super) fn resize(&self, data: &[u8]) {

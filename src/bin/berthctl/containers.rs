@@ -1,5 +1,5 @@
 //! Container commands: `create`, `start`, `ps`, `inspect`, `stop`, `kill`, `rm`, `update`
-//! (`stats` and `top` are in `procs`).
+//! (`stats` and `top` are in `procs`, live `stats` in `livestats`).
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use crate::output::{ago, emit, human_duration, now_ns, print_table, rfc3339, sho
 use crate::runspec::{parse_cpus, parse_size};
 use crate::{config, explain, json as js, pods, resolve, run, Ctx};
 
-pub use crate::procs::{stats, top, StatsArgs, TopArgs};
+pub use crate::procs::{top, TopArgs};
 pub use crate::ps::{ps, PsArgs};
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +75,9 @@ pub struct RmArgs {
     /// Remove all containers (running ones only with -f).
     #[arg(short, long)]
     all: bool,
+    /// Remove the anonymous volumes of the containers too (tmpfs ones always go).
+    #[arg(short, long)]
+    volumes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,16 +133,48 @@ pub async fn create(ctx: &mut Ctx, a: CreateArgs) -> anyhow::Result<i32> {
 
 pub async fn start(ctx: &mut Ctx, a: Ids) -> anyhow::Result<i32> {
     for q in &a.containers {
-        let id = resolve::container(ctx, q).await?.id;
-        ctx.rt
-            .start_container(ctx.req(pb::StartContainerRequest {
-                container_id: id.clone(),
-            }))
-            .await
-            .map_err(explain)?;
-        println!("{id}");
+        let c = resolve::container(ctx, q).await?;
+        match pb::ContainerState::try_from(c.state) {
+            Ok(pb::ContainerState::ContainerRunning) => {}
+            Ok(pb::ContainerState::ContainerExited) if c.labels.contains_key(RUN_LABEL) => {
+                restart_one(ctx, &c.id, 0).await?;
+            }
+            _ => {
+                ctx.rt
+                    .start_container(ctx.req(pb::StartContainerRequest {
+                        container_id: c.id.clone(),
+                    }))
+                    .await
+                    .map_err(explain)?;
+            }
+        }
+        println!("{q}");
     }
     Ok(0)
+}
+
+pub async fn restart(ctx: &mut Ctx, a: StopArgs) -> anyhow::Result<i32> {
+    for q in &a.containers {
+        let id = resolve::container(ctx, q).await?.id;
+        restart_one(ctx, &id, a.time.max(0)).await?;
+        println!("{q}");
+    }
+    Ok(0)
+}
+
+/// Berth's RestartContainer: the container's next attempt runs, under a new id.
+async fn restart_one(ctx: &mut Ctx, id: &str, timeout: i64) -> anyhow::Result<String> {
+    let req = ctx.req(berth_proto::berth::v1::RestartContainerRequest {
+        container_id: id.to_string(),
+        timeout,
+    });
+    Ok(ctx
+        .ctr
+        .restart_container(req)
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .container_id)
 }
 
 pub async fn status(ctx: &mut Ctx, id: &str, verbose: bool) -> anyhow::Result<pb::ContainerStatusResponse> {
@@ -167,7 +202,7 @@ pub fn status_text(s: &pb::ContainerStatus, now: i64) -> String {
 }
 
 /// Label set on the pods and containers of `berthctl run`.
-pub const RUN_LABEL: &str = "io.berth.run";
+pub use berth::container::restart::RUN_LABEL;
 /// Pod annotation holding a run's published ports, as `ps` shows them.
 pub const PORTS_ANNOTATION: &str = "io.berth.run.ports";
 
@@ -283,8 +318,12 @@ pub async fn rm(ctx: &mut Ctx, a: RmArgs) -> anyhow::Result<i32> {
     };
     let mut code = 0;
     for c in targets {
+        let anonymous = crate::volumes::anonymous_of(&mut ctx.vol, &c.id, a.volumes).await?;
         match remove(ctx, &c, a.force).await {
-            Ok(()) => println!("{}", c.id),
+            Ok(()) => {
+                crate::volumes::remove_anonymous(&mut ctx.vol, &anonymous).await;
+                println!("{}", c.id)
+            }
             Err(e) => {
                 eprintln!("berthctl: {e:#}");
                 code = 1;

@@ -22,8 +22,8 @@ pub struct LogsArgs {
     /// Keep printing new output until the container exits.
     #[arg(short, long)]
     follow: bool,
-    /// Only the last N lines.
-    #[arg(long, value_name = "N")]
+    /// Only the last N lines (-n is Docker's short form).
+    #[arg(short = 'n', long, value_name = "N")]
     tail: Option<usize>,
     /// Prefix each line with its time (RFC 3339).
     #[arg(short = 't', long)]

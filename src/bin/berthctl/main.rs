@@ -4,28 +4,45 @@
 //! Each command group lives in its own module; this file parses and dispatches.
 
 mod api;
+mod build;
+mod commit;
 mod completion;
+mod compose;
 mod config;
 mod containers;
+mod cp;
+mod detach;
+mod filter;
+mod format;
+mod groups;
 mod images;
 mod info;
 mod json;
+mod livestats;
 mod logline;
 mod logs;
 mod output;
 mod pods;
+mod ports;
 mod procs;
+mod prune;
 mod ps;
+mod push;
 mod resolve;
 mod run;
+mod run_wait;
 mod runspec;
 mod stream;
 mod term;
+mod volumes;
 mod ws;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
+use berth_proto::berth::v1::builds_client::BuildsClient;
+use berth_proto::berth::v1::containers_client::ContainersClient;
+use berth_proto::berth::v1::volumes_client::VolumesClient;
 use berth_proto::image_service_client::ImageServiceClient;
 use berth_proto::runtime_service_client::RuntimeServiceClient;
 use clap::{Parser, Subcommand};
@@ -36,11 +53,15 @@ const DEFAULT_ENDPOINT: &str = "unix:///run/berth/berth.sock";
 #[derive(Debug, Parser)]
 #[command(
     name = "berthctl",
-    version,
+    version = concat!("version ", env!("CARGO_PKG_VERSION")),
+    disable_version_flag = true,
     about = "Command-line client for the Berth container runtime",
     after_help = "IDs: every command that takes a container or pod accepts its full id, a unique prefix of it, or its name."
 )]
 pub struct Cli {
+    /// Print the client's version (`berthctl version X`) and exit.
+    #[arg(short = 'v', long = "version", visible_short_alias = 'V', action = clap::ArgAction::Version)]
+    version: (),
     /// CRI endpoint of berthd (unix:///PATH).
     #[arg(short = 'r', long, global = true, env = "BERTH_ENDPOINT")]
     runtime_endpoint: Option<String>,
@@ -79,8 +100,10 @@ enum Command {
     Statsp(pods::StatspArgs),
     /// Create a container in a pod from container and pod config files.
     Create(containers::CreateArgs),
-    /// Start created containers.
+    /// Start created or stopped containers (a stopped `run` container starts as a new attempt).
     Start(containers::Ids),
+    /// Stop (if running) and start again containers made by `berthctl run`.
+    Restart(containers::StopArgs),
     /// List containers (running ones unless -a).
     Ps(containers::PsArgs),
     /// Show containers' status.
@@ -93,8 +116,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Change containers' CPU and memory limits.
     Update(containers::UpdateArgs),
-    /// Show containers' resource usage.
-    Stats(containers::StatsArgs),
+    /// Show containers' resource usage (live on a terminal; --no-stream for one table).
+    Stats(livestats::LiveStatsArgs),
     /// Show the processes of a container.
     Top(containers::TopArgs),
     /// Print a container's logs.
@@ -105,10 +128,37 @@ enum Command {
     Attach(stream::AttachArgs),
     /// Forward local ports to a pod.
     PortForward(stream::PortForwardArgs),
+    /// Run a Compose project: up, down, ps, logs, start, stop, restart, pull.
+    Compose(compose::ComposeArgs),
+    /// Show a `run` container's published ports.
+    Port(ports::PortArgs),
+    /// Copy files between a container and the host (docker cp style).
+    Cp(cp::CpArgs),
+    /// Build an image from a Dockerfile (docker build style).
+    Build(build::BuildArgs),
+    /// Make an image of a container's changes (docker commit style).
+    Commit(commit::CommitArgs),
     /// Run a command in a new pod and container (docker run style).
     Run(Box<run::RunArgs>),
+    /// Push an image to its registry (docker push style).
+    Push(push::PushArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completion(completion::CompletionArgs),
+    /// Manage images (Docker's image ls, rm, inspect, prune, pull, tag, history, save, load).
+    Image {
+        #[command(subcommand)]
+        cmd: groups::ImageCommand,
+    },
+    /// Manage containers (Docker's container ls, rm, prune, start, stop, logs, exec, ...).
+    Container {
+        #[command(subcommand)]
+        cmd: groups::ContainerCommand,
+    },
+    /// Disk usage (df) and pruning of stopped containers and unused images (prune).
+    System {
+        #[command(subcommand)]
+        cmd: groups::SystemCommand,
+    },
     /// pull, login, logout, save, load, tag, history: the Berth API beside CRI.
     #[command(flatten)]
     Api(api::ApiCommand),
@@ -118,6 +168,12 @@ enum Command {
 pub struct Ctx {
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
+    /// Berth's own container API (restart).
+    pub ctr: ContainersClient<Channel>,
+    /// Berth's own volume API.
+    pub vol: VolumesClient<Channel>,
+    /// Berth's image builder.
+    pub bld: BuildsClient<Channel>,
     pub timeout: Option<u64>,
 }
 
@@ -234,6 +290,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let mut ctx = Ctx {
         rt: RuntimeServiceClient::new(channel.clone()),
         img: ImageServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
+        ctr: ContainersClient::new(channel.clone()),
+        vol: VolumesClient::new(channel.clone()),
+        bld: BuildsClient::new(channel.clone()),
         timeout: cli.timeout,
     };
     let c = &mut ctx;
@@ -254,18 +313,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Statsp(a) => pods::statsp(c, a).await,
         Command::Create(a) => containers::create(c, a).await,
         Command::Start(a) => containers::start(c, a).await,
+        Command::Restart(a) => containers::restart(c, a).await,
         Command::Ps(a) => containers::ps(c, a).await,
         Command::Inspect(a) => containers::inspect(c, a).await,
         Command::Stop(a) => containers::stop(c, a).await,
         Command::Kill(a) => containers::kill(c, a).await,
         Command::Rm(a) => containers::rm(c, a).await,
         Command::Update(a) => containers::update(c, a).await,
-        Command::Stats(a) => containers::stats(c, a).await,
+        Command::Stats(a) => livestats::live_stats(c, a).await,
+        Command::Image { cmd } => groups::image(c, cmd, channel).await,
+        Command::Container { cmd } => groups::container(c, cmd).await,
+        Command::System { cmd } => groups::system(c, cmd).await,
         Command::Top(a) => containers::top(c, a).await,
         Command::Logs(a) => logs::logs(c, a).await,
         Command::Exec(a) => stream::exec(c, a).await,
         Command::Attach(a) => stream::attach(c, a).await,
         Command::PortForward(a) => stream::port_forward(c, a).await,
         Command::Run(a) => run::run(c, *a).await,
+        Command::Push(a) => push::push(channel, a, c.timeout).await.map(|()| 0),
+        Command::Cp(a) => cp::cp(c, a).await,
+        Command::Commit(a) => commit::commit(c, a).await,
+        Command::Build(a) => build::build(c.bld.clone(), a, c.timeout).await,
+        Command::Port(a) => ports::port(c, a).await,
+        Command::Compose(a) => compose::compose(c, a).await,
     }
 }

@@ -4,6 +4,7 @@
 use anyhow::bail;
 use berth_proto as pb;
 
+use crate::containers::RUN_LABEL;
 use crate::{explain, Ctx};
 
 /// Picks the one item `query` means among `(id, name, item)`: an exact id wins, then an
@@ -80,6 +81,8 @@ pub async fn container(ctx: &mut Ctx, query: &str) -> anyhow::Result<pb::Contain
             )
         })
         .collect();
+    let attempt = |c: &pb::Container| c.metadata.as_ref().map_or(0, |m| m.attempt);
+    let items = latest_attempts(items, |c| c.labels.contains_key(RUN_LABEL), attempt);
     pick("container", query, &items).cloned()
 }
 
@@ -96,13 +99,59 @@ pub async fn pod(ctx: &mut Ctx, query: &str) -> anyhow::Result<pb::PodSandbox> {
             )
         })
         .collect();
+    let attempt = |p: &pb::PodSandbox| p.metadata.as_ref().map_or(0, |m| m.attempt);
+    let items = latest_attempts(items, |p| p.labels.contains_key(RUN_LABEL), attempt);
     pick("pod", query, &items).cloned()
+}
+
+/// Drops the attempts of a `berthctl run` container (or pod) that a later one of the same
+/// name replaces: while berthd restarts one, both are listed for a moment, and the name
+/// means the new one.
+fn latest_attempts<T>(
+    items: Vec<(String, String, T)>,
+    is_run: impl Fn(&T) -> bool,
+    attempt: impl Fn(&T) -> u32,
+) -> Vec<(String, String, T)> {
+    let newest = |name: &str| {
+        items
+            .iter()
+            .filter(|(_, n, t)| n == name && is_run(t))
+            .map(|(_, _, t)| attempt(t))
+            .max()
+    };
+    let keep: Vec<bool> = items
+        .iter()
+        .map(|(_, name, t)| !is_run(t) || newest(name).is_none_or(|a| a == attempt(t)))
+        .collect();
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, keep)| keep.then_some(item))
+        .collect()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_containers_name_means_its_latest_attempt() {
+        // (is a run container, attempt)
+        let items = vec![
+            ("aa01".to_string(), "web".to_string(), (true, 0)),
+            ("bb02".to_string(), "web".to_string(), (true, 1)),
+            ("cc03".to_string(), "app".to_string(), (false, 0)),
+            ("dd04".to_string(), "app".to_string(), (false, 1)),
+        ];
+        let items = latest_attempts(items, |t| t.0, |t| t.1);
+        assert_eq!(*pick("container", "web", &items).unwrap(), (true, 1));
+        assert!(pick("container", "app", &items).is_err(), "other names stay ambiguous");
+        assert!(
+            pick("container", "aa01", &items).is_err(),
+            "the replaced one is not offered"
+        );
+    }
 
     #[test]
     fn prefixes_and_names() {

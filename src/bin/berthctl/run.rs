@@ -5,17 +5,20 @@
 //! Ctrl-C; a failure on the way removes it too. Pods and containers carry the label
 //! `io.berth.run=1`, and the pod annotation `io.berth.run.ports` lists the published ports.
 
-use std::io::{Read as _, Seek as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context as _;
+use berth::container::policy::{RestartPolicy, RESTART_LABEL};
+use berth::sandbox::hosts_group;
 use berth_proto as pb;
 use berth_proto::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 use crate::containers::{PORTS_ANNOTATION, RUN_LABEL};
+use crate::run_wait::{exited, follow, wait_exit, LogReader};
 use crate::runspec::{self, User};
+use crate::volumes;
 use crate::{explain, Ctx};
 
 /// Where `run` puts its pods' CRI logs (one directory per pod).
@@ -38,15 +41,43 @@ pub struct RunArgs {
     /// Remove the pod and container when the container exits.
     #[arg(long)]
     pub rm: bool,
+    /// Restart policy, enforced by berthd: no, always, unless-stopped, on-failure[:N].
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
     /// Name of the pod and container [default: run-<random hex>].
     #[arg(long)]
     pub name: Option<String>,
     /// Publish a container port: [IP:]HOST:CONTAINER[/tcp|udp|sctp]; repeatable.
     #[arg(short, long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
-    /// Bind-mount a host path: HOST:CONTAINER[:ro]; repeatable.
+    /// Also known by this name to the containers of its --network; repeatable.
+    #[arg(long, value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// The container's host name [default: its name].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Do not print the container id with -d (for callers that report it themselves).
+    #[arg(long, hide = true)]
+    pub no_print_id: bool,
+    /// Keys that detach from -it, leaving the container running ("" turns them off).
+    #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT)]
+    pub detach_keys: String,
+    /// Publish every port the image exposes, each on a free host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Storage: HOST_PATH:CTR (made if missing), VOLUME_NAME:CTR or CTR (a new anonymous
+    /// volume), each with [:ro|rw]; repeatable.
     #[arg(short, long = "volume", value_name = "VOLUME")]
     pub volume: Vec<String>,
+    /// Storage as type=bind|volume|tmpfs,source=..,target=..[,readonly]; repeatable.
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// A tmpfs at this container path: PATH[:size=64m,mode=1777]; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+    /// Mount what this container mounts: CONTAINER[:ro|rw]; repeatable.
+    #[arg(long, value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
     /// Set an environment variable (KEY=VALUE; KEY alone takes it from this shell).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
@@ -59,7 +90,8 @@ pub struct RunArgs {
     /// User to run as: UID[:GID] or a user name of the image.
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Network: "host" shares the node's network; default: the pod network (CNI).
+    /// Network: "host" shares the node's network; default: the pod network (CNI); a NAME:
+    /// the pod network, and containers run with the same NAME find each other by name.
     #[arg(long)]
     pub network: Option<String>,
     /// Memory limit, e.g. 256m or 1g.
@@ -86,10 +118,22 @@ pub struct RunArgs {
     /// Runtime handler (RuntimeClass), e.g. crun.
     #[arg(long)]
     pub runtime: Option<String>,
-    pub image: String,
-    /// Command and arguments (replace the image's CMD, as with docker run).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub cmd: Vec<String>,
+    /// The image, then the command and its arguments (they replace the image's CMD). As with
+    /// docker run, berthctl's own flags end at IMAGE: everything after it is the command's.
+    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, trailing_var_arg = true)]
+    pub image_and_cmd: Vec<String>,
+}
+
+impl RunArgs {
+    /// The image to run.
+    pub fn image(&self) -> &str {
+        &self.image_and_cmd[0]
+    }
+
+    /// The command and arguments after the image.
+    pub fn cmd(&self) -> &[String] {
+        &self.image_and_cmd[1..]
+    }
 }
 
 fn random_hex(n: usize) -> String {
@@ -147,6 +191,8 @@ struct Plan {
     name: String,
     pod: pb::PodSandboxConfig,
     container: pb::ContainerConfig,
+    /// Storage to set up (volumes made, host paths created) just before the container.
+    volumes: Vec<volumes::VolumeUse>,
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
@@ -154,25 +200,39 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         anyhow::bail!("--name {name:?}: use letters, digits, '-', '_' or '.'");
     }
-    let network = match args.network.as_deref() {
-        None | Some("pod" | "bridge" | "default") => pb::NamespaceMode::Pod,
-        Some("host") => pb::NamespaceMode::Node,
-        Some(other) => anyhow::bail!("--network {other:?}: use host, or leave it out for the pod network"),
+    // A network NAME is a name group on the node's pod network: its containers find each
+    // other by name and --network-alias (no isolation from other pods).
+    let (network, group) = match args.network.as_deref() {
+        None | Some("pod" | "bridge" | "default") => (pb::NamespaceMode::Pod, None),
+        Some("host") => (pb::NamespaceMode::Node, None),
+        Some(name) if hosts_group::valid_name(name) => (pb::NamespaceMode::Pod, Some(name.to_string())),
+        Some(other) => anyhow::bail!("--network {other:?}: host, or a network name ([a-zA-Z0-9._-])"),
     };
+    if !args.network_alias.is_empty() && group.is_none() {
+        anyhow::bail!("--network-alias needs --network NAME: aliases are names within a network");
+    }
+    if let Some(bad) = args.network_alias.iter().find(|a| !hosts_group::valid_name(a)) {
+        anyhow::bail!("--network-alias {bad:?}: not a host name");
+    }
     let ports = args
         .publish
         .iter()
         .map(|p| runspec::parse_port(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if network == pb::NamespaceMode::Node && !ports.is_empty() {
+    if network == pb::NamespaceMode::Node && (!ports.is_empty() || args.publish_all) {
         anyhow::bail!("-p does not apply with --network host: the container's ports are the host's already");
     }
     let cwd = std::env::current_dir()?;
-    let mounts = args
-        .volume
-        .iter()
-        .map(|v| runspec::parse_volume(v, &cwd))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut volumes = Vec::new();
+    for v in &args.volume {
+        volumes.push(volumes::parse_v(v, &cwd)?);
+    }
+    for m in &args.mount {
+        volumes.push(volumes::parse_mount(m, &cwd)?);
+    }
+    for t in &args.tmpfs {
+        volumes.push(volumes::parse_tmpfs(t)?);
+    }
     let mut resources = pb::LinuxContainerResources::default();
     if let Some(m) = &args.memory {
         resources.memory_limit_in_bytes = runspec::parse_size(m).context("--memory")?;
@@ -191,11 +251,27 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     }
     let mut labels = runspec::parse_labels(&args.label)?;
     labels.insert(RUN_LABEL.into(), "1".into());
+    let policy = RestartPolicy::parse(&args.restart).map_err(|e| anyhow::anyhow!("--restart: {e}"))?;
+    if policy != RestartPolicy::No {
+        if args.rm {
+            anyhow::bail!(
+                "--restart {} and --rm conflict: a container removed when it exits cannot be restarted",
+                args.restart
+            );
+        }
+        labels.insert(RESTART_LABEL.into(), args.restart.clone());
+    }
     let log_dir = PathBuf::from(LOG_ROOT).join(&name);
     let shown: Vec<String> = ports.iter().map(runspec::show_port).collect();
     let mut annotations = std::collections::HashMap::new();
     if !shown.is_empty() {
         annotations.insert(PORTS_ANNOTATION.to_string(), shown.join(", "));
+    }
+    if let Some(group) = &group {
+        annotations.insert(hosts_group::GROUP.to_string(), group.clone());
+        let mut aliases = args.network_alias.clone();
+        aliases.push(name.clone());
+        annotations.insert(hosts_group::ALIASES.to_string(), aliases.join(","));
     }
     if let Some(size) = &args.shm_size {
         let bytes = runspec::parse_size(size).context("--shm-size")?;
@@ -212,7 +288,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         hostname: if network == pb::NamespaceMode::Node {
             String::new()
         } else {
-            name.clone()
+            args.hostname.clone().unwrap_or_else(|| name.clone())
         },
         log_directory: log_dir.display().to_string(),
         port_mappings: ports,
@@ -238,18 +314,19 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             attempt: 0,
         }),
         image: Some(pb::ImageSpec {
-            image: args.image.clone(),
+            image: args.image().to_string(),
             ..Default::default()
         }),
         command: args.entrypoint.iter().cloned().collect(),
-        args: args.cmd.clone(),
+        args: args.cmd().to_vec(),
         envs: envs(args)?,
         working_dir: args.workdir.clone().unwrap_or_default(),
-        mounts,
         labels,
         log_path: format!("{name}.log"),
         stdin: args.interactive,
-        stdin_once: args.interactive,
+        // As Docker: only a container attached at `run` closes stdin when that session ends;
+        // `run -d -i` keeps it open for later attaches.
+        stdin_once: args.interactive && !args.detach,
         tty: args.tty,
         cdi_devices: cdi_devices(args)?,
         linux: Some(pb::LinuxContainerConfig {
@@ -258,7 +335,12 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         }),
         ..Default::default()
     };
-    Ok(Plan { name, pod, container })
+    Ok(Plan {
+        name,
+        pod,
+        container,
+        volumes,
+    })
 }
 
 /// Pulls `image` unless berthd has it.
@@ -299,9 +381,32 @@ pub fn remove_log_dir(name: &str) {
     }
 }
 
+/// The image's VOLUMEs that nothing else is mounted at become anonymous volumes, as with
+/// Docker: `rm` keeps them, `rm -v` and `--rm` take them (kubelet's containers get
+/// per-container directories instead, as the CRI has it).
+async fn image_volumes(ctx: &mut Ctx, plan: &mut Plan, image: &str) -> anyhow::Result<()> {
+    let Some((_, details)) = crate::images::details(ctx, image).await? else {
+        return Ok(());
+    };
+    let clean = |p: &str| p.trim_end_matches('/').to_string();
+    let mut taken: Vec<String> = plan.volumes.iter().map(|v| clean(v.target())).collect();
+    taken.extend(plan.container.mounts.iter().map(|m| clean(&m.container_path)));
+    for path in details.volumes {
+        if !taken.contains(&clean(&path)) {
+            taken.push(clean(&path));
+            plan.volumes.push(volumes::VolumeUse::Anonymous {
+                target: path,
+                readonly: false,
+                options: Default::default(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs the container; returns the exit code berthctl should exit with.
 pub async fn run(ctx: &mut Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    let plan = plan(&args)?;
+    let mut plan = plan(&args)?;
     let taken = crate::resolve::all_pods(ctx)
         .await?
         .iter()
@@ -314,7 +419,19 @@ pub async fn run(ctx: &mut Ctx, args: RunArgs) -> anyhow::Result<i32> {
     }
     // A log left by an earlier pod of this name (removed without berthctl) is not ours.
     remove_log_dir(&plan.name);
-    ensure_image(ctx, &args.image).await?;
+    ensure_image(ctx, args.image()).await?;
+    crate::ports::finish(ctx, &mut plan.pod, args.publish_all, args.image()).await?;
+    for from in &args.volumes_from {
+        let source = crate::resolve::container(ctx, from.split(':').next().unwrap_or_default()).await?;
+        let status = crate::containers::status(ctx, &source.id, false)
+            .await?
+            .status
+            .unwrap_or_default();
+        plan.container.mounts.extend(volumes::mounts_from(from, &status)?);
+    }
+    image_volumes(ctx, &mut plan, args.image()).await?;
+    let (mounts, anonymous) = volumes::resolve(&mut ctx.vol, &plan.volumes).await?;
+    plan.container.mounts.extend(mounts);
     let sandbox = ctx
         .rt
         .run_pod_sandbox(pb::RunPodSandboxRequest {
@@ -326,9 +443,17 @@ pub async fn run(ctx: &mut Ctx, args: RunArgs) -> anyhow::Result<i32> {
         .into_inner()
         .pod_sandbox_id;
     let result = run_in(&mut ctx.rt, &sandbox, &plan, &args).await;
+    if let Err(e) = &result {
+        if e.is::<crate::detach::Detached>() {
+            // Left running, as Docker leaves it (with --rm too).
+            eprintln!("read escape sequence");
+            return Ok(0);
+        }
+    }
     if args.rm || result.is_err() {
         remove_pod(&mut ctx.rt, &sandbox).await;
         remove_log_dir(&plan.name);
+        volumes::remove_anonymous(&mut ctx.vol, &anonymous).await;
     }
     result
 }
@@ -372,17 +497,20 @@ async fn run_in(
         .await
         .map_err(explain)?;
     if args.detach {
-        println!("{id}");
+        if !args.no_print_id {
+            println!("{id}");
+        }
         return Ok(0);
     }
     let log = Path::new(&plan.pod.log_directory).join(&plan.container.log_path);
     if args.interactive || args.tty {
         let attached = tokio::select! {
-            r = crate::stream::attach_to(runtime, &id, args.interactive, args.tty) => Some(r),
+            r = crate::stream::attach_to(runtime, &id, args.interactive, args.tty, Some(crate::detach::parse(&args.detach_keys)?)) => Some(r),
             _ = tokio::signal::ctrl_c(), if !args.tty => None,
         };
         match attached {
             Some(Ok(_)) => {}
+            Some(Err(e)) if e.is::<crate::detach::Detached>() => return Err(e),
             // Exited before the attach: its output is in the log.
             Some(Err(_)) if exited(runtime, &id).await?.is_some() => LogReader::default().copy_new(&log)?,
             Some(Err(e)) => return Err(e),
@@ -400,168 +528,6 @@ async fn run_in(
     follow(runtime, &id, &log).await
 }
 
-/// The exit code once the container exited, `None` while it runs.
-async fn exited(runtime: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<Option<i32>> {
-    let status = runtime
-        .container_status(pb::ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: false,
-        })
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .status
-        .context("container status missing")?;
-    Ok((status.state == pb::ContainerState::ContainerExited as i32).then_some(status.exit_code))
-}
-
-/// Waits for the exit (after an attach ended); Ctrl-C stops the container.
-async fn wait_exit(runtime: &mut RuntimeServiceClient<Channel>, id: &str) -> anyhow::Result<i32> {
-    let mut interrupted = false;
-    loop {
-        if let Some(code) = exited(runtime, id).await? {
-            return Ok(code);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
-                let _ = runtime.stop_container(pb::StopContainerRequest { container_id: id.into(), timeout: 10 }).await;
-            }
-        }
-    }
-}
-
-/// Copies the container's output from its CRI log to stdout/stderr until it exits; Ctrl-C
-/// stops the container (10 s grace). Returns its exit code.
-async fn follow(runtime: &mut RuntimeServiceClient<Channel>, id: &str, log: &Path) -> anyhow::Result<i32> {
-    let mut reader = LogReader::default();
-    let mut interrupted = false;
-    loop {
-        reader.copy_new(log)?;
-        if let Some(code) = exited(runtime, id).await? {
-            reader.copy_new(log)?;
-            return Ok(code);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
-                let _ = runtime.stop_container(pb::StopContainerRequest { container_id: id.into(), timeout: 10 }).await;
-            }
-        }
-    }
-}
-
-/// Reads a CRI log file incrementally and writes each entry's payload to stdout or stderr.
-#[derive(Debug, Default)]
-pub struct LogReader {
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl LogReader {
-    fn copy_new(&mut self, path: &Path) -> anyhow::Result<()> {
-        let Ok(mut f) = std::fs::File::open(path) else {
-            return Ok(());
-        };
-        f.seek(std::io::SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
-        self.offset += buf.len() as u64;
-        self.partial.extend_from_slice(&buf);
-        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=nl).collect();
-            let Some(e) = crate::logs::parse_entry(&line[..line.len() - 1]) else {
-                continue;
-            };
-            let w: &mut dyn std::io::Write = if e.stderr { &mut err } else { &mut out };
-            w.write_all(e.text)?;
-            if !e.partial {
-                w.write_all(b"\n")?;
-            }
-        }
-        out.flush()?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct T {
-        #[command(flatten)]
-        run: RunArgs,
-    }
-
-    #[test]
-    fn plan_maps_flags_to_cri() {
-        let dir = tempfile::tempdir().unwrap();
-        let vol = format!("{}:/data:ro", dir.path().display());
-        let t = T::try_parse_from([
-            "run",
-            "--name",
-            "web",
-            "-p",
-            "8080:80",
-            "-p",
-            "127.0.0.1:5353:53/udp",
-            "-v",
-            &vol,
-            "-e",
-            "A=1",
-            "-m",
-            "64m",
-            "--cpus",
-            "0.5",
-            "-u",
-            "1000:100",
-            "--entrypoint",
-            "/bin/sh",
-            "-l",
-            "tier=front",
-            "-it",
-            "img",
-            "-c",
-            "echo hi",
-        ])
-        .unwrap();
-        let p = plan(&t.run).unwrap();
-        assert_eq!(p.name, "web");
-        assert_eq!(p.pod.port_mappings.len(), 2);
-        assert_eq!(
-            p.pod.annotations[PORTS_ANNOTATION],
-            "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"
-        );
-        assert_eq!(p.pod.labels[RUN_LABEL], "1");
-        let c = &p.container;
-        assert_eq!(c.command, vec!["/bin/sh"]);
-        assert_eq!(c.args, vec!["-c", "echo hi"]);
-        assert!(c.tty && c.stdin && c.stdin_once);
-        assert!(c.mounts[0].readonly && c.mounts[0].container_path == "/data");
-        assert_eq!(c.labels["tier"], "front");
-        let l = c.linux.clone().unwrap();
-        let r = l.resources.unwrap();
-        assert_eq!(
-            (r.memory_limit_in_bytes, r.cpu_period, r.cpu_quota),
-            (64 << 20, 100_000, 50_000)
-        );
-        let s = l.security_context.unwrap();
-        assert_eq!(
-            (s.run_as_user.unwrap().value, s.run_as_group.unwrap().value),
-            (1000, 100)
-        );
-
-        let t = T::try_parse_from(["run", "--network", "host", "-p", "1:2", "img"]).unwrap();
-        assert!(plan(&t.run).unwrap_err().to_string().contains("--network host"));
-        let t = T::try_parse_from(["run", "-v", "/does/not/exist:/x", "img"]).unwrap();
-        assert!(plan(&t.run).unwrap_err().to_string().contains("does not exist"));
-        let t = T::try_parse_from(["run", "img"]).unwrap();
-        assert!(plan(&t.run).unwrap().name.starts_with("run-"));
-    }
-}
+#[path = "run_tests.rs"]
+mod tests;

@@ -2,7 +2,6 @@
 //! `--cpus`, `--env-file` and `-u`.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use berth_proto as pb;
@@ -20,7 +19,8 @@ pub fn parse_labels(list: &[String]) -> anyhow::Result<HashMap<String, String>> 
         .collect()
 }
 
-/// `-p [IP:]HOST:CONTAINER[/tcp|udp|sctp]`.
+/// `-p [IP:][HOST:]CONTAINER[/tcp|udp|sctp]`; no HOST (or an empty one) is host port 0,
+/// for `run` to pick a free one.
 pub fn parse_port(spec: &str) -> anyhow::Result<pb::PortMapping> {
     let (addr, proto) = match spec.rsplit_once('/') {
         Some((a, p)) => (a, p.to_ascii_lowercase()),
@@ -57,13 +57,13 @@ pub fn parse_port(spec: &str) -> anyhow::Result<pb::PortMapping> {
                 .map_err(|_| anyhow::anyhow!("-p {spec:?}: {ip:?} is not an IP address"))?;
             (ip.to_string(), *host, *ctr)
         }
-        [_] => bail!("-p {spec:?}: give the host port too, as HOST:CONTAINER (berthctl picks no random port)"),
+        [ctr] => (String::new(), "", *ctr),
         _ => bail!("-p {spec:?}: expected [IP:]HOST:CONTAINER[/PROTOCOL]"),
     };
     Ok(pb::PortMapping {
         protocol: protocol as i32,
         container_port: port(ctr, "container")?,
-        host_port: port(host, "host")?,
+        host_port: if host.is_empty() { 0 } else { port(host, "host")? },
         host_ip,
     })
 }
@@ -77,39 +77,6 @@ pub fn show_port(p: &pb::PortMapping) -> String {
     };
     let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip };
     format!("{ip}:{}->{}/{proto}", p.host_port, p.container_port)
-}
-
-/// `-v HOST:CONTAINER[:ro|rw]`; a relative host path is taken from `cwd`, and it must exist.
-pub fn parse_volume(spec: &str, cwd: &Path) -> anyhow::Result<pb::Mount> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (host, ctr, mode) = match parts.as_slice() {
-        [h, c] => (*h, *c, ""),
-        [h, c, m] => (*h, *c, *m),
-        _ => bail!("-v {spec:?}: expected HOST_PATH:CONTAINER_PATH[:ro]"),
-    };
-    if host.is_empty() {
-        bail!("-v {spec:?}: the host path is empty");
-    }
-    if !ctr.starts_with('/') {
-        bail!("-v {spec:?}: the container path must be absolute");
-    }
-    let mut readonly = false;
-    for m in mode.split(',').filter(|m| !m.is_empty()) {
-        match m {
-            "ro" => readonly = true,
-            "rw" => readonly = false,
-            other => bail!("-v {spec:?}: unknown option {other:?} (ro or rw)"),
-        }
-    }
-    let path = cwd.join(host);
-    let host_path = std::fs::canonicalize(&path)
-        .with_context(|| format!("-v {spec:?}: host path {} does not exist", path.display()))?;
-    Ok(pb::Mount {
-        container_path: ctr.into(),
-        host_path: host_path.display().to_string(),
-        readonly,
-        ..Default::default()
-    })
 }
 
 /// A size like `512m`, `1g`, `100k`, `4096` or `1.5g` (binary units, as docker takes them).
@@ -225,34 +192,12 @@ mod tests {
         assert_eq!(show_port(&p), "127.0.0.1:53->5353/udp");
         let p = parse_port("[::1]:8443:443").unwrap();
         assert_eq!(p.host_ip, "::1");
-        assert!(parse_port("80").unwrap_err().to_string().contains("host port"));
+        assert_eq!(parse_port("80").unwrap().host_port, 0, "picked later");
+        assert_eq!(parse_port("127.0.0.1::80").unwrap().host_port, 0);
         assert!(parse_port("x:80").is_err());
         assert!(parse_port("1:2/icmp").is_err());
         assert!(parse_port("1.2.3:1:2").is_err());
         assert!(parse_port("0:80").is_err());
-    }
-
-    #[test]
-    fn volumes() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("data")).unwrap();
-        let m = parse_volume("data:/data:ro", dir.path()).unwrap();
-        assert_eq!(
-            m.host_path,
-            std::fs::canonicalize(dir.path().join("data"))
-                .unwrap()
-                .display()
-                .to_string()
-        );
-        assert_eq!(m.container_path, "/data");
-        assert!(m.readonly);
-        let abs = format!("{}:/x", dir.path().display());
-        assert!(!parse_volume(&abs, Path::new("/")).unwrap().readonly);
-        let e = parse_volume("missing:/x", dir.path()).unwrap_err().to_string();
-        assert!(e.contains("does not exist"), "{e}");
-        assert!(parse_volume("data:rel", dir.path()).is_err());
-        assert!(parse_volume("data:/x:rx", dir.path()).is_err());
-        assert!(parse_volume("/only", dir.path()).is_err());
     }
 
     #[test]

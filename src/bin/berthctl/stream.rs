@@ -25,11 +25,27 @@ pub struct ExecArgs {
     /// Run with ExecSync: output arrives when the command ends (no stdin, no tty).
     #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
     sync: bool,
-    /// The container (id, id prefix or name).
-    container: String,
-    /// Command and arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    cmd: Vec<String>,
+    /// Run in the background: start the command and return (no output).
+    #[arg(short, long, conflicts_with_all = ["interactive", "tty", "sync"])]
+    detach: bool,
+    /// Set an environment variable, KEY=VALUE (KEY alone takes this shell's); repeatable.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Run as this user: name, uid, name:group or uid:gid (the container's own names).
+    #[arg(short, long, value_name = "USER")]
+    user: Option<String>,
+    /// Run in this directory of the container.
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// The container (id, id prefix or name), then the command and its arguments. As with
+    /// docker exec, berthctl's own flags end at the container.
+    #[arg(
+        value_name = "CONTAINER COMMAND [ARG...]",
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true
+    )]
+    target: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +53,9 @@ pub struct AttachArgs {
     /// Send stdin to the container (it must have been created with stdin).
     #[arg(short, long)]
     interactive: bool,
+    /// Keys that detach, leaving the container running ("" turns them off).
+    #[arg(long, value_name = "KEYS", default_value = crate::detach::DEFAULT)]
+    detach_keys: String,
     /// The container (id, id prefix or name).
     container: String,
 }
@@ -107,7 +126,9 @@ fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 
 /// Runs an exec or attach session on `url` until the server ends it. Returns the exit code
 /// the status channel carried (`None` when it sent none).
-pub async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<Option<i32>> {
+/// Runs a streaming session; with `detach_keys`, typing them ends it with
+/// [`crate::detach::Detached`] (the container runs on).
+pub async fn session(url: &str, stdin: bool, tty: bool, detach_keys: Option<Vec<u8>>) -> anyhow::Result<Option<i32>> {
     let (mut reader, writer, protocol) = ws::connect(url, &["v5.channel.k8s.io", "v4.channel.k8s.io"]).await?;
     let version = match protocol.as_str() {
         "v5.channel.k8s.io" => 5,
@@ -139,15 +160,25 @@ pub async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<Option
             }
         }));
     }
+    let (detached_tx, detached_rx) = tokio::sync::oneshot::channel::<()>();
     if stdin {
         let w = writer.clone();
         tasks.push(tokio::spawn(async move {
             let mut input = stdin_chunks();
+            let mut scanner = crate::detach::Scanner::new(detach_keys.unwrap_or_default());
             while let Some(chunk) = input.recv().await {
-                let mut msg = Vec::with_capacity(chunk.len() + 1);
+                let (pass, detached) = scanner.feed(&chunk);
+                let mut msg = Vec::with_capacity(pass.len() + 1);
                 msg.push(0u8);
-                msg.extend_from_slice(&chunk);
-                if w.binary(msg).await.is_err() {
+                msg.extend_from_slice(&pass);
+                if pass.is_empty() && !detached {
+                    continue;
+                }
+                if !pass.is_empty() && w.binary(msg).await.is_err() {
+                    return;
+                }
+                if detached {
+                    let _ = detached_tx.send(());
                     return;
                 }
             }
@@ -156,10 +187,20 @@ pub async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<Option
             }
         }));
     }
+    // Resolves only when the user detached (a finished input task just leaves it pending).
+    let mut detached = Box::pin(async move {
+        if detached_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    });
     let mut code = None;
     let result: anyhow::Result<()> = async {
         loop {
-            let data = match reader.next().await? {
+            let next = tokio::select! {
+                m = reader.next() => m?,
+                () = &mut detached => return Err(crate::detach::Detached.into()),
+            };
+            let data = match next {
                 Message::Close => return Ok(()),
                 Message::Text => continue,
                 Message::Binary(d) if d.is_empty() => continue,
@@ -197,13 +238,15 @@ pub async fn session(url: &str, stdin: bool, tty: bool) -> anyhow::Result<Option
 }
 
 pub async fn exec(ctx: &mut Ctx, a: ExecArgs) -> anyhow::Result<i32> {
-    let id = resolve::container(ctx, &a.container).await?.id;
+    let (container, cmd) = a.target.split_first().context("exec: give a container and a command")?;
+    let cmd = cmd.to_vec();
+    let id = resolve::container(ctx, container).await?.id;
     if a.sync {
         let r = ctx
             .rt
             .exec_sync(ctx.req(pb::ExecSyncRequest {
                 container_id: id,
-                cmd: a.cmd,
+                cmd: cmd.clone(),
                 timeout: ctx.timeout.unwrap_or(0) as i64,
             }))
             .await
@@ -213,21 +256,51 @@ pub async fn exec(ctx: &mut Ctx, a: ExecArgs) -> anyhow::Result<i32> {
         std::io::stderr().write_all(&r.stderr)?;
         return Ok(r.exit_code);
     }
-    let url = ctx
-        .rt
-        .exec(ctx.req(pb::ExecRequest {
+    let plain = !a.detach && a.env.is_empty() && a.user.is_none() && a.workdir.is_none();
+    if a.sync && !plain {
+        anyhow::bail!("--sync runs through the CRI's ExecSync, which takes no -d, -e, -u or -w");
+    }
+    let url = if plain {
+        ctx.rt
+            .exec(ctx.req(pb::ExecRequest {
+                container_id: id,
+                cmd,
+                tty: a.tty,
+                stdin: a.interactive,
+                stdout: true,
+                stderr: !a.tty,
+            }))
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .url
+    } else {
+        let env = a
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some(_) => e.clone(),
+                None => format!("{e}={}", std::env::var(e).unwrap_or_default()),
+            })
+            .collect();
+        let req = berth_proto::berth::v1::ExecRequest {
             container_id: id,
-            cmd: a.cmd,
+            cmd,
             tty: a.tty,
             stdin: a.interactive,
             stdout: true,
             stderr: !a.tty,
-        }))
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .url;
-    Ok(session(&url, a.interactive, a.tty).await?.unwrap_or(0))
+            env,
+            workdir: a.workdir.clone().unwrap_or_default(),
+            user: a.user.clone().unwrap_or_default(),
+            detach: a.detach,
+        };
+        ctx.ctr.exec(ctx.req(req)).await.map_err(explain)?.into_inner().url
+    };
+    if a.detach {
+        return Ok(0);
+    }
+    Ok(session(&url, a.interactive, a.tty, None).await?.unwrap_or(0))
 }
 
 /// Attaches to a container's stdio; `tty` must match how it was created.
@@ -236,6 +309,7 @@ pub async fn attach_to(
     id: &str,
     stdin: bool,
     tty: bool,
+    detach_keys: Option<Vec<u8>>,
 ) -> anyhow::Result<Option<i32>> {
     let url = rt
         .attach(pb::AttachRequest {
@@ -249,7 +323,7 @@ pub async fn attach_to(
         .map_err(explain)?
         .into_inner()
         .url;
-    session(&url, stdin, tty).await
+    session(&url, stdin, tty, detach_keys).await
 }
 
 pub async fn attach(ctx: &mut Ctx, a: AttachArgs) -> anyhow::Result<i32> {
@@ -257,8 +331,15 @@ pub async fn attach(ctx: &mut Ctx, a: AttachArgs) -> anyhow::Result<i32> {
     let r = containers::status(ctx, &id, true).await?;
     let info = crate::json::info(&r.info);
     let tty = info.pointer("/spec/tty").and_then(|t| t.as_bool()).unwrap_or(false);
+    let keys = crate::detach::parse(&a.detach_keys)?;
     // The status channel of an attach tells nothing of the exit: ask for the container's.
-    attach_to(&mut ctx.rt, &id, a.interactive, tty).await?;
+    match attach_to(&mut ctx.rt, &id, a.interactive, tty, Some(keys)).await {
+        Err(e) if e.is::<crate::detach::Detached>() => {
+            eprintln!("read escape sequence");
+            return Ok(0);
+        }
+        other => other?,
+    };
     let st = containers::status(ctx, &id, false).await?.status.unwrap_or_default();
     Ok(if st.state == pb::ContainerState::ContainerExited as i32 {
         st.exit_code
@@ -406,5 +487,22 @@ mod tests {
         assert_eq!(parse_forward("0:80").unwrap(), (0, 80));
         assert!(parse_forward("x:80").is_err());
         assert!(parse_forward("80:0").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        exec: ExecArgs,
+    }
+
+    #[test]
+    fn exec_flags_end_at_the_container() {
+        use clap::Parser as _;
+        let t = T::try_parse_from(["exec", "-s", "web", "ls", "-it", "--sync"]).unwrap();
+        assert!(t.exec.sync && !t.exec.interactive && !t.exec.tty);
+        assert_eq!(t.exec.target, ["web", "ls", "-it", "--sync"]);
+        let t = T::try_parse_from(["exec", "-it", "web", "sh"]).unwrap();
+        assert!(t.exec.interactive && t.exec.tty);
+        assert!(T::try_parse_from(["exec", "web"]).is_err(), "a command is required");
     }
 }

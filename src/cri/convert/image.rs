@@ -17,6 +17,11 @@ pub fn image(record: &ImageRecord) -> pb::Image {
         username,
         spec: Some(pb::ImageSpec {
             image: record.id.clone(),
+            annotations: if record.build_cache.is_empty() {
+                Default::default()
+            } else {
+                [(crate::build::BUILD_CACHE_ANNOTATION.to_string(), "true".to_string())].into()
+            },
             ..Default::default()
         }),
         pinned: record.pinned,

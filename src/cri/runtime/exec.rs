@@ -16,17 +16,24 @@ pub async fn exec(d: &Daemon, req: pb::ExecRequest) -> Result<pb::ExecResponse> 
     }
     check_streams(req.stdin, req.stdout, req.stderr, req.tty)?;
     let (rec, _) = d.containers.running_target(id).await?;
-    let url = d.streams.url_for(Pending::Exec(ExecRequest {
-        container_id: rec.id,
-        cmd: req.cmd,
-        tty: req.tty,
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-    }));
-    Ok(pb::ExecResponse {
-        url: url.ok_or_else(too_many)?,
-    })
+    let url = stream_url(
+        d,
+        ExecRequest {
+            container_id: rec.id,
+            cmd: req.cmd,
+            tty: req.tty,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            overrides: Default::default(),
+        },
+    )?;
+    Ok(pb::ExecResponse { url })
+}
+
+/// A single-use streaming URL for the exec (CRI's and Berth's Exec).
+pub fn stream_url(d: &Daemon, req: ExecRequest) -> Result<String> {
+    d.streams.url_for(Pending::Exec(req)).ok_or_else(too_many)
 }
 
 /// The CRI's rules for the stream flags of Exec and Attach.

@@ -378,6 +378,7 @@ impl Images {
                 pulled_at: crate::clock::now_nanos(),
                 pinned: false,
                 trust: None,
+                build_cache: String::new(),
             };
             records.push(self.record_named(record, &c.tags, &c.repo_digests)?);
         }

@@ -1,16 +1,19 @@
 //! A client for the OCI distribution API: manifests and blobs over HTTP(S), the
 //! WWW-Authenticate challenge (bearer token and basic), mirrors with fallback to the
 //! upstream, and redirects followed by hand so credentials never leave their host.
+//! Pushes (`upload.rs`) go to the upstream only.
 
 mod challenge;
 mod error;
 mod response;
 mod token;
 mod transport;
+mod upload;
 
 pub use challenge::parse_challenge;
 pub use error::RegistryError;
 pub use response::{error_chain, read_limited};
+pub use upload::{Mount, PushSession, CHUNK_SIZE};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -23,6 +23,22 @@ impl RegistryClient {
         scope: &str,
         token_key: &(String, String),
     ) -> Result<String, RegistryError> {
+        self.answer_challenge_scoped(endpoint, challenge, creds, scope, token_key, false)
+            .await
+    }
+
+    /// [`RegistryClient::answer_challenge`]; with `own_scope`, a token is asked for `scope`
+    /// (space-separated scopes) rather than the one the challenge names: a push needs
+    /// `pull,push` on its repository and `pull` on a mount's source.
+    pub(super) async fn answer_challenge_scoped(
+        &self,
+        endpoint: &Endpoint,
+        challenge: &str,
+        creds: &Credentials,
+        scope: &str,
+        token_key: &(String, String),
+        own_scope: bool,
+    ) -> Result<String, RegistryError> {
         let (scheme, params) = parse_challenge(challenge);
         match scheme.as_str() {
             "basic" => creds.basic_header().ok_or_else(|| {
@@ -35,7 +51,10 @@ impl RegistryClient {
                 let realm = params.get("realm").ok_or_else(|| {
                     RegistryError::Protocol(format!("{}: bearer challenge without realm", endpoint.host()))
                 })?;
-                let scope = params.get("scope").cloned().unwrap_or_else(|| scope.to_string());
+                let scope = match params.get("scope") {
+                    Some(theirs) if !own_scope || scope.is_empty() => theirs.clone(),
+                    _ => scope.to_string(),
+                };
                 let token = self
                     .fetch_token(endpoint, realm, params.get("service"), &scope, creds)
                     .await?;
@@ -94,8 +113,9 @@ impl RegistryClient {
                         q.append_pair("service", s);
                     }
                     // A login check asks for a token with no scope at all.
-                    if !scope.is_empty() {
-                        q.append_pair("scope", scope);
+                    // Several scopes go as several `scope` parameters.
+                    for one in scope.split_whitespace() {
+                        q.append_pair("scope", one);
                     }
                 }
                 let mut req = client.get(url.clone());

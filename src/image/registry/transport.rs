@@ -112,7 +112,7 @@ impl RegistryClient {
     }
 }
 
-fn same_origin(url: &str, origin: &str) -> bool {
+pub(super) fn same_origin(url: &str, origin: &str) -> bool {
     url == origin
         || url
             .strip_prefix(origin)

@@ -1,11 +1,14 @@
 //! The commands that use Berth's own image API (`berth.v1.Images`) rather than the CRI:
-//! pull with live progress, login/logout, save/load, tag and history.
+//! pull with live progress, login/logout, save/load, tag and history; and volumes
+//! (`berth.v1.Volumes`).
 
 mod archive;
+pub mod creds;
 mod history;
 mod login;
 mod progress;
 mod pull;
+mod volume;
 
 use std::time::Duration;
 
@@ -39,10 +42,17 @@ pub enum ApiCommand {
     },
     /// Show an image's history.
     History(history::HistoryArgs),
+    /// Manage volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// Runs `cmd` against the berthd behind `channel`; `timeout` (seconds) limits each call.
 pub async fn run(cmd: ApiCommand, channel: Channel, timeout: Option<u64>) -> anyhow::Result<()> {
+    if let ApiCommand::Volume(cmd) = cmd {
+        let mut volumes = berth_proto::berth::v1::volumes_client::VolumesClient::new(channel);
+        return volume::run(&mut volumes, cmd, timeout).await;
+    }
     let mut client = ImagesClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -54,6 +64,7 @@ pub async fn run(cmd: ApiCommand, channel: Channel, timeout: Option<u64>) -> any
         ApiCommand::Load(args) => archive::load(&mut client, args, timeout).await,
         ApiCommand::Tag { source, target } => history::tag(&mut client, source, target, timeout).await,
         ApiCommand::History(args) => history::history(&mut client, args, timeout).await,
+        ApiCommand::Volume(_) => Ok(()),
     }
 }
 

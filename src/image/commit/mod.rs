@@ -1,0 +1,229 @@
+//! A new image from an image and a directory of changes to it (a container's writable
+//! layer): the directory becomes one gzip layer on top of the image's, the config carries
+//! the given run settings with Dockerfile-style changes, and the layer is ingested through
+//! the same verified path as a pull's (stored under its digest, unpacked into a snapshot,
+//! its diff id checked), so the result is an ordinary image that can be run, saved and
+//! pushed. On failure nothing of it stays: what was stored is collected again.
+
+pub mod changes;
+pub mod diff;
+mod documents;
+mod spec;
+
+pub use documents::{host_architecture, now_rfc3339};
+pub use spec::CommitSpec;
+use spec::Written;
+
+use std::io::{self, Write};
+
+use flate2::write::GzEncoder;
+use sha2::{Digest as _, Sha256};
+
+use super::layer::{self, LayerJob};
+use super::manifest::{Compression, ImageConfig};
+use super::reference::{Digest, Reference};
+use super::{ImageError, ImageRecord, Images};
+use crate::snapshot::chain_ids;
+use changes::Change;
+use documents::{internal, new_config, new_manifest};
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    fn finish(self) -> (W, Digest, u64) {
+        (
+            self.inner,
+            Digest::from_sha256(self.hasher.finalize().into()),
+            self.written,
+        )
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the layer of `upper` into `file`, gzip- or zstd-compressed.
+fn write_compressed(upper: &std::path::Path, file: &std::fs::File, zstd: bool) -> io::Result<Written> {
+    let blob = Hashing::new(io::BufWriter::new(file));
+    let (mut blob, digest, size, diff_id) = if zstd {
+        let z = zstd::stream::write::Encoder::new(blob, 3)?;
+        let (z, diff_id, _) = diff::write_layer(upper, Hashing::new(z))?.finish();
+        let (blob, digest, size) = z.finish()?.finish();
+        (blob, digest, size, diff_id)
+    } else {
+        let gz = GzEncoder::new(blob, flate2::Compression::fast());
+        let (gz, diff_id, _) = diff::write_layer(upper, Hashing::new(gz))?.finish();
+        let (blob, digest, size) = gz.finish()?.finish();
+        (blob, digest, size, diff_id)
+    };
+    blob.flush()?;
+    Ok(Written {
+        digest,
+        size,
+        diff_id,
+        zstd,
+    })
+}
+
+impl Images {
+    /// Commits `spec` as a new image and returns its record.
+    pub async fn commit(&self, spec: CommitSpec) -> Result<ImageRecord, ImageError> {
+        let changes: Vec<Change> = spec
+            .changes
+            .iter()
+            .map(|c| changes::parse(c).map_err(ImageError::Invalid))
+            .collect::<Result<_, _>>()?;
+        let mut tags = Vec::new();
+        if !spec.reference.is_empty() {
+            let reference = Reference::parse(&spec.reference)?;
+            if reference.digest.is_some() {
+                return Err(ImageError::Invalid(format!(
+                    "cannot commit as {:?}: a name may not carry a digest",
+                    spec.reference
+                )));
+            }
+            tags.extend(reference.tagged());
+        }
+        let no_gc = self.gc_lock.read().await;
+        let result = self.commit_locked(&spec, &changes, &tags).await;
+        drop(no_gc);
+        if result.is_err() {
+            if let Err(e) = self.collect_garbage().await {
+                tracing::warn!(error = %e, "cleaning up after a failed commit");
+            }
+        }
+        result
+    }
+
+    async fn commit_locked(
+        &self,
+        spec: &CommitSpec,
+        changes: &[Change],
+        tags: &[String],
+    ) -> Result<ImageRecord, ImageError> {
+        let base = if spec.base.is_empty() {
+            None
+        } else {
+            Some(
+                self.resolve(&spec.base)
+                    .ok_or_else(|| ImageError::NotFound(spec.base.clone()))?,
+            )
+        };
+        let (base_config, base_manifest) = match &base {
+            Some(base) => (
+                self.content.read(&Digest::parse(&base.id)?)?,
+                self.content.read(&Digest::parse(&base.manifest)?)?,
+            ),
+            None => documents::scratch(),
+        };
+        let mut diff_ids: Vec<Digest> = base
+            .iter()
+            .flat_map(|b| b.diff_ids.iter())
+            .map(|d| Digest::parse(d))
+            .collect::<Result<_, _>>()?;
+        let written = match &spec.upper {
+            Some(upper) => {
+                let written = self.store_layer(upper, &diff_ids, spec.zstd).await?;
+                diff_ids.push(written.diff_id.clone());
+                Some(written)
+            }
+            None => None,
+        };
+        let chains = chain_ids(&diff_ids);
+
+        let config = new_config(&base_config, spec, changes, written.as_ref().map(|w| &w.diff_id))?;
+        let config_bytes = serde_json::to_vec(&config).map_err(internal("encoding the config"))?;
+        let config_digest = Digest::of(&config_bytes);
+        let parsed: ImageConfig = serde_json::from_slice(&config_bytes).map_err(internal("the new config"))?;
+        let manifest = new_manifest(&base_manifest, (&config_digest, config_bytes.len()), written.as_ref())?;
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(internal("encoding the manifest"))?;
+        let manifest_digest = Digest::of(&manifest_bytes);
+        self.content.put(&config_digest, &config_bytes)?;
+        self.content.put(&manifest_digest, &manifest_bytes)?;
+
+        let mut layers: Vec<String> = base.iter().flat_map(|b| b.layers.iter().cloned()).collect();
+        layers.extend(written.as_ref().map(|w| w.digest.to_string()));
+        let base_layers = base.as_ref().map_or(0, |b| {
+            b.size.saturating_sub((base_config.len() + base_manifest.len()) as u64)
+        });
+        let record = ImageRecord {
+            id: config_digest.to_string(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            size: base_layers
+                + written.as_ref().map_or(0, |w| w.size)
+                + config_bytes.len() as u64
+                + manifest_bytes.len() as u64,
+            target: manifest_digest.to_string(),
+            manifest: manifest_digest.to_string(),
+            layers,
+            diff_ids: diff_ids.iter().map(|d| d.to_string()).collect(),
+            chain_ids: chains.iter().map(|d| d.to_string()).collect(),
+            run_config: parsed.config.unwrap_or_default(),
+            os: parsed.os,
+            architecture: parsed.architecture,
+            pulled_at: crate::clock::now_nanos(),
+            pinned: false,
+            trust: None,
+            build_cache: spec.cache_key.clone(),
+        };
+        self.record_named(record, tags, &[])
+    }
+
+    /// Writes the layer of `upper` and ingests it over the layers `below` (diff ids).
+    async fn store_layer(&self, upper: &std::path::Path, below: &[Digest], zstd: bool) -> Result<Written, ImageError> {
+        let spool = self.content.spool()?;
+        let reopen = || spool.reopen().map_err(|e| ImageError::Internal(format!("spool: {e}")));
+        let (upper, file) = (upper.to_path_buf(), reopen()?);
+        let written = tokio::task::spawn_blocking(move || write_compressed(&upper, &file, zstd))
+            .await
+            .map_err(|e| ImageError::Internal(format!("layer task: {e}")))?
+            .map_err(|e| ImageError::Invalid(format!("the changes cannot be archived: {e}")))?;
+        let mut diff_ids = below.to_vec();
+        diff_ids.push(written.diff_id.clone());
+        let chain_id = chain_ids(&diff_ids).pop().expect("at least the new layer");
+        let _one_ingest = self.layer_locks.lock(chain_id.as_str()).await;
+        let job = LayerJob {
+            digest: written.digest.clone(),
+            size: written.size,
+            compression: if written.zstd {
+                Compression::Zstd
+            } else {
+                Compression::Gzip
+            },
+            diff_id: written.diff_id.clone(),
+            chain_id,
+            limits: self.unpack_limits(),
+        };
+        let (content, snapshots, file) = (self.content.clone(), self.snapshots.clone(), reopen()?);
+        tokio::task::spawn_blocking(move || {
+            layer::ingest_reader(job, io::BufReader::new(file), &content, snapshots.as_ref())
+        })
+        .await
+        .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))??;
+        Ok(written)
+    }
+}
