@@ -51,7 +51,8 @@ PID=$DAEMON_PID
 
 OUT=$WORK/out
 set +e
-CRITEST_OUT=$OUT "$KIT/run.sh" "unix://$SOCK" ${FOCUS:+"$FOCUS"}
+# critest acts as NRI plugins on berthd's socket (start_berthd_at puts it in the work dir).
+CRITEST_OUT=$OUT "$KIT/run.sh" "unix://$SOCK" ${FOCUS:+"$FOCUS"} -- -nri-socket "$WORK/nri.sock"
 set -e
 cp "$OUT/critest.log" "${CRITEST_LOG:-/tmp/berth-critest-last.log}" 2>/dev/null || true
 [[ -f $OUT/critest.xml ]] || { echo "critest produced no report" >&2; exit 1; }

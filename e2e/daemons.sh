@@ -13,6 +13,7 @@ start_berthd_at() {
     DAEMON_SOCK=$dir/berth.sock
     "$bin" --listen "unix://$DAEMON_SOCK" --root "$dir/root" --state "$dir/state" \
         --registry-config-path "$KIT/certs.d" --cni-conf-dir "$cni" --cni-bin-dir /usr/lib/cni \
+        --nri-socket "$dir/nri.sock" \
         --log-level "$level" "${@:6}" 2>"$log" &
     DAEMON_PID=$!
     daemon_wait_sock "$DAEMON_SOCK"

@@ -29,6 +29,8 @@ pub struct Daemon {
     pub volumes: Arc<crate::volume::Volumes>,
     /// Image builds (`berth.v1.Builds`).
     pub builder: Arc<crate::build::Builder>,
+    /// NRI plugins (disabled: none can connect).
+    pub nri: crate::nri::Nri,
 }
 
 /// One condition of `Status`.
@@ -186,6 +188,7 @@ impl Daemon {
         containers.sweep_orphans().await;
         containers.watch_running();
         containers.enforce_restart_policies(&events);
+        let nri = crate::nri::attach(&config.nri, &sandboxes, &containers, &cdi).await;
         let streams = crate::stream::StreamServer::start(&config.streaming, containers.clone())
             .await
             .map_err(|source| StartError::Streaming {
@@ -212,7 +215,18 @@ impl Daemon {
             cdi,
             volumes,
             builder,
+            nri,
         })
+    }
+
+    /// NRI's state for `Status` verbose info: on or off, the socket, the plugins.
+    pub fn nri_json(&self) -> String {
+        serde_json::json!({
+            "enabled": self.nri.is_enabled(),
+            "socket": self.config.nri.socket_path,
+            "plugins": self.nri.plugins(),
+        })
+        .to_string()
     }
 
     /// Counts by state for the metrics endpoint (records as last seen; no shim is asked).
@@ -234,6 +248,7 @@ impl Daemon {
             sandboxes: vec![("ready", ready), ("notready", sandboxes.len() as i64 - ready)],
             shims: self.containers.live_shims() as i64,
             event_subscribers: self.events.subscribers() as i64,
+            nri_plugins: self.nri.plugins().len() as i64,
         }
     }
 

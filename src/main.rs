@@ -38,6 +38,10 @@ struct Args {
     /// Log format: text or json [default: text].
     #[arg(long, env = "BERTH_LOG_FORMAT")]
     log_format: Option<String>,
+    /// The socket NRI plugins connect to; an empty value turns NRI off
+    /// [default: /var/run/nri/nri.sock].
+    #[arg(long, env = "BERTH_NRI_SOCKET")]
+    nri_socket: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -145,6 +149,10 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.log_level {
         config.log_level = v.clone();
+    }
+    if let Some(v) = &args.nri_socket {
+        config.nri.enabled &= !v.as_os_str().is_empty();
+        config.nri.socket_path = v.clone();
     }
     if let Some(v) = &args.log_format {
         config.log_format = match v.as_str() {

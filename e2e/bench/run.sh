@@ -99,7 +99,7 @@ pull_once() {
     if [[ $1 == berth ]]; then
         sock=$dir/berth.sock
         "$ROOT/target/release/berthd" --listen "unix://$sock" --root "$dir/root" --state "$dir/state" \
-            --registry-config-path "$KIT/certs.d" --log-level warn 2>"$dir/log" &
+            --nri-socket "$dir/nri.sock" --registry-config-path "$KIT/certs.d" --log-level warn 2>"$dir/log" &
     else
         sock=$dir/containerd.sock
         printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s"\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "%s/certs.d"\n' \

@@ -108,6 +108,9 @@ impl Berthd {
             root.display().to_string(),
             "--state".into(),
             state.display().to_string(),
+            // Each berthd its own NRI socket, so test daemons never take the node's.
+            "--nri-socket".into(),
+            state.join("nri.sock").display().to_string(),
         ];
         if let Some(d) = &opts.registry_config_dir {
             args.push("--registry-config-path".into());

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::driver::Spawn;
 use super::error::ContainerError;
+use super::hooks::Pending;
 use super::lifecycle::Containers;
 use super::model::{reserved_name, ContainerRecord, ContainerSpec, ContainerState, ImageRef, SandboxContext};
 use super::spec::{self, ImageDefaults, SpecInput};
@@ -84,8 +85,9 @@ impl Containers {
             }
             self.setup(id, sandbox, &image, &volume_images, spec, cdi_edits).await
         };
+        // `_pending` (the hooks' hold on a container being created) ends once it is recorded.
         let saved = match setup.await {
-            Ok(rec) => self.save(&rec),
+            Ok((rec, _pending)) => self.save(&rec),
             Err(e) => Err(e),
         };
         if let Err(e) = saved {
@@ -138,7 +140,7 @@ impl Containers {
         volume_images: &[ImageRecord],
         spec: ContainerSpec,
         cdi_edits: &[crate::cdi::registry::Edit],
-    ) -> Result<ContainerRecord, ContainerError> {
+    ) -> Result<(ContainerRecord, Option<Pending>), ContainerError> {
         let userns = super::userns::pod_userns(sandbox, &spec)?;
         let prepared = self.driver.prepare(id, image, userns.as_ref()).await?;
         if userns.is_none() {
@@ -185,6 +187,14 @@ impl Containers {
         };
         let mut oci = spec::generate(&input)?;
         self.cdi.inject(&mut oci, cdi_edits).map_err(ContainerError::Invalid)?;
+        let pending = match self.hooks.get() {
+            Some(h) => Some(
+                h.create(sandbox, id, &spec, &mut oci)
+                    .await
+                    .map_err(super::error::setup_err(id))?,
+            ),
+            None => None,
+        };
         let stop_signal = spec::stop_signal(&spec, &defaults)?;
         let log_path = if sandbox.spec.log_directory.is_empty() || spec.log_path.is_empty() {
             String::new()
@@ -208,7 +218,7 @@ impl Containers {
             .await?;
         let process = oci.process().clone().unwrap_or_default();
         let user = process.user();
-        Ok(ContainerRecord {
+        let rec = ContainerRecord {
             id: id.to_string(),
             sandbox_id: sandbox.id.clone(),
             image: ImageRef {
@@ -240,7 +250,8 @@ impl Containers {
             runtime_handler: sandbox.spec.runtime_handler.clone(),
             stop_requested: false,
             spec,
-        })
+        };
+        Ok((rec, pending))
     }
 
     /// The container's cgroup: a leaf under the pod's parent (cgroupfs), or a systemd

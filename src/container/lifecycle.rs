@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::driver::Driver;
+use super::hooks::ContainerHooks;
 pub use super::error::ContainerError;
 pub use super::model::{ContainerFilter, ContainerRecord, ContainerState, ImageRef};
 use super::shim_driver::ShimDriver;
@@ -16,6 +17,7 @@ use crate::events::{self, Event, EventBus, EventKind};
 use crate::image::{ImageRecord, Images};
 use crate::locks::KeyedLocks;
 use crate::runtime::shim::{ShimError, Status};
+use crate::sandbox::hooks::HookSlot;
 use crate::sandbox::Sandboxes;
 use crate::snapshot::Snapshotter;
 use crate::store::{Index, MetaStore, Observer};
@@ -62,6 +64,7 @@ pub struct Containers {
     pub(super) driver: Arc<dyn Driver>,
     /// Where berthd's volumes live: an empty one mounted gets the image's content first.
     pub(super) volume_root: Option<std::path::PathBuf>,
+    pub(super) hooks: Arc<HookSlot<dyn ContainerHooks>>,
 }
 
 impl Containers {
@@ -121,7 +124,8 @@ impl Containers {
         sandboxes: Arc<Sandboxes>,
         events: Arc<EventBus>,
     ) -> Result<Containers, ContainerError> {
-        let records = Index::load(meta, |_| false)?.observed_by(announcer(sandboxes.clone(), events));
+        let hooks: Arc<HookSlot<dyn ContainerHooks>> = Arc::default();
+        let records = Index::load(meta, |_| false)?.observed_by(announcer(sandboxes.clone(), events, hooks.clone()));
         // Leases live in memory: take them again for the containers a restart finds.
         for rec in records.list(|_| true) {
             let volumes = rec.spec.mounts.iter().filter_map(|m| m.image.as_ref()).map(|v| &v.id);
@@ -140,7 +144,13 @@ impl Containers {
             locks: KeyedLocks::default(),
             driver,
             volume_root: None,
+            hooks,
         })
+    }
+
+    /// Installs the containers' extension points (once; later calls are ignored).
+    pub fn set_hooks(&self, hooks: Arc<dyn ContainerHooks>) {
+        self.hooks.set(hooks);
     }
 
     /// Stores the record; the store's observer publishes what the change amounts to.
@@ -255,6 +265,9 @@ impl Containers {
                 rec.id, rec.state
             )));
         }
+        if let (Some(h), Ok(pod)) = (self.hooks.get(), self.sandboxes.get(&rec.sandbox_id)) {
+            h.start(&pod, &rec).await.map_err(super::error::setup_err(&rec.id))?;
+        }
         self.driver.start(&rec.id).await?;
         rec.state = ContainerState::Running;
         rec.started_at = crate::clock::now_nanos();
@@ -352,7 +365,11 @@ impl Containers {
 
 /// Publishes the lifecycle events of a container record's move between states, with the
 /// pod's sandbox and containers as they are once it is stored.
-fn announcer(sandboxes: Arc<Sandboxes>, events: Arc<EventBus>) -> Observer<ContainerRecord> {
+fn announcer(
+    sandboxes: Arc<Sandboxes>,
+    events: Arc<EventBus>,
+    hooks: Arc<HookSlot<dyn ContainerHooks>>,
+) -> Observer<ContainerRecord> {
     Box::new(move |index, old, new| {
         let Some(rec) = new.or(old) else { return };
         let kinds = events::container_transition(old.map(|r| r.state), new.map(|r| r.state));
@@ -361,6 +378,9 @@ fn announcer(sandboxes: Arc<Sandboxes>, events: Arc<EventBus>) -> Observer<Conta
         }
         let containers = index.list(|r| r.sandbox_id == rec.sandbox_id);
         let sandbox = sandboxes.get(&rec.sandbox_id).ok();
+        if let Some(h) = hooks.get() {
+            h.changed(sandbox.as_ref(), old, new);
+        }
         for kind in kinds {
             let at = match kind {
                 EventKind::Created => rec.created_at,

@@ -7,6 +7,7 @@ mod create;
 pub mod driver;
 pub mod error;
 pub mod files;
+pub mod hooks;
 mod image_volume;
 pub mod lifecycle;
 pub mod model;

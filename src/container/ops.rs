@@ -103,6 +103,26 @@ impl Containers {
         Ok(self.driver.exec(&rec.id, args).await?)
     }
 
+    /// Applies OCI limits as given (an NRI plugin's update) to a running or created
+    /// container, without the hooks: the plugins asked for it.
+    pub async fn apply_linux_resources(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), ContainerError> {
+        let rec = self.get(id).await?;
+        let _lock = self.locks.lock(&rec.id).await;
+        let rec = self.get(&rec.id).await?;
+        if !matches!(rec.state, ContainerState::Running | ContainerState::Created) {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        self.driver.update(&rec.id, &rec.runtime_handler, resources).await?;
+        Ok(())
+    }
+
     /// Applies new limits to a running or created container, and records them.
     pub async fn update_resources(&self, id: &str, r: Resources) -> Result<(), ContainerError> {
         let rec = self.get(id).await?;
@@ -114,7 +134,13 @@ impl Containers {
                 rec.id
             )));
         }
-        let resources = linux_resources(&r, crate::cgroup::unified(), Controllers::detect())?;
+        let mut resources = linux_resources(&r, crate::cgroup::unified(), Controllers::detect())?;
+        if let (Some(h), Ok(pod)) = (self.hooks.get(), self.sandboxes.get(&rec.sandbox_id)) {
+            resources = h
+                .update(&pod, &rec, resources)
+                .await
+                .map_err(super::error::setup_err(&rec.id))?;
+        }
         self.driver.update(&rec.id, &rec.runtime_handler, &resources).await?;
         rec.spec.resources = r;
         self.save(&rec)

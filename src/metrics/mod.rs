@@ -34,6 +34,10 @@ pub struct Metrics {
     event_subscribers: Gauge,
     gc_runs: Counter,
     gc_removed: Counter,
+    nri_calls: Family<Labels, Counter>,
+    nri_latency: Family<Labels, Histogram>,
+    nri_dropped: Family<Labels, Counter>,
+    nri_plugins: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,6 +65,8 @@ pub struct Snapshot {
     pub sandboxes: Vec<(&'static str, i64)>,
     pub shims: i64,
     pub event_subscribers: i64,
+    /// NRI plugins connected now.
+    pub nri_plugins: i64,
 }
 
 impl Metrics {
@@ -80,6 +86,10 @@ impl Metrics {
             event_subscribers: Gauge::default(),
             gc_runs: Counter::default(),
             gc_removed: Counter::default(),
+            nri_calls: Family::default(),
+            nri_latency: Family::new_with_constructor(latency_histogram),
+            nri_dropped: Family::default(),
+            nri_plugins: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -127,7 +137,45 @@ impl Metrics {
             "Blobs and snapshots removed by garbage collection",
             m.gc_removed.clone(),
         );
+        registry.register(
+            "nri_plugin_calls",
+            "Calls to NRI plugins, by plugin, method and result",
+            m.nri_calls.clone(),
+        );
+        registry.register(
+            "nri_plugin_call_duration_seconds",
+            "Time an NRI plugin took to answer, by plugin and method",
+            m.nri_latency.clone(),
+        );
+        registry.register(
+            "nri_plugins_dropped",
+            "NRI plugins dropped (died, timed out or broke the protocol), by plugin",
+            m.nri_dropped.clone(),
+        );
+        registry.register("nri_plugins", "NRI plugins connected", m.nri_plugins.clone());
         Metrics { registry, ..m }
+    }
+
+    /// One call to an NRI plugin (`ok`: it answered without an error in time).
+    pub fn nri_call(&self, plugin: &str, method: &str, ok: bool, seconds: f64) {
+        let result = if ok { "success" } else { "failure" };
+        self.nri_calls
+            .get_or_create(&vec![
+                ("plugin", plugin.to_string()),
+                ("method", method.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+        self.nri_latency
+            .get_or_create(&vec![("plugin", plugin.to_string()), ("method", method.to_string())])
+            .observe(seconds);
+    }
+
+    /// An NRI plugin was dropped.
+    pub fn nri_dropped(&self, plugin: &str) {
+        self.nri_dropped
+            .get_or_create(&vec![("plugin", plugin.to_string())])
+            .inc();
     }
 
     /// One finished CRI request.
@@ -180,6 +228,7 @@ impl Metrics {
         set_gauges(&self.sandboxes, &snapshot.sandboxes);
         self.shims.set(snapshot.shims);
         self.event_subscribers.set(snapshot.event_subscribers);
+        self.nri_plugins.set(snapshot.nri_plugins);
         let mut out = String::new();
         if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "encoding metrics");
@@ -236,7 +285,10 @@ mod tests {
             sandboxes: vec![("ready", 2)],
             shims: 4,
             event_subscribers: 1,
+            nri_plugins: 2,
         });
+        m.nri_call("10-injector", "CreateContainer", true, 0.0003);
+        m.nri_dropped("20-hang");
         assert!(
             text.contains("berth_cri_requests_total{method=\"Version\",code=\"OK\"} 2\n"),
             "{text}"
@@ -246,6 +298,11 @@ mod tests {
         assert!(text.contains("berth_image_pull_bytes_total 1234\n"));
         assert!(text.contains("berth_containers{state=\"running\"} 3\n"));
         assert!(text.contains("berth_shims 4\n"));
+        assert!(text.contains("berth_nri_plugins 2\n"), "{text}");
+        assert!(text.contains(
+            "berth_nri_plugin_calls_total{plugin=\"10-injector\",method=\"CreateContainer\",result=\"success\"} 1\n"
+        ));
+        assert!(text.contains("berth_nri_plugins_dropped_total{plugin=\"20-hang\"} 1\n"));
         assert!(text.contains("# TYPE berth_cri_request_duration_seconds histogram\n"));
     }
 }

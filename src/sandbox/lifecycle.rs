@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::driver::{Driver, HostDriver};
+use super::hooks::{HookSlot, PodHooks};
 use super::infra::InfraArgs;
 use super::validate::{shm_size, validate};
 use super::{files, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState};
@@ -51,6 +52,7 @@ pub struct Sandboxes {
     /// Held while a container joins a sandbox and while a pod's containers are stopped or
     /// removed with it, so no container is created into a pod being taken down.
     members: KeyedLocks,
+    hooks: Arc<HookSlot<dyn PodHooks>>,
 }
 
 fn setup_err(id: &str) -> impl Fn(String) -> SandboxError + '_ {
@@ -78,6 +80,7 @@ impl Sandboxes {
         driver: Arc<dyn Driver>,
         events: Arc<EventBus>,
     ) -> Result<Sandboxes, SandboxError> {
+        let hooks: Arc<HookSlot<dyn PodHooks>> = Arc::default();
         let records = Index::load(meta, |rec: &mut SandboxRecord| {
             // The infra process may have died while berthd was down.
             let died = !live(driver.as_ref(), rec);
@@ -86,7 +89,7 @@ impl Sandboxes {
             }
             died
         })?
-        .observed_by(announcer(events));
+        .observed_by(announcer(events, hooks.clone()));
         Ok(Sandboxes {
             opts,
             network,
@@ -94,7 +97,13 @@ impl Sandboxes {
             records,
             locks: KeyedLocks::default(),
             members: KeyedLocks::default(),
+            hooks,
         })
+    }
+
+    /// Installs the pod's extension points (once; later calls are ignored).
+    pub fn set_hooks(&self, hooks: Arc<dyn PodHooks>) {
+        self.hooks.set(hooks);
     }
 
     /// Holds the sandbox's membership: a container being created into it, or the pod being
@@ -184,9 +193,15 @@ impl Sandboxes {
             cgroup_dirs: Vec::new(),
             resources: None,
         };
-        match self.setup(&mut rec).await {
+        let set_up = match self.setup(&mut rec).await {
             Ok(()) => {
                 rec.state = SandboxState::Ready;
+                self.hook_run(&rec).await
+            }
+            Err(e) => Err(e),
+        };
+        match set_up {
+            Ok(()) => {
                 if let Err(e) = self.save(&rec) {
                     self.undo(&rec).await;
                     return Err(e);
@@ -201,6 +216,14 @@ impl Sandboxes {
                 self.undo(&rec).await;
                 Err(e)
             }
+        }
+    }
+
+    /// The hooks' say on a set-up sandbox before it is recorded (and so before anyone sees it).
+    async fn hook_run(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        match self.hooks.get() {
+            Some(h) => h.run(rec).await.map_err(setup_err(&rec.id)),
+            None => Ok(()),
         }
     }
 
@@ -367,6 +390,9 @@ impl Sandboxes {
         let Ok(rec) = self.get(id) else { return Ok(()) };
         let _lock = self.locks.lock(&rec.id).await;
         let mut rec = self.get(&rec.id)?;
+        if let (Some(h), SandboxState::Ready) = (self.hooks.get(), rec.state) {
+            h.stop(&rec).await;
+        }
         self.release(&rec).await?;
         rec.state = SandboxState::NotReady;
         rec.netns = None;
@@ -403,6 +429,9 @@ impl Sandboxes {
         let rec = self.get(id)?;
         let _lock = self.locks.lock(&rec.id).await;
         let mut rec = self.get(&rec.id)?;
+        if let Some(h) = self.hooks.get() {
+            h.update(&rec, &resources).await.map_err(setup_err(&rec.id))?;
+        }
         rec.resources = Some(resources);
         self.save(&rec)
     }
@@ -456,8 +485,11 @@ pub fn new_id() -> String {
 }
 
 /// Publishes the lifecycle events of a sandbox record's move between states.
-fn announcer(events: Arc<EventBus>) -> Observer<SandboxRecord> {
+fn announcer(events: Arc<EventBus>, hooks: Arc<HookSlot<dyn PodHooks>>) -> Observer<SandboxRecord> {
     Box::new(move |_, old, new| {
+        if let Some(h) = hooks.get() {
+            h.changed(old, new);
+        }
         let Some(rec) = new.or(old) else { return };
         for kind in events::sandbox_transition(old.map(|r| r.state), new.map(|r| r.state)) {
             events.publish(Event {

@@ -5,6 +5,7 @@
 mod bandwidth;
 pub mod driver;
 mod files;
+pub mod hooks;
 pub mod hosts_group;
 mod hosts_refresh;
 mod infra;

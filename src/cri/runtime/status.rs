@@ -48,6 +48,7 @@ pub async fn status(d: &Daemon, req: pb::StatusRequest) -> Result<pb::StatusResp
     if req.verbose {
         info.insert("config".to_string(), d.config_json());
         info.insert("registries".to_string(), registries_json(d));
+        info.insert("nri".to_string(), d.nri_json());
         if let Some(cdi) = d.cdi.listing() {
             info.insert("cdi".to_string(), serde_json::to_string(&cdi).unwrap_or_default());
         }
