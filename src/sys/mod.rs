@@ -4,6 +4,7 @@
 //! inside a root filesystem.
 
 pub mod dev;
+pub mod fdpass;
 pub mod fs;
 pub mod inroot;
 pub mod mount;

@@ -1,0 +1,478 @@
+//! The runtime side of NRI (Node Resource Interface, containerd/nri v0.12.1): plugins
+//! connect to a unix socket (or are started from the plugin directory), register, are
+//! configured and synchronized with the existing pods and containers, then see the
+//! lifecycle events they subscribed to, in index order (name breaks ties). They may adjust
+//! a container being created, and update or evict other containers.
+//!
+//! With no plugin connected every event method returns at once. A plugin that fails a
+//! blocking event (RunPodSandbox, UpdatePodSandbox, CreateContainer, UpdateContainer) fails
+//! it, naming the plugin; notifications never fail the caller. A plugin that times out or
+//! whose connection breaks is closed and dropped.
+
+pub mod adjust;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod launch;
+pub mod merge;
+pub mod mux;
+pub mod plugin;
+pub mod plugin_client;
+pub mod ttrpc;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use berth_proto::nri::{
+    Container, ContainerAdjustment, ContainerEviction, ContainerUpdate, CreateContainerRequest,
+    CreateContainerResponse, Empty, Event, LinuxResources, PluginInstance, PodSandbox, StateChangeEvent,
+    StopContainerRequest, StopContainerResponse, UpdateContainerRequest, UpdateContainerResponse,
+    UpdatePodSandboxRequest, UpdatePodSandboxResponse, ValidateContainerAdjustmentRequest,
+    ValidateContainerAdjustmentResponse,
+};
+use tokio::task::JoinHandle;
+
+pub use adjust::{apply_adjustment, apply_resources, Applied};
+pub use config::NriConfig;
+pub use error::{NriError, Result};
+pub use host::{BoxFuture, NriHost};
+pub use plugin::{PluginInfo, PluginStats};
+
+use plugin::{Plugin, Prestarted, Shared};
+
+/// What the plugins asked for when a container is created.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateContainerResult {
+    /// The merged adjustment (apply it with [`apply_adjustment`]).
+    pub adjust: ContainerAdjustment,
+    /// Updates of other containers (for the host to apply).
+    pub updates: Vec<ContainerUpdate>,
+    /// Containers to evict.
+    pub evictions: Vec<ContainerEviction>,
+}
+
+/// What the plugins asked for on an update or stop: changes to containers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateResult {
+    pub updates: Vec<ContainerUpdate>,
+    pub evictions: Vec<ContainerEviction>,
+}
+
+/// Counters for metrics: per connected plugin, and plugins dropped so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NriStats {
+    pub plugins: Vec<PluginStats>,
+    pub dropped: u64,
+}
+
+/// The NRI runtime side. Cheap to clone; [`Nri::disabled`] does nothing at all.
+#[derive(Clone, Default)]
+pub struct Nri {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    shared: Shared,
+    plugins: RwLock<Vec<Arc<Plugin>>>,
+    /// Held for writing while a new plugin is synchronized, for reading by events, so a
+    /// plugin sees every change after the state it was synchronized with.
+    sync: tokio::sync::RwLock<()>,
+    dropped: AtomicU64,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    socket: Option<PathBuf>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+}
+
+impl Nri {
+    /// NRI switched off: no socket, no plugins, every event a no-op.
+    pub fn disabled() -> Nri {
+        Nri { inner: None }
+    }
+
+    /// Creates the socket (its directory too, mode 0600, replacing a stale file), accepts
+    /// plugins on it, and starts the plugins installed in `cfg.plugin_path`. Must be called
+    /// within a tokio runtime. With `cfg.enabled` false, the same as [`Nri::disabled`].
+    pub fn start(cfg: &NriConfig, host: Arc<dyn NriHost>) -> Result<Nri> {
+        if !cfg.enabled {
+            return Ok(Nri::disabled());
+        }
+        let setup =
+            |what: &str, e: std::io::Error| NriError::Setup(format!("{what} {}: {e}", cfg.socket_path.display()));
+        if let Some(dir) = cfg.socket_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| setup("creating the directory of", e))?;
+        }
+        if let Err(e) = std::fs::remove_file(&cfg.socket_path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(setup("removing stale", e));
+            }
+        }
+        let listener = tokio::net::UnixListener::bind(&cfg.socket_path).map_err(|e| setup("binding", e))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&cfg.socket_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| setup("chmod", e))?;
+        let inner = Arc::new(Inner {
+            shared: Shared {
+                host,
+                runtime_version: env!("CARGO_PKG_VERSION").into(),
+                registration_timeout: cfg.registration_timeout(),
+                request_timeout: cfg.request_timeout(),
+            },
+            plugins: RwLock::new(Vec::new()),
+            sync: tokio::sync::RwLock::new(()),
+            dropped: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+            socket: Some(cfg.socket_path.clone()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                tokio::spawn(Inner::add(Arc::downgrade(&inner), stream, None));
+            }
+        });
+        let mut tasks = vec![accept];
+        for p in launch::discover(&cfg.plugin_path) {
+            match launch::launch(&p, &cfg.plugin_config_path) {
+                Ok((stream, pre)) => {
+                    tracing::info!(plugin = %p.name, index = %p.index, "NRI: started plugin");
+                    tasks.push(tokio::spawn(Inner::add(Arc::downgrade(&inner), stream, Some(pre))));
+                }
+                Err(e) => tracing::warn!(error = %e, "NRI: plugin not started"),
+            }
+        }
+        if let Ok(mut t) = inner.tasks.lock() {
+            t.extend(tasks);
+        }
+        tracing::info!(socket = %cfg.socket_path.display(), "NRI: accepting plugins");
+        Ok(Nri { inner: Some(inner) })
+    }
+
+    /// Lets the plugins know the runtime is going down, closes them and the socket.
+    pub async fn shutdown(&self) {
+        let Some(inner) = &self.inner else { return };
+        if let Ok(tasks) = inner.tasks.lock() {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+        let plugins = std::mem::take(&mut *inner.plugins.write().unwrap_or_else(|e| e.into_inner()));
+        let timeout = inner.shared.request_timeout.min(Duration::from_secs(1));
+        let byes = plugins.iter().map(|p| async move {
+            let _: Result<Empty> = p.call_with("Shutdown", &Empty {}, timeout).await;
+            p.mark_dead();
+        });
+        futures_util::future::join_all(byes).await;
+        if let Some(s) = &inner.socket {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+
+    /// Whether any plugin is connected.
+    pub fn has_plugins(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.plugins.read().is_ok_and(|p| p.iter().any(|p| !p.is_dead())))
+    }
+
+    /// The connected plugins, in call order.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        self.inner
+            .as_ref()
+            .map_or_else(Vec::new, |i| i.snapshot().iter().map(|p| p.info.clone()).collect())
+    }
+
+    /// Call counters of the connected plugins, and how many were dropped.
+    pub fn stats(&self) -> NriStats {
+        self.inner.as_ref().map_or_else(NriStats::default, |i| NriStats {
+            plugins: i.snapshot().iter().map(|p| p.stats()).collect(),
+            dropped: i.dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    /// RunPodSandbox (blocking: a plugin error fails the pod's start).
+    pub async fn run_pod_sandbox(&self, pod: &PodSandbox) -> Result<()> {
+        self.state_change(Event::RunPodSandbox, pod, None, true).await
+    }
+
+    /// UpdatePodSandbox (blocking).
+    pub async fn update_pod_sandbox(
+        &self,
+        pod: &PodSandbox,
+        overhead: Option<LinuxResources>,
+        resources: Option<LinuxResources>,
+    ) -> Result<()> {
+        let Some((inner, plugins)) = self.subscribers(Event::UpdatePodSandbox) else {
+            return Ok(());
+        };
+        let _sync = inner.sync.read().await;
+        let req = UpdatePodSandboxRequest {
+            pod: Some(pod.clone()),
+            overhead_linux_resources: overhead,
+            linux_resources: resources,
+        };
+        for p in plugins {
+            let r: Result<UpdatePodSandboxResponse> = p.call("UpdatePodSandbox", &req).await;
+            inner.check(&p, r)?;
+        }
+        Ok(())
+    }
+
+    /// CreateContainer (blocking): the plugins' merged adjustment of `ctr`, and the
+    /// updates and evictions of other containers they ask for. Two plugins adjusting the
+    /// same thing is a conflict; a validating plugin may reject the result.
+    pub async fn create_container(&self, pod: &PodSandbox, ctr: &Container) -> Result<CreateContainerResult> {
+        let Some((inner, plugins)) = self.subscribers(Event::CreateContainer) else {
+            return Ok(CreateContainerResult::default());
+        };
+        let _sync = inner.sync.read().await;
+        let req = CreateContainerRequest {
+            pod: Some(pod.clone()),
+            container: Some(ctr.clone()),
+        };
+        let mut merged = merge::Merged::default();
+        let mut out = CreateContainerResult::default();
+        for p in &plugins {
+            let r: Result<CreateContainerResponse> = p.call("CreateContainer", &req).await;
+            let resp = inner.check(p, r)?;
+            if let Some(adj) = resp.adjust {
+                merged.add(&p.info.name, adj)?;
+            }
+            out.updates.extend(resp.update);
+            out.evictions.extend(resp.evict);
+        }
+        out.adjust = merged.adjust.clone();
+        let validators = inner.subscribed(Event::ValidateContainerAdjustment);
+        if !validators.is_empty() {
+            let req = ValidateContainerAdjustmentRequest {
+                pod: Some(pod.clone()),
+                container: Some(ctr.clone()),
+                adjust: Some(out.adjust.clone()),
+                update: out.updates.clone(),
+                owners: Some(merged.owning_plugins(&ctr.id)),
+                plugins: plugins
+                    .iter()
+                    .map(|p| PluginInstance {
+                        name: p.info.name.clone(),
+                        index: p.info.index.clone(),
+                    })
+                    .collect(),
+            };
+            for v in validators {
+                let r: Result<ValidateContainerAdjustmentResponse> = v.call("ValidateContainerAdjustment", &req).await;
+                let resp = inner.check(&v, r)?;
+                if resp.reject {
+                    return Err(NriError::Rejected {
+                        plugin: v.info.name.clone(),
+                        container: ctr.id.clone(),
+                        reason: resp.reason,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// UpdateContainer (blocking): resources of `ctr` are about to change to `resources`.
+    pub async fn update_container(
+        &self,
+        pod: &PodSandbox,
+        ctr: &Container,
+        resources: &LinuxResources,
+    ) -> Result<UpdateResult> {
+        let Some((inner, plugins)) = self.subscribers(Event::UpdateContainer) else {
+            return Ok(UpdateResult::default());
+        };
+        let _sync = inner.sync.read().await;
+        let req = UpdateContainerRequest {
+            pod: Some(pod.clone()),
+            container: Some(ctr.clone()),
+            linux_resources: Some(resources.clone()),
+        };
+        let mut out = UpdateResult::default();
+        for p in plugins {
+            let r: Result<UpdateContainerResponse> = p.call("UpdateContainer", &req).await;
+            let resp = inner.check(&p, r)?;
+            out.updates.extend(resp.update);
+            out.evictions.extend(resp.evict);
+        }
+        Ok(out)
+    }
+
+    /// StopContainer: never fails; the updates of other containers the plugins ask for.
+    pub async fn stop_container(&self, pod: &PodSandbox, ctr: &Container) -> UpdateResult {
+        let Some((inner, plugins)) = self.subscribers(Event::StopContainer) else {
+            return UpdateResult::default();
+        };
+        let _sync = inner.sync.read().await;
+        let req = StopContainerRequest {
+            pod: Some(pod.clone()),
+            container: Some(ctr.clone()),
+        };
+        let mut out = UpdateResult::default();
+        for p in plugins {
+            let r: Result<StopContainerResponse> = p.call("StopContainer", &req).await;
+            match inner.check(&p, r) {
+                Ok(resp) => out.updates.extend(resp.update),
+                Err(e) => tracing::warn!(error = %e, container = %ctr.id, "NRI: StopContainer"),
+            }
+        }
+        out
+    }
+
+    pub async fn post_update_pod_sandbox(&self, pod: &PodSandbox) {
+        self.notify(Event::PostUpdatePodSandbox, pod, None).await
+    }
+
+    pub async fn stop_pod_sandbox(&self, pod: &PodSandbox) {
+        self.notify(Event::StopPodSandbox, pod, None).await
+    }
+
+    pub async fn remove_pod_sandbox(&self, pod: &PodSandbox) {
+        self.notify(Event::RemovePodSandbox, pod, None).await
+    }
+
+    pub async fn post_create_container(&self, pod: &PodSandbox, ctr: &Container) {
+        self.notify(Event::PostCreateContainer, pod, Some(ctr)).await
+    }
+
+    pub async fn start_container(&self, pod: &PodSandbox, ctr: &Container) {
+        self.notify(Event::StartContainer, pod, Some(ctr)).await
+    }
+
+    pub async fn post_start_container(&self, pod: &PodSandbox, ctr: &Container) {
+        self.notify(Event::PostStartContainer, pod, Some(ctr)).await
+    }
+
+    pub async fn post_update_container(&self, pod: &PodSandbox, ctr: &Container) {
+        self.notify(Event::PostUpdateContainer, pod, Some(ctr)).await
+    }
+
+    pub async fn remove_container(&self, pod: &PodSandbox, ctr: &Container) {
+        self.notify(Event::RemoveContainer, pod, Some(ctr)).await
+    }
+
+    async fn notify(&self, event: Event, pod: &PodSandbox, ctr: Option<&Container>) {
+        if let Err(e) = self.state_change(event, pod, ctr, false).await {
+            tracing::warn!(error = %e, "NRI: {}", event.as_str_name());
+        }
+    }
+
+    /// Sends a StateChange; `blocking`: the first failure is returned, else all plugins
+    /// are told and failures only logged.
+    async fn state_change(
+        &self,
+        event: Event,
+        pod: &PodSandbox,
+        ctr: Option<&Container>,
+        blocking: bool,
+    ) -> Result<()> {
+        let Some((inner, plugins)) = self.subscribers(event) else {
+            return Ok(());
+        };
+        let _sync = inner.sync.read().await;
+        let req = StateChangeEvent {
+            event: event as i32,
+            pod: Some(pod.clone()),
+            container: ctr.cloned(),
+        };
+        for p in plugins {
+            let r: Result<Empty> = p.call("StateChange", &req).await;
+            match inner.check(&p, r) {
+                Err(e) if blocking => return Err(e),
+                Err(e) => tracing::warn!(error = %e, event = event.as_str_name(), "NRI: notification failed"),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The plugins subscribed to `event`, in call order; `None` (cheaply) when there are
+    /// none.
+    fn subscribers(&self, event: Event) -> Option<(&Arc<Inner>, Vec<Arc<Plugin>>)> {
+        let inner = self.inner.as_ref()?;
+        let plugins = inner.subscribed(event);
+        (!plugins.is_empty()).then_some((inner, plugins))
+    }
+}
+
+impl Inner {
+    fn snapshot(&self) -> Vec<Arc<Plugin>> {
+        self.plugins.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn subscribed(&self, event: Event) -> Vec<Arc<Plugin>> {
+        let (live, dead): (Vec<_>, Vec<_>) = self.snapshot().into_iter().partition(|p| !p.is_dead());
+        for p in &dead {
+            self.drop_plugin(p, None);
+        }
+        live.into_iter().filter(|p| p.subscribed(event as i32)).collect()
+    }
+
+    /// Passes `r` through; drops `p` first when the call killed it.
+    fn check<T>(&self, p: &Arc<Plugin>, r: Result<T>) -> Result<T> {
+        if r.is_err() && p.is_dead() {
+            self.drop_plugin(p, r.as_ref().err());
+        }
+        r
+    }
+
+    fn drop_plugin(&self, p: &Arc<Plugin>, why: Option<&NriError>) {
+        let Ok(mut plugins) = self.plugins.write() else { return };
+        let before = plugins.len();
+        plugins.retain(|x| !Arc::ptr_eq(x, p));
+        if plugins.len() < before {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let why = why.map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(plugin = %p.info.name, index = %p.info.index, error = %why, "NRI: plugin dropped");
+        }
+    }
+
+    /// Takes a new connection through registration and synchronization, then lists it.
+    async fn add(this: Weak<Inner>, stream: tokio::net::UnixStream, pre: Option<Prestarted>) {
+        let Some(inner) = this.upgrade() else { return };
+        let plugin = match Plugin::connect(stream, pre, &inner.shared).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                inner.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "NRI: plugin not registered");
+                return;
+            }
+        };
+        let (name, index) = (&plugin.info.name, &plugin.info.index);
+        if inner
+            .snapshot()
+            .iter()
+            .any(|p| &p.info.name == name && &p.info.index == index)
+        {
+            tracing::warn!(plugin = %name, index = %index, "NRI: a plugin of that name and index is already connected");
+            plugin.mark_dead();
+            return;
+        }
+        let _sync = inner.sync.write().await;
+        let (pods, containers) = inner.shared.host.list().await;
+        if let Err(e) = plugin.synchronize(&inner.shared, pods, containers).await {
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "NRI: plugin not synchronized");
+            plugin.mark_dead();
+            return;
+        }
+        tracing::info!(plugin = %name, index = %index, events = %format!("{:#x}", plugin.info.events), "NRI: plugin connected");
+        let mut plugins = inner.plugins.write().unwrap_or_else(|e| e.into_inner());
+        plugins.push(plugin.clone());
+        plugins.sort_by(|a, b| (&a.info.index, &a.info.name).cmp(&(&b.info.index, &b.info.name)));
+    }
+}
+
+#[cfg(test)]
+mod tests;
