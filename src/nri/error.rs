@@ -14,6 +14,8 @@ pub enum NriError {
         plugin: String,
         method: String,
         message: String,
+        /// The gRPC status code of the reply (0 when the reply was undecodable).
+        code: i32,
     },
     /// The plugin did not answer within the timeout; it has been dropped.
     #[error("NRI plugin {plugin}: {method} timed out after {timeout:?} (plugin dropped)")]

@@ -1,6 +1,7 @@
 //! Plugins started by the runtime: executables named `NN-name` in the plugin directory,
 //! each given one end of a socket pair as an inherited fd (`NRI_PLUGIN_SOCKET`), with
-//! `NRI_PLUGIN_NAME` and `NRI_PLUGIN_IDX`. They are killed when dropped.
+//! `NRI_PLUGIN_NAME` and `NRI_PLUGIN_IDX`. They are killed when dropped. Also the socket
+//! external plugins connect to.
 
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -86,6 +87,22 @@ pub fn launch(p: &Installed, config_dir: &Path) -> Result<(tokio::net::UnixStrea
         child,
     };
     Ok((stream, pre))
+}
+
+/// Listens on `path` (mode 0600), creating its directory and replacing a stale socket.
+pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+    let setup = |what: &str, e: std::io::Error| NriError::Setup(format!("{what} {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| setup("creating the directory of", e))?;
+    }
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(setup("removing stale", e));
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| setup("binding", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| setup("chmod", e))?;
+    Ok(listener)
 }
 
 #[cfg(test)]

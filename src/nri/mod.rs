@@ -18,6 +18,7 @@ pub mod merge;
 pub mod mux;
 pub mod plugin;
 pub mod plugin_client;
+pub mod sync;
 pub mod ttrpc;
 
 use std::path::PathBuf;
@@ -27,10 +28,9 @@ use std::time::Duration;
 
 use berth_proto::nri::{
     Container, ContainerAdjustment, ContainerEviction, ContainerUpdate, CreateContainerRequest,
-    CreateContainerResponse, Empty, Event, LinuxResources, PluginInstance, PodSandbox, StateChangeEvent,
-    StopContainerRequest, StopContainerResponse, UpdateContainerRequest, UpdateContainerResponse,
-    UpdatePodSandboxRequest, UpdatePodSandboxResponse, ValidateContainerAdjustmentRequest,
-    ValidateContainerAdjustmentResponse,
+    CreateContainerResponse, Empty, Event, LinuxResources, PluginInstance, PodSandbox, StopContainerRequest,
+    StopContainerResponse, UpdateContainerRequest, UpdateContainerResponse, UpdatePodSandboxRequest,
+    UpdatePodSandboxResponse, ValidateContainerAdjustmentRequest, ValidateContainerAdjustmentResponse,
 };
 use tokio::task::JoinHandle;
 
@@ -105,20 +105,7 @@ impl Nri {
         if !cfg.enabled {
             return Ok(Nri::disabled());
         }
-        let setup =
-            |what: &str, e: std::io::Error| NriError::Setup(format!("{what} {}: {e}", cfg.socket_path.display()));
-        if let Some(dir) = cfg.socket_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| setup("creating the directory of", e))?;
-        }
-        if let Err(e) = std::fs::remove_file(&cfg.socket_path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(setup("removing stale", e));
-            }
-        }
-        let listener = tokio::net::UnixListener::bind(&cfg.socket_path).map_err(|e| setup("binding", e))?;
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&cfg.socket_path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| setup("chmod", e))?;
+        let listener = launch::bind(&cfg.socket_path)?;
         let inner = Arc::new(Inner {
             shared: Shared {
                 host,
@@ -368,7 +355,7 @@ impl Nri {
         }
     }
 
-    /// Sends a StateChange; `blocking`: the first failure is returned, else all plugins
+    /// Relays an event without a reply; `blocking`: the first failure is returned, else all plugins
     /// are told and failures only logged.
     async fn state_change(
         &self,
@@ -381,13 +368,8 @@ impl Nri {
             return Ok(());
         };
         let _sync = inner.sync.read().await;
-        let req = StateChangeEvent {
-            event: event as i32,
-            pod: Some(pod.clone()),
-            container: ctr.cloned(),
-        };
         for p in plugins {
-            let r: Result<Empty> = p.call("StateChange", &req).await;
+            let r = p.event(event, pod, ctr).await;
             match inner.check(&p, r) {
                 Err(e) if blocking => return Err(e),
                 Err(e) => tracing::warn!(error = %e, event = event.as_str_name(), "NRI: notification failed"),
@@ -461,7 +443,7 @@ impl Inner {
         }
         let _sync = inner.sync.write().await;
         let (pods, containers) = inner.shared.host.list().await;
-        if let Err(e) = plugin.synchronize(&inner.shared, pods, containers).await {
+        if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "NRI: plugin not synchronized");
             plugin.mark_dead();

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_proto::nri::{
-    ConfigureRequest, ConfigureResponse, Container, Empty, PodSandbox, RegisterPluginRequest, SynchronizeRequest,
-    SynchronizeResponse, UpdateContainersRequest, UpdateContainersResponse,
+    ConfigureRequest, ConfigureResponse, Container, Empty, Event, PodSandbox, PostCreateContainerRequest,
+    PostStartContainerRequest, PostUpdateContainerRequest, PostUpdatePodSandboxRequest, RegisterPluginRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StateChangeEvent,
+    StopPodSandboxRequest, UpdateContainersRequest, UpdateContainersResponse,
 };
 use bytes::Bytes;
 use prost::Message;
@@ -25,9 +27,6 @@ use super::ttrpc::{self, code, CallError, Client, Handler, Status};
 pub const PLUGIN_SERVICE: &str = "nri.pkg.api.v1alpha1.Plugin";
 /// The service the runtime serves (plugins call it).
 pub const RUNTIME_SERVICE: &str = "nri.pkg.api.v1alpha1.Runtime";
-/// Largest Synchronize request sent in one piece; more is split (`more` set).
-pub const SYNC_CHUNK_BYTES: usize = 3 << 20;
-
 /// Event bit of `event` (an `nri::Event` value) in a subscription mask.
 pub fn event_bit(event: i32) -> u32 {
     1u32 << (event - 1)
@@ -81,6 +80,8 @@ pub struct Plugin {
     client: Client,
     stats: Mutex<PluginStats>,
     dead: AtomicBool,
+    /// Takes events by StateChange only.
+    legacy: AtomicBool,
     request_timeout: Duration,
     mux: MuxTasks,
     server: JoinHandle<()>,
@@ -193,6 +194,7 @@ impl Plugin {
                 ..Default::default()
             }),
             dead: AtomicBool::new(false),
+            legacy: AtomicBool::new(false),
             request_timeout: shared.request_timeout,
             mux: mux.tasks,
             server,
@@ -218,31 +220,6 @@ impl Plugin {
         }
         plugin.info.events = if events == 0 { ALL_EVENTS } else { events };
         Ok(plugin)
-    }
-
-    /// Sends every existing pod and container to the plugin (split when large), and asks
-    /// the host to apply the updates it answers with.
-    pub async fn synchronize(&self, shared: &Shared, pods: Vec<PodSandbox>, containers: Vec<Container>) -> Result<()> {
-        let chunks = sync_chunks(pods, containers);
-        let last = chunks.len() - 1;
-        for (i, req) in chunks.into_iter().enumerate() {
-            let resp: SynchronizeResponse = self.call_with("Synchronize", &req, shared.registration_timeout).await?;
-            if i < last && (!resp.more || !resp.update.is_empty()) {
-                self.mark_dead();
-                return Err(NriError::Plugin {
-                    plugin: self.info.name.clone(),
-                    method: "Synchronize".into(),
-                    message: "the plugin cannot take a synchronization split in several messages".into(),
-                });
-            }
-            if i == last && !resp.update.is_empty() {
-                let failed = shared.host.update_containers(resp.update, Vec::new()).await;
-                if !failed.is_empty() {
-                    tracing::warn!(plugin = %self.info.name, failed = failed.len(), "NRI: synchronization updates failed");
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Whether the plugin subscribed to `event` (an `nri::Event` value).
@@ -284,108 +261,111 @@ impl Plugin {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp> {
+        let payload = self.call_raw(method, req.encode_to_vec(), timeout).await?;
+        Resp::decode(payload).map_err(|e| NriError::Plugin {
+            plugin: self.info.name.clone(),
+            method: method.into(),
+            message: format!("undecodable response: {e}"),
+            code: 0,
+        })
+    }
+
+    async fn call_raw(&self, method: &str, body: Vec<u8>, timeout: Duration) -> Result<Bytes> {
         let start = Instant::now();
-        let result = self
-            .client
-            .call(PLUGIN_SERVICE, method, req.encode_to_vec().into(), timeout)
-            .await;
-        let failed = result.is_err();
+        let result = self.client.call(PLUGIN_SERVICE, method, body.into(), timeout).await;
         if let Ok(mut s) = self.stats.lock() {
             s.calls += 1;
-            s.failures += u64::from(failed);
+            s.failures += u64::from(result.is_err());
             s.latency += start.elapsed();
         }
         let (plugin, method) = (self.info.name.clone(), method.to_string());
-        match result {
-            Ok(payload) => Resp::decode(payload).map_err(|e| NriError::Plugin {
-                plugin,
-                method,
-                message: format!("undecodable response: {e}"),
-            }),
-            Err(CallError::Status(_, message)) => Err(NriError::Plugin {
+        result.map_err(|e| match e {
+            CallError::Status(code, message) => NriError::Plugin {
                 plugin,
                 method,
                 message,
-            }),
-            Err(CallError::Timeout) => {
+                code,
+            },
+            CallError::Timeout => {
                 self.mark_dead();
-                Err(NriError::Timeout {
+                NriError::Timeout {
                     plugin,
                     method,
                     timeout,
-                })
+                }
             }
-            Err(CallError::Closed(message)) => {
+            CallError::Closed(message) => {
                 self.mark_dead();
-                Err(NriError::Closed {
+                NriError::Closed {
                     plugin,
                     method,
                     message,
-                })
+                }
+            }
+        })
+    }
+
+    /// Relays a pod or container event that has no reply: by the event's own method, or
+    /// by StateChange to a plugin that answers that method Unimplemented (older plugins;
+    /// they get StateChange from then on).
+    pub async fn event(&self, event: Event, pod: &PodSandbox, ctr: Option<&Container>) -> Result<()> {
+        if !self.legacy.load(Ordering::Relaxed) {
+            if let Some((method, body)) = event_request(event, pod, ctr) {
+                match self.call_raw(method, body, self.request_timeout).await {
+                    Err(NriError::Plugin { code, .. }) if code == code::UNIMPLEMENTED => {
+                        self.legacy.store(true, Ordering::Relaxed);
+                    }
+                    other => return other.map(|_| ()),
+                }
             }
         }
+        let req = StateChangeEvent {
+            event: event as i32,
+            pod: Some(pod.clone()),
+            container: ctr.cloned(),
+        };
+        self.call::<_, Empty>("StateChange", &req).await.map(|_| ())
     }
 }
 
-/// Splits a synchronization into requests of at most [`SYNC_CHUNK_BYTES`] (at least one
-/// object each); all but the last have `more` set.
-fn sync_chunks(pods: Vec<PodSandbox>, containers: Vec<Container>) -> Vec<SynchronizeRequest> {
-    let mut out = Vec::new();
-    let mut cur = SynchronizeRequest::default();
-    let mut size = 0;
-    let full = |size: usize, add: usize, cur: &SynchronizeRequest| {
-        size + add > SYNC_CHUNK_BYTES && !(cur.pods.is_empty() && cur.containers.is_empty())
-    };
-    for p in pods {
-        let n = p.encoded_len() + 8;
-        if full(size, n, &cur) {
-            out.push(std::mem::take(&mut cur));
-            size = 0;
-        }
-        size += n;
-        cur.pods.push(p);
-    }
-    for c in containers {
-        let n = c.encoded_len() + 8;
-        if full(size, n, &cur) {
-            out.push(std::mem::take(&mut cur));
-            size = 0;
-        }
-        size += n;
-        cur.containers.push(c);
-    }
-    out.push(cur);
-    let last = out.len() - 1;
-    for r in &mut out[..last] {
-        r.more = true;
-    }
-    out
+/// The method and request of an event that has its own method.
+fn event_request(event: Event, pod: &PodSandbox, ctr: Option<&Container>) -> Option<(&'static str, Vec<u8>)> {
+    let (pod, container) = (Some(pod.clone()), ctr.cloned());
+    Some(match event {
+        Event::RunPodSandbox => ("RunPodSandbox", RunPodSandboxRequest { pod }.encode_to_vec()),
+        Event::StopPodSandbox => ("StopPodSandbox", StopPodSandboxRequest { pod }.encode_to_vec()),
+        Event::RemovePodSandbox => ("RemovePodSandbox", RemovePodSandboxRequest { pod }.encode_to_vec()),
+        Event::PostUpdatePodSandbox => (
+            "PostUpdatePodSandbox",
+            PostUpdatePodSandboxRequest { pod }.encode_to_vec(),
+        ),
+        Event::PostCreateContainer => (
+            "PostCreateContainer",
+            PostCreateContainerRequest { pod, container }.encode_to_vec(),
+        ),
+        Event::StartContainer => (
+            "StartContainer",
+            StartContainerRequest { pod, container }.encode_to_vec(),
+        ),
+        Event::PostStartContainer => (
+            "PostStartContainer",
+            PostStartContainerRequest { pod, container }.encode_to_vec(),
+        ),
+        Event::PostUpdateContainer => (
+            "PostUpdateContainer",
+            PostUpdateContainerRequest { pod, container }.encode_to_vec(),
+        ),
+        Event::RemoveContainer => (
+            "RemoveContainer",
+            RemoveContainerRequest { pod, container }.encode_to_vec(),
+        ),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn large_synchronizations_are_split_with_more_set() {
-        let pods: Vec<_> = (0..4)
-            .map(|i| PodSandbox {
-                id: format!("pod{i}"),
-                name: "x".repeat(SYNC_CHUNK_BYTES / 3),
-                ..Default::default()
-            })
-            .collect();
-        let ctrs = vec![Container {
-            id: "c".into(),
-            ..Default::default()
-        }];
-        let chunks = sync_chunks(pods, ctrs);
-        assert_eq!(chunks.len(), 2);
-        assert!(chunks[0].more && !chunks[1].more);
-        assert_eq!(chunks[0].pods.len() + chunks[1].pods.len(), 4);
-        assert_eq!(chunks[1].containers.len(), 1);
-        assert_eq!(sync_chunks(Vec::new(), Vec::new()).len(), 1);
-    }
 
     #[test]
     fn event_bits() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use berth_proto::nri::{
     ConfigureRequest, ConfigureResponse, CreateContainerRequest, CreateContainerResponse, Empty, Event,
-    RegisterPluginRequest, StateChangeEvent, StopContainerRequest, StopContainerResponse, SynchronizeRequest,
-    SynchronizeResponse, UpdateContainerRequest, UpdateContainerResponse, UpdateContainersRequest,
+    PostCreateContainerRequest, RegisterPluginRequest, StateChangeEvent, StopContainerRequest, StopContainerResponse,
+    SynchronizeRequest, SynchronizeResponse, UpdateContainerRequest, UpdateContainerResponse, UpdateContainersRequest,
     UpdateContainersResponse, UpdatePodSandboxRequest, UpdatePodSandboxResponse, ValidateContainerAdjustmentRequest,
     ValidateContainerAdjustmentResponse,
 };
@@ -55,10 +55,30 @@ pub trait TestPlugin: Send + Sync + 'static {
     fn validate(&self, _req: ValidateContainerAdjustmentRequest) -> Reply<ValidateContainerAdjustmentResponse> {
         ok(ValidateContainerAdjustmentResponse::default())
     }
+    /// Pod and container events without a reply, whether sent by their own method or by
+    /// StateChange.
     fn state_change(&self, _req: StateChangeEvent) -> Reply<()> {
         ok(())
     }
+    /// Act as an older plugin: answer the per-event methods Unimplemented, so the runtime
+    /// falls back to StateChange.
+    fn legacy(&self) -> bool {
+        false
+    }
 }
+
+/// The events that have a method of their own besides StateChange.
+const EVENT_METHODS: [(&str, Event); 9] = [
+    ("RunPodSandbox", Event::RunPodSandbox),
+    ("StopPodSandbox", Event::StopPodSandbox),
+    ("RemovePodSandbox", Event::RemovePodSandbox),
+    ("PostUpdatePodSandbox", Event::PostUpdatePodSandbox),
+    ("PostCreateContainer", Event::PostCreateContainer),
+    ("StartContainer", Event::StartContainer),
+    ("PostStartContainer", Event::PostStartContainer),
+    ("PostUpdateContainer", Event::PostUpdateContainer),
+    ("RemoveContainer", Event::RemoveContainer),
+];
 
 /// The subscription mask of `events`.
 pub fn mask(events: &[Event]) -> u32 {
@@ -95,15 +115,35 @@ impl Handler for Serve {
             return Box::pin(async move { Err(Status::new(code::UNIMPLEMENTED, service)) });
         }
         let p = self.plugin.clone();
+        let log = |name: String| {
+            if let Ok(mut log) = self.log.lock() {
+                log.push(name);
+            }
+        };
+        if let Some((_, event)) = EVENT_METHODS.iter().find(|(m, _)| *m == method) {
+            if p.legacy() {
+                log(format!("unimplemented:{method}"));
+                return Box::pin(async move { Err(Status::new(code::UNIMPLEMENTED, method)) });
+            }
+            log(event.as_str_name().to_string());
+            let event = *event as i32;
+            // Every one of these requests is {pod = 1, container = 2}.
+            return reply(payload, move |r: PostCreateContainerRequest| {
+                let fut = p.state_change(StateChangeEvent {
+                    event,
+                    pod: r.pod,
+                    container: r.container,
+                });
+                Box::pin(async move { fut.await.map(|()| Empty {}) }) as Reply<Empty>
+            });
+        }
         let mut name = method.clone();
         if method == "StateChange" {
             if let Ok(ev) = StateChangeEvent::decode(payload.clone()) {
                 name = ev.event().as_str_name().to_string();
             }
         }
-        if let Ok(mut log) = self.log.lock() {
-            log.push(name);
-        }
+        log(name);
         match method.as_str() {
             "Configure" => {
                 let events = p.events() as i32;

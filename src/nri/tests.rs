@@ -296,6 +296,46 @@ async fn events_go_in_index_order_to_subscribers_only() {
 }
 
 #[tokio::test]
+async fn older_plugins_get_events_by_state_change() {
+    struct Legacy {
+        order: Shared,
+    }
+    impl TestPlugin for Legacy {
+        fn events(&self) -> u32 {
+            mask(&[Event::RunPodSandbox, Event::StopPodSandbox])
+        }
+        fn state_change(&self, req: StateChangeEvent) -> Reply<()> {
+            self.order
+                .lock()
+                .expect("lock")
+                .push(req.event().as_str_name().to_string());
+            Box::pin(async { Ok(()) })
+        }
+        fn legacy(&self) -> bool {
+            true
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nri = start(dir.path(), Arc::default()).await;
+    let order = Shared::default();
+    let client = connect(&nri, dir.path(), "old", "10", Legacy { order: order.clone() }).await;
+    nri.run_pod_sandbox(&pod()).await.expect("run");
+    nri.stop_pod_sandbox(&pod()).await;
+    assert_eq!(*order.lock().expect("lock"), ["RUN_POD_SANDBOX", "STOP_POD_SANDBOX"]);
+    assert_eq!(
+        client.calls(),
+        [
+            "Configure",
+            "Synchronize",
+            "unimplemented:RunPodSandbox",
+            "RUN_POD_SANDBOX",
+            "STOP_POD_SANDBOX"
+        ],
+        "one Unimplemented, then StateChange only"
+    );
+}
+
+#[tokio::test]
 async fn adjustments_of_two_plugins_merge_and_apply_to_the_spec() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nri = start(dir.path(), Arc::default()).await;
