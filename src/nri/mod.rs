@@ -18,12 +18,12 @@ pub mod merge;
 pub mod mux;
 pub mod plugin;
 pub mod plugin_client;
+mod registry;
 pub mod sync;
 pub mod ttrpc;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use berth_proto::nri::{
@@ -40,7 +40,8 @@ pub use error::{NriError, Result};
 pub use host::{BoxFuture, NriHost};
 pub use plugin::{PluginInfo, PluginStats};
 
-use plugin::{Plugin, Prestarted, Shared};
+use plugin::{Plugin, Shared};
+use registry::Inner;
 
 /// What the plugins asked for when a container is created.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -73,25 +74,6 @@ pub struct Nri {
     inner: Option<Arc<Inner>>,
 }
 
-struct Inner {
-    shared: Shared,
-    plugins: RwLock<Vec<Arc<Plugin>>>,
-    /// Held for writing while a new plugin is synchronized, for reading by events, so a
-    /// plugin sees every change after the state it was synchronized with.
-    sync: tokio::sync::RwLock<()>,
-    dropped: AtomicU64,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    socket: Option<PathBuf>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Ok(tasks) = self.tasks.lock() {
-            tasks.iter().for_each(JoinHandle::abort);
-        }
-    }
-}
-
 impl Nri {
     /// NRI switched off: no socket, no plugins, every event a no-op.
     pub fn disabled() -> Nri {
@@ -117,6 +99,7 @@ impl Nri {
             sync: tokio::sync::RwLock::new(()),
             dropped: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            starting: tokio::sync::Mutex::new(Vec::new()),
             socket: Some(cfg.socket_path.clone()),
         });
         let weak = Arc::downgrade(&inner);
@@ -130,21 +113,35 @@ impl Nri {
                 tokio::spawn(Inner::add(Arc::downgrade(&inner), stream, None));
             }
         });
-        let mut tasks = vec![accept];
+        let mut starting = Vec::new();
         for p in launch::discover(&cfg.plugin_path) {
             match launch::launch(&p, &cfg.plugin_config_path) {
                 Ok((stream, pre)) => {
                     tracing::info!(plugin = %p.name, index = %p.index, "NRI: started plugin");
-                    tasks.push(tokio::spawn(Inner::add(Arc::downgrade(&inner), stream, Some(pre))));
+                    starting.push(tokio::spawn(Inner::add(Arc::downgrade(&inner), stream, Some(pre))));
                 }
                 Err(e) => tracing::warn!(error = %e, "NRI: plugin not started"),
             }
         }
         if let Ok(mut t) = inner.tasks.lock() {
-            t.extend(tasks);
+            t.push(accept);
+        }
+        if let Ok(mut s) = inner.starting.try_lock() {
+            s.extend(starting);
         }
         tracing::info!(socket = %cfg.socket_path.display(), "NRI: accepting plugins");
         Ok(Nri { inner: Some(inner) })
+    }
+
+    /// Waits until the plugins started from the plugin directory are registered and
+    /// synchronized, or have failed (each step within the registration timeout). Call it
+    /// before serving requests, so no container is created before they are in place.
+    pub async fn wait_started(&self) {
+        let Some(inner) = &self.inner else { return };
+        let starting = std::mem::take(&mut *inner.starting.lock().await);
+        for s in starting {
+            let _ = s.await;
+        }
     }
 
     /// Lets the plugins know the runtime is going down, closes them and the socket.
@@ -385,74 +382,6 @@ impl Nri {
         let inner = self.inner.as_ref()?;
         let plugins = inner.subscribed(event);
         (!plugins.is_empty()).then_some((inner, plugins))
-    }
-}
-
-impl Inner {
-    fn snapshot(&self) -> Vec<Arc<Plugin>> {
-        self.plugins.read().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    fn subscribed(&self, event: Event) -> Vec<Arc<Plugin>> {
-        let (live, dead): (Vec<_>, Vec<_>) = self.snapshot().into_iter().partition(|p| !p.is_dead());
-        for p in &dead {
-            self.drop_plugin(p, None);
-        }
-        live.into_iter().filter(|p| p.subscribed(event as i32)).collect()
-    }
-
-    /// Passes `r` through; drops `p` first when the call killed it.
-    fn check<T>(&self, p: &Arc<Plugin>, r: Result<T>) -> Result<T> {
-        if r.is_err() && p.is_dead() {
-            self.drop_plugin(p, r.as_ref().err());
-        }
-        r
-    }
-
-    fn drop_plugin(&self, p: &Arc<Plugin>, why: Option<&NriError>) {
-        let Ok(mut plugins) = self.plugins.write() else { return };
-        let before = plugins.len();
-        plugins.retain(|x| !Arc::ptr_eq(x, p));
-        if plugins.len() < before {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            let why = why.map(ToString::to_string).unwrap_or_default();
-            tracing::warn!(plugin = %p.info.name, index = %p.info.index, error = %why, "NRI: plugin dropped");
-        }
-    }
-
-    /// Takes a new connection through registration and synchronization, then lists it.
-    async fn add(this: Weak<Inner>, stream: tokio::net::UnixStream, pre: Option<Prestarted>) {
-        let Some(inner) = this.upgrade() else { return };
-        let plugin = match Plugin::connect(stream, pre, &inner.shared).await {
-            Ok(p) => Arc::new(p),
-            Err(e) => {
-                inner.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "NRI: plugin not registered");
-                return;
-            }
-        };
-        let (name, index) = (&plugin.info.name, &plugin.info.index);
-        if inner
-            .snapshot()
-            .iter()
-            .any(|p| &p.info.name == name && &p.info.index == index)
-        {
-            tracing::warn!(plugin = %name, index = %index, "NRI: a plugin of that name and index is already connected");
-            plugin.mark_dead();
-            return;
-        }
-        let _sync = inner.sync.write().await;
-        let (pods, containers) = inner.shared.host.list().await;
-        if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "NRI: plugin not synchronized");
-            plugin.mark_dead();
-            return;
-        }
-        tracing::info!(plugin = %name, index = %index, events = %format!("{:#x}", plugin.info.events), "NRI: plugin connected");
-        let mut plugins = inner.plugins.write().unwrap_or_else(|e| e.into_inner());
-        plugins.push(plugin.clone());
-        plugins.sort_by(|a, b| (&a.info.index, &a.info.name).cmp(&(&b.info.index, &b.info.name)));
     }
 }
 

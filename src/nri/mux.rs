@@ -3,7 +3,8 @@
 //! Every frame is an 8-byte header (connection id, payload length; both u32 big-endian)
 //! and the payload. Connection 1 carries the `Plugin` service (the runtime is its client),
 //! connection 2 the `Runtime` service (the runtime serves it); 0 is reserved. A logical
-//! connection is a byte stream: a ttrpc message may span several frames.
+//! connection is a byte stream: a ttrpc message may span several frames (a peer may write
+//! a message in pieces); Berth writes each message as one frame.
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -15,8 +16,9 @@ use tokio::task::JoinHandle;
 pub const PLUGIN_CONN: u32 = 1;
 /// The connection of the `Runtime` service (served by the runtime).
 pub const RUNTIME_CONN: u32 = 2;
-/// Largest frame payload accepted or sent.
-pub const MAX_PAYLOAD: usize = (10 + 4) << 20;
+/// Largest frame payload accepted or sent: one ttrpc message (10-byte header and at most
+/// 4 MiB). A peer reads each frame whole into a buffer of that size.
+pub const MAX_PAYLOAD: usize = 10 + (4 << 20);
 const HEADER: usize = 8;
 
 /// Sends payloads on the logical connections of one multiplexed stream. Cheap to clone.

@@ -20,13 +20,14 @@ use super::mux::MuxSender;
 const HEADER: usize = 10;
 const TYPE_REQUEST: u8 = 1;
 const TYPE_RESPONSE: u8 = 2;
-/// Largest ttrpc message read (a peer's limit for what it reads is 4 MiB by default).
-pub const MAX_MESSAGE: usize = super::mux::MAX_PAYLOAD;
+/// Largest ttrpc message payload read or sent (ttrpc's default limit).
+pub const MAX_MESSAGE: usize = 4 << 20;
 
 /// gRPC status codes used here.
 pub mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
     pub const DEADLINE_EXCEEDED: i32 = 4;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const UNIMPLEMENTED: i32 = 12;
     pub const INTERNAL: i32 = 13;
 }
@@ -220,6 +221,15 @@ impl Client {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
+        if payload.len() > MAX_MESSAGE {
+            return Err(CallError::Status(
+                code::RESOURCE_EXHAUSTED,
+                format!(
+                    "request of {} bytes is over the {MAX_MESSAGE}-byte limit",
+                    payload.len()
+                ),
+            ));
+        }
         let stream = {
             let mut n = self.next.lock().map_err(|_| CallError::Closed("poisoned".into()))?;
             let s = *n;
@@ -298,6 +308,10 @@ pub fn serve(
                     Err(e) => Err(Status::new(code::INVALID_ARGUMENT, format!("bad ttrpc request: {e}"))),
                 };
                 let resp = match result {
+                    Ok(payload) if payload.len() > MAX_MESSAGE => Response {
+                        status: Some(Status::new(code::RESOURCE_EXHAUSTED, "response over the size limit")),
+                        payload: Bytes::new(),
+                    },
                     Ok(payload) => Response { status: None, payload },
                     Err(status) => Response {
                         status: Some(status),
@@ -341,7 +355,7 @@ mod tests {
         let client = Client::new(ma.sender.clone(), PLUGIN_CONN, ma.plugin_rx);
         let _server = serve(mb.sender.clone(), PLUGIN_CONN, mb.plugin_rx, Arc::new(Echo));
         let t = Duration::from_secs(2);
-        let big = Bytes::from(vec![1u8; 5 << 20]);
+        let big = Bytes::from(vec![1u8; 3 << 20]);
         assert_eq!(client.call("s", "Echo", big.clone(), t).await, Ok(big));
         assert_eq!(
             client.call("s", "Nope", Bytes::new(), t).await,

@@ -78,7 +78,8 @@ async fn a_plugin_from_the_plugin_dir_is_started() {
     std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::write(cfg.plugin_config_path.join("echo.conf"), "level: 3").expect("conf");
     let nri = Nri::start(&cfg, Arc::new(Host::default())).expect("start");
-    wait_for(&nri, 1).await;
+    nri.wait_started().await;
+    assert_eq!(nri.plugins().len(), 1, "registered and synchronized once started");
     let info = &nri.plugins()[0];
     assert_eq!((info.name.as_str(), info.index.as_str()), ("echo", "07"));
     assert!(info.pid.is_some());
