@@ -54,7 +54,9 @@ pub struct CreateContainerResult {
     pub evictions: Vec<ContainerEviction>,
 }
 
-/// What the plugins asked for on an update or stop: changes to containers.
+/// What the plugins asked for on an update or stop: changes to containers. On
+/// `update_container`, an update naming the container being updated changes the resources
+/// it gets (apply it on top with [`apply_resources`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdateResult {
     pub updates: Vec<ContainerUpdate>,

@@ -37,8 +37,12 @@ pub trait TestPlugin: Send + Sync + 'static {
     fn configure(&self, _req: ConfigureRequest) -> Reply<()> {
         ok(())
     }
-    fn synchronize(&self, _req: SynchronizeRequest) -> Reply<SynchronizeResponse> {
-        ok(SynchronizeResponse::default())
+    /// Default: no updates, and `more` echoed (taking a split synchronization).
+    fn synchronize(&self, req: SynchronizeRequest) -> Reply<SynchronizeResponse> {
+        ok(SynchronizeResponse {
+            update: Vec::new(),
+            more: req.more,
+        })
     }
     fn create_container(&self, _req: CreateContainerRequest) -> Reply<CreateContainerResponse> {
         ok(CreateContainerResponse::default())
