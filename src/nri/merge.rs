@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use berth_proto::nri::{
-    ContainerAdjustment, Field, FieldOwners, LinuxContainerAdjustment, LinuxResources, OwningPlugins,
+    ContainerAdjustment, ContainerUpdate, Field, FieldOwners, LinuxContainerAdjustment, LinuxResources, OwningPlugins,
 };
 
 use super::error::{NriError, Result};
@@ -209,6 +209,55 @@ impl Merged {
     }
 }
 
+/// Updates of existing containers asked for by several plugins, merged per container: two
+/// plugins setting the same resource of one container conflict.
+#[derive(Debug, Default)]
+pub struct Updates {
+    by_id: Vec<(Merged, ContainerUpdate)>,
+}
+
+impl Updates {
+    /// Adds the updates `plugin` asked for: all of them, or (on a conflict) none.
+    pub fn add(&mut self, plugin: &str, updates: Vec<ContainerUpdate>) -> Result<()> {
+        let before = self.by_id.clone();
+        let result = self.add_all(plugin, updates);
+        if result.is_err() {
+            self.by_id = before;
+        }
+        result
+    }
+
+    fn add_all(&mut self, plugin: &str, updates: Vec<ContainerUpdate>) -> Result<()> {
+        for u in updates {
+            let i = match self.by_id.iter().position(|(_, x)| x.container_id == u.container_id) {
+                Some(i) => i,
+                None => {
+                    let fresh = ContainerUpdate {
+                        container_id: u.container_id.clone(),
+                        linux: None,
+                        ignore_failure: true,
+                    };
+                    self.by_id.push((Merged::default(), fresh));
+                    self.by_id.len() - 1
+                }
+            };
+            let (owners, into) = &mut self.by_id[i];
+            // A failure is ignored only when every plugin asking for the update says so.
+            into.ignore_failure &= u.ignore_failure;
+            if let Some(r) = u.linux.and_then(|l| l.resources) {
+                let linux = into.linux.get_or_insert_with(Default::default);
+                owners.add_resources(plugin, r, linux.resources.get_or_insert_with(Default::default))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The merged updates, one per container, in the order first asked for.
+    pub fn into_vec(self) -> Vec<ContainerUpdate> {
+        self.by_id.into_iter().map(|(_, u)| u).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +324,40 @@ mod tests {
         assert!(err.to_string().contains("plugins a and c"), "{err}");
         let owners = m.owning_plugins("ctr");
         assert_eq!(owners.owners["ctr"].simple[&(Field::MemLimit as i32)], "a");
+    }
+
+    #[test]
+    fn updates_merge_per_container() {
+        let upd = |id: &str, adj: ContainerAdjustment, ignore: bool| ContainerUpdate {
+            container_id: id.into(),
+            linux: adj
+                .linux
+                .and_then(|l| l.resources)
+                .map(|r| berth_proto::nri::LinuxContainerUpdate { resources: Some(r) }),
+            ignore_failure: ignore,
+        };
+        let mut u = Updates::default();
+        u.add("a", vec![upd("c1", resources(Some(1), None), true)]).expect("a");
+        u.add(
+            "b",
+            vec![
+                upd("c1", resources(None, Some(2)), false),
+                upd("c2", resources(Some(3), None), true),
+            ],
+        )
+        .expect("b");
+        let err = u
+            .add("c", vec![upd("c2", resources(Some(4), None), true)])
+            .expect_err("conflict");
+        assert!(err.to_string().contains("plugins b and c"), "{err}");
+        let v = u.into_vec();
+        assert_eq!(v.len(), 2);
+        assert!(!v[0].ignore_failure && v[1].ignore_failure);
+        let r = v[0].linux.as_ref().and_then(|l| l.resources.as_ref()).expect("res");
+        assert_eq!(
+            r.memory.as_ref().and_then(|m| m.limit.as_ref()).map(|l| l.value),
+            Some(1)
+        );
+        assert_eq!(r.cpu.as_ref().and_then(|c| c.shares.as_ref()).map(|s| s.value), Some(2));
     }
 }

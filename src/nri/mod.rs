@@ -227,6 +227,7 @@ impl Nri {
             container: Some(ctr.clone()),
         };
         let mut merged = merge::Merged::default();
+        let mut updates = merge::Updates::default();
         let mut out = CreateContainerResult::default();
         for p in &plugins {
             let r: Result<CreateContainerResponse> = p.call("CreateContainer", &req).await;
@@ -234,10 +235,11 @@ impl Nri {
             if let Some(adj) = resp.adjust {
                 merged.add(&p.info.name, adj)?;
             }
-            out.updates.extend(resp.update);
+            updates.add(&p.info.name, resp.update)?;
             out.evictions.extend(resp.evict);
         }
         out.adjust = merged.adjust.clone();
+        out.updates = updates.into_vec();
         let validators = inner.subscribed(Event::ValidateContainerAdjustment);
         if !validators.is_empty() {
             let req = ValidateContainerAdjustmentRequest {
@@ -286,12 +288,14 @@ impl Nri {
             linux_resources: Some(resources.clone()),
         };
         let mut out = UpdateResult::default();
+        let mut updates = merge::Updates::default();
         for p in plugins {
             let r: Result<UpdateContainerResponse> = p.call("UpdateContainer", &req).await;
             let resp = inner.check(&p, r)?;
-            out.updates.extend(resp.update);
+            updates.add(&p.info.name, resp.update)?;
             out.evictions.extend(resp.evict);
         }
+        out.updates = updates.into_vec();
         Ok(out)
     }
 
@@ -305,15 +309,22 @@ impl Nri {
             pod: Some(pod.clone()),
             container: Some(ctr.clone()),
         };
-        let mut out = UpdateResult::default();
+        let mut updates = merge::Updates::default();
         for p in plugins {
             let r: Result<StopContainerResponse> = p.call("StopContainer", &req).await;
             match inner.check(&p, r) {
-                Ok(resp) => out.updates.extend(resp.update),
+                Ok(resp) => {
+                    if let Err(e) = updates.add(&p.info.name, resp.update) {
+                        tracing::warn!(error = %e, container = %ctr.id, "NRI: StopContainer updates dropped");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, container = %ctr.id, "NRI: StopContainer"),
             }
         }
-        out
+        UpdateResult {
+            updates: updates.into_vec(),
+            evictions: Vec::new(),
+        }
     }
 
     pub async fn post_update_pod_sandbox(&self, pod: &PodSandbox) {
