@@ -159,7 +159,7 @@ pub struct Client {
     sender: MuxSender,
     conn: u32,
     pending: Pending,
-    next: Mutex<u32>,
+    next: tokio::sync::Mutex<u32>,
     reader: JoinHandle<()>,
 }
 
@@ -203,7 +203,7 @@ impl Client {
             sender,
             conn,
             pending,
-            next: Mutex::new(1),
+            next: tokio::sync::Mutex::new(1),
             reader,
         }
     }
@@ -230,33 +230,36 @@ impl Client {
                 ),
             ));
         }
-        let stream = {
-            let mut n = self.next.lock().map_err(|_| CallError::Closed("poisoned".into()))?;
-            let s = *n;
-            *n = n.wrapping_add(2);
-            s
-        };
-        let (tx, rx) = oneshot::channel();
-        match self.pending.lock() {
-            Ok(mut m) => match m.as_mut() {
-                Some(m) => m.insert(stream, tx),
-                None => return Err(CallError::Closed("connection closed".into())),
-            },
-            Err(_) => return Err(CallError::Closed("poisoned".into())),
-        };
         let req = Request {
             service: service.into(),
             method: method.into(),
             payload,
             timeout_nano: i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX),
             metadata: Vec::new(),
-        };
-        let msg = encode(stream, TYPE_REQUEST, &req.encode_to_vec());
+        }
+        .encode_to_vec();
+        let (tx, rx) = oneshot::channel();
+        let mut stream = None;
         let result = tokio::time::timeout(timeout, async {
-            self.sender
-                .send(self.conn, msg)
-                .await
-                .map_err(|e| CallError::Closed(e.into()))?;
+            {
+                // Stream ids go out in increasing order: allocated and queued under one lock.
+                let mut next = self.next.lock().await;
+                let id = *next;
+                *next = next.wrapping_add(2);
+                match self.pending.lock() {
+                    Ok(mut m) => match m.as_mut() {
+                        Some(m) => m.insert(id, tx),
+                        None => return Err(CallError::Closed("connection closed".into())),
+                    },
+                    Err(_) => return Err(CallError::Closed("poisoned".into())),
+                };
+                stream = Some(id);
+                let msg = encode(id, TYPE_REQUEST, &req);
+                self.sender
+                    .send(self.conn, msg)
+                    .await
+                    .map_err(|e| CallError::Closed(e.into()))?;
+            }
             rx.await.map_err(|_| CallError::Closed("connection closed".into()))
         })
         .await;
@@ -264,10 +267,10 @@ impl Client {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout),
         };
-        if resp.is_err() {
+        if let (Err(_), Some(id)) = (&resp, stream) {
             if let Ok(mut m) = self.pending.lock() {
                 if let Some(m) = m.as_mut() {
-                    m.remove(&stream);
+                    m.remove(&id);
                 }
             }
         }
@@ -373,5 +376,23 @@ mod tests {
             client.call("s", "Echo", Bytes::new(), t).await,
             Err(CallError::Closed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_get_their_own_answers() {
+        let (a, b) = tokio::net::UnixStream::pair().expect("pair");
+        let ma = Mux::new(a);
+        let mb = Mux::new(b);
+        let client = Arc::new(Client::new(ma.sender.clone(), PLUGIN_CONN, ma.plugin_rx));
+        let _server = serve(mb.sender.clone(), PLUGIN_CONN, mb.plugin_rx, Arc::new(Echo));
+        let calls = (0..32u8).map(|i| {
+            let client = client.clone();
+            async move {
+                let payload = Bytes::from(vec![i; 100 + i as usize]);
+                let got = client.call("s", "Echo", payload.clone(), Duration::from_secs(5)).await;
+                assert_eq!(got, Ok(payload));
+            }
+        });
+        futures_util::future::join_all(calls).await;
     }
 }
