@@ -62,3 +62,28 @@ impl NriConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let cfg: NriConfig = toml::from_str("plugin_request_timeout_secs = 3").expect("parse");
+        assert_eq!(cfg.request_timeout(), Duration::from_secs(3));
+        assert_eq!(cfg.registration_timeout(), Duration::from_secs(5));
+        assert_eq!(cfg.socket_path, PathBuf::from("/var/run/nri/nri.sock"));
+        assert!(cfg.validate().is_ok());
+        let zero = NriConfig {
+            plugin_request_timeout_secs: 0,
+            ..NriConfig::default()
+        };
+        assert!(zero.validate().is_err());
+        let off = NriConfig { enabled: false, ..zero };
+        assert!(off.validate().is_ok(), "nothing to check when off");
+        assert!(
+            toml::from_str::<NriConfig>("sockt_path = \"/x\"").is_err(),
+            "unknown keys are refused"
+        );
+    }
+}

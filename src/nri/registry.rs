@@ -92,7 +92,14 @@ impl Inner {
             return;
         }
         let _sync = inner.sync.write().await;
-        let (pods, containers) = inner.shared.host.list().await;
+        let Ok((pods, containers)) =
+            tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
+        else {
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(plugin = %name, "NRI: listing pods and containers timed out; plugin not synchronized");
+            plugin.mark_dead();
+            return;
+        };
         if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "NRI: plugin not synchronized");

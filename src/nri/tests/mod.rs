@@ -244,6 +244,7 @@ async fn registration_configures_and_synchronizes_existing_state() {
     assert_eq!(info[0].events, plugin::ALL_EVENTS, "no subscription means all events");
     assert!(nri.has_plugins());
     nri.shutdown().await;
+    assert_eq!(client.calls().last().map(String::as_str), Some("Shutdown"));
     assert!(!nri.has_plugins());
     assert!(!config(dir.path()).socket_path.exists());
 }
