@@ -2,6 +2,9 @@
 //! `proto/api.proto`, and Berth's own API (`proto/berth/v1/*.proto`). `protox` parses the
 //! files in pure Rust, so no `protoc` is needed (Debian's protoc 3.21 cannot read the
 //! `debug_redact` option this release uses).
+//!
+//! The vendored NRI API (`proto/nri/api.proto`) is compiled separately, messages only:
+//! Berth speaks NRI's ttrpc by hand (`src/nri/`), so no tonic stubs are generated for it.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -20,6 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // These carry registry secrets: their Debug impls are written by hand in lib.rs.
         .skip_debug(["runtime.v1.AuthConfig", "berth.v1.Auth"])
+        .compile_fds(fds)?;
+
+    let nri = "proto/nri/api.proto";
+    println!("cargo:rerun-if-changed={nri}");
+    let fds = protox::compile([nri], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
         .compile_fds(fds)?;
     Ok(())
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Container Device Interface (GPUs and other devices).
     pub cdi: CdiConfig,
+    /// NRI (Node Resource Interface) plugins.
+    pub nri: crate::nri::NriConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -215,6 +217,7 @@ impl Default for Config {
             streaming: Streaming::default(),
             metrics: MetricsConfig::default(),
             cdi: CdiConfig::default(),
+            nri: crate::nri::NriConfig::default(),
         }
     }
 }
@@ -333,6 +336,7 @@ impl Config {
                 self.metrics.address
             )));
         }
+        self.nri.validate().map_err(ConfigError::Invalid)?;
         if let Some(d) = self.cdi.spec_dirs.iter().find(|d| !d.is_absolute()) {
             return Err(ConfigError::Invalid(format!(
                 "cdi.spec_dirs: {} is not an absolute path",

@@ -21,6 +21,7 @@ pub mod image;
 pub mod locks;
 pub mod metrics;
 pub mod network;
+pub mod nri;
 pub mod pod;
 pub mod runtime;
 pub mod sandbox;

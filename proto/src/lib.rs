@@ -59,6 +59,17 @@ pub mod berth {
 /// The cri-api release the vendored proto comes from.
 pub const CRI_API_RELEASE: &str = "v0.36.3";
 
+/// NRI (Node Resource Interface) plugin API messages (`nri.pkg.api.v1alpha1`), generated
+/// from the vendored `proto/nri/api.proto` (containerd/nri, see README.md). Messages only:
+/// the ttrpc transport is written by hand in Berth's `src/nri/`.
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod nri {
+    include!(concat!(env!("OUT_DIR"), "/nri.pkg.api.v1alpha1.rs"));
+}
+
+/// The containerd/nri release the vendored NRI proto comes from.
+pub const NRI_RELEASE: &str = "v0.12.1";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,10 @@
 //! The only place Berth makes raw syscalls and the only module allowed `unsafe` (each use
 //! a single call with its SAFETY note): `*at` filesystem calls relative to a directory fd,
-//! namespace pinning and entry, user namespaces and idmapped mounts, pseudo-terminals, device numbers, and paths resolved
-//! inside a root filesystem.
+//! namespace pinning and entry, user namespaces and idmapped mounts, pseudo-terminals, device
+//! numbers, inherited fds (NRI plugins), and paths resolved inside a root filesystem.
 
 pub mod dev;
+pub mod fdpass;
 pub mod fs;
 pub mod inroot;
 pub mod mount;
