@@ -224,7 +224,12 @@ impl Daemon {
         serde_json::json!({
             "enabled": self.nri.is_enabled(),
             "socket": self.config.nri.socket_path,
-            "plugins": self.nri.plugins(),
+            "plugins": self.nri.plugins().iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "index": p.index,
+                "events": format!("{:#x}", p.events),
+                "pid": p.pid,
+            })).collect::<Vec<_>>(),
         })
         .to_string()
     }

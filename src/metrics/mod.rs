@@ -280,6 +280,8 @@ mod tests {
         m.cri_request("ContainerStatus", tonic::Code::NotFound, 0.0001);
         m.pulled_bytes(1234);
         m.pull_finished(true, 1.5);
+        m.nri_call("10-injector", "CreateContainer", true, 0.0003);
+        m.nri_dropped("20-hang");
         let text = m.render(&Snapshot {
             containers: vec![("running", 3), ("exited", 1)],
             sandboxes: vec![("ready", 2)],
@@ -287,8 +289,6 @@ mod tests {
             event_subscribers: 1,
             nri_plugins: 2,
         });
-        m.nri_call("10-injector", "CreateContainer", true, 0.0003);
-        m.nri_dropped("20-hang");
         assert!(
             text.contains("berth_cri_requests_total{method=\"Version\",code=\"OK\"} 2\n"),
             "{text}"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use berth_proto::nri as api;
 use futures_util::future::BoxFuture;
 use oci_spec::runtime::{LinuxResources, Spec};
-use tokio::sync::{mpsc, oneshot, RwLock};
+use tokio::sync::{mpsc, oneshot};
 
 use super::convert;
 use super::node::Node;
@@ -132,7 +132,7 @@ impl PodHooks for Bridge {
                 .unwrap_or_default();
             let answer = self
                 .call(async move {
-                    let r = nri.update_pod_sandbox(&pod, None, Some(&res)).await;
+                    let r = nri.update_pod_sandbox(&pod, None, Some(res)).await;
                     if r.is_ok() {
                         nri.post_update_pod_sandbox(&pod).await;
                     }
@@ -224,7 +224,7 @@ impl ContainerHooks for Arc<Bridge> {
             for u in result.updates {
                 if u.container_id == ctr.id {
                     if let Some(r) = u.linux.as_ref().and_then(|l| l.resources.as_ref()) {
-                        super::adjust::apply_resources(&mut resources, r);
+                        super::adjust::apply_resources(&mut resources, r).map_err(|e| e.to_string())?;
                     }
                 } else {
                     others.push(u);

@@ -10,12 +10,16 @@
 //! whose connection breaks is closed and dropped.
 
 pub mod adjust;
+mod attach;
+mod bridge;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod host;
 pub mod launch;
 pub mod merge;
 pub mod mux;
+pub mod node;
 pub mod plugin;
 pub mod plugin_client;
 mod registry;
@@ -35,9 +39,10 @@ use berth_proto::nri::{
 use tokio::task::JoinHandle;
 
 pub use adjust::{apply_adjustment, apply_resources, Applied};
+pub use attach::attach;
 pub use config::NriConfig;
 pub use error::{NriError, Result};
-pub use host::{BoxFuture, NriHost};
+pub use host::{BoxFuture, Listing, NriHost};
 pub use plugin::{PluginInfo, PluginStats};
 
 use plugin::{Plugin, Shared};
@@ -162,6 +167,11 @@ impl Nri {
         if let Some(s) = &inner.socket {
             let _ = std::fs::remove_file(s);
         }
+    }
+
+    /// Whether NRI is on (a socket is served).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
     }
 
     /// Whether any plugin is connected.

@@ -81,8 +81,14 @@ impl super::NriHost for Node {
             for u in updates {
                 let Some(r) = u.linux.as_ref().and_then(|l| l.resources.as_ref()) else { continue };
                 let mut resources = oci_spec::runtime::LinuxResources::default();
-                super::adjust::apply_resources(&mut resources, r);
-                if let Err(e) = containers.apply_linux_resources(&u.container_id, &resources).await {
+                let applied = match super::adjust::apply_resources(&mut resources, r) {
+                    Ok(_) => containers
+                        .apply_linux_resources(&u.container_id, &resources)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = applied {
                     if !u.ignore_failure {
                         tracing::warn!(container = u.container_id, error = %e, "NRI container update");
                         failed.push(u);

@@ -244,6 +244,11 @@ impl Plugin {
         }
     }
 
+    /// `NN-name`, as the plugin directory names it (and the metrics label it).
+    pub fn label(&self) -> String {
+        format!("{}-{}", self.info.index, self.info.name)
+    }
+
     /// Call counters so far.
     pub fn stats(&self) -> PluginStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
@@ -278,6 +283,7 @@ impl Plugin {
             s.failures += u64::from(result.is_err());
             s.latency += start.elapsed();
         }
+        crate::metrics::global().nri_call(&self.label(), method, result.is_ok(), start.elapsed().as_secs_f64());
         let (plugin, method) = (self.info.name.clone(), method.to_string());
         result.map_err(|e| match e {
             CallError::Status(code, message) => NriError::Plugin {

@@ -65,6 +65,7 @@ impl Inner {
         plugins.retain(|x| !Arc::ptr_eq(x, p));
         if plugins.len() < before {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().nri_dropped(&p.label());
             let why = why.map(ToString::to_string).unwrap_or_default();
             tracing::warn!(plugin = %p.info.name, index = %p.info.index, error = %why, "NRI: plugin dropped");
         }
@@ -82,24 +83,31 @@ impl Inner {
             }
         };
         let (name, index) = (&plugin.info.name, &plugin.info.index);
-        if inner
+        // A plugin of the same name and index reconnecting (after a crash or a restart whose
+        // old connection is not seen closed yet) replaces the old connection.
+        for old in inner
             .snapshot()
-            .iter()
-            .any(|p| &p.info.name == name && &p.info.index == index)
+            .into_iter()
+            .filter(|p| &p.info.name == name && &p.info.index == index)
         {
-            tracing::warn!(plugin = %name, index = %index, "NRI: a plugin of that name and index is already connected");
-            plugin.mark_dead();
-            return;
+            tracing::info!(plugin = %name, index = %index, "NRI: plugin reconnected; the old connection is closed");
+            old.mark_dead();
+            inner.drop_plugin(&old, None);
         }
-        let _sync = inner.sync.write().await;
-        let Ok((pods, containers)) =
-            tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
+        // The host's hold first, NRI's lock second: a container creation holds the host's
+        // hold across its CreateContainer event, which takes NRI's lock.
+        let Ok(super::host::Listing {
+            pods,
+            containers,
+            hold: _hold,
+        }) = tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
         else {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(plugin = %name, "NRI: listing pods and containers timed out; plugin not synchronized");
             plugin.mark_dead();
             return;
         };
+        let _sync = inner.sync.write().await;
         if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "NRI: plugin not synchronized");

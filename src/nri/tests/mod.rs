@@ -30,8 +30,8 @@ struct Host {
 }
 
 impl NriHost for Host {
-    fn list(&self) -> BoxFuture<'_, (Vec<PodSandbox>, Vec<Container>)> {
-        Box::pin(async move { (self.pods.clone(), self.containers.clone()) })
+    fn list(&self) -> BoxFuture<'_, Listing> {
+        Box::pin(async move { Listing::of(self.pods.clone(), self.containers.clone()) })
     }
 
     fn update_containers(
