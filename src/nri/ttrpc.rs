@@ -26,7 +26,6 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 /// gRPC status codes used here.
 pub mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
-    pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const UNIMPLEMENTED: i32 = 12;
     pub const INTERNAL: i32 = 13;
