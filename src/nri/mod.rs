@@ -102,6 +102,7 @@ impl Nri {
             dropped: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
             starting: tokio::sync::Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             socket: Some(cfg.socket_path.clone()),
         });
         let weak = Arc::downgrade(&inner);
@@ -149,9 +150,11 @@ impl Nri {
     /// Lets the plugins know the runtime is going down, closes them and the socket.
     pub async fn shutdown(&self) {
         let Some(inner) = &self.inner else { return };
+        inner.closed.store(true, Ordering::Relaxed);
         if let Ok(tasks) = inner.tasks.lock() {
             tasks.iter().for_each(JoinHandle::abort);
         }
+        inner.starting.lock().await.iter().for_each(JoinHandle::abort);
         let plugins = std::mem::take(&mut *inner.plugins.write().unwrap_or_else(|e| e.into_inner()));
         let timeout = inner.shared.request_timeout.min(Duration::from_secs(1));
         let byes = plugins.iter().map(|p| async move {

@@ -24,6 +24,8 @@ pub struct Inner {
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The registrations of the plugins started from the plugin directory.
     pub starting: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Set by shutdown: a plugin still registering is closed instead of listed.
+    pub closed: std::sync::atomic::AtomicBool,
     pub socket: Option<PathBuf>,
 }
 
@@ -108,6 +110,10 @@ impl Inner {
         }
         tracing::info!(plugin = %name, index = %index, events = %format!("{:#x}", plugin.info.events), "NRI: plugin connected");
         let mut plugins = inner.plugins.write().unwrap_or_else(|e| e.into_inner());
+        if inner.closed.load(Ordering::Relaxed) {
+            plugin.mark_dead();
+            return;
+        }
         plugins.push(plugin.clone());
         plugins.sort_by(|a, b| (&a.info.index, &a.info.name).cmp(&(&b.info.index, &b.info.name)));
     }
