@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use adjust::{apply_adjustment, apply_resources, Applied};
 pub use config::NriConfig;
 pub use error::{NriError, Result};
-pub use host::{BoxFuture, NriHost};
+pub use host::{BoxFuture, Listing, NriHost};
 pub use plugin::{event_bit, PluginInfo, PluginStats, ALL_EVENTS};
 
 use plugin::{Plugin, Shared};
@@ -136,6 +136,11 @@ impl Nri {
         Ok(Nri { inner: Some(inner) })
     }
 
+    /// Whether NRI is on (started, not [`Nri::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Waits until the plugins started from the plugin directory are registered and
     /// synchronized, or have failed (each step within the registration timeout). Call it
     /// before serving requests, so no container is created before they are in place.
@@ -198,8 +203,8 @@ impl Nri {
     pub async fn update_pod_sandbox(
         &self,
         pod: &PodSandbox,
-        overhead: Option<LinuxResources>,
-        resources: Option<LinuxResources>,
+        overhead: Option<&LinuxResources>,
+        resources: Option<&LinuxResources>,
     ) -> Result<()> {
         let Some((inner, plugins)) = self.subscribers(Event::UpdatePodSandbox) else {
             return Ok(());
@@ -207,8 +212,8 @@ impl Nri {
         let _sync = inner.sync.read().await;
         let req = UpdatePodSandboxRequest {
             pod: Some(pod.clone()),
-            overhead_linux_resources: overhead,
-            linux_resources: resources,
+            overhead_linux_resources: overhead.cloned(),
+            linux_resources: resources.cloned(),
         };
         for p in plugins {
             let r: Result<UpdatePodSandboxResponse> = p.call("UpdatePodSandbox", &req).await;

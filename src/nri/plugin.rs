@@ -44,7 +44,7 @@ pub struct Shared {
 }
 
 /// A connected plugin, as listed by `Nri::plugins`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {
     pub name: String,
     /// Two-digit invocation index (plugins are called in ascending index, then name).

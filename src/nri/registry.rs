@@ -93,15 +93,19 @@ impl Inner {
             plugin.mark_dead();
             return;
         }
-        let _sync = inner.sync.write().await;
-        let Ok((pods, containers)) =
-            tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
+        // The listing first: the host may hold its own lock in it (`Listing::hold`) while
+        // its lifecycle operations, holding that lock, still finish their NRI events (they
+        // take the read side of `sync`, taken for writing only after).
+        let Ok(listing) = tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
         else {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(plugin = %name, "NRI: listing pods and containers timed out; plugin not synchronized");
             plugin.mark_dead();
             return;
         };
+        let _sync = inner.sync.write().await;
+        // `hold` (and `_sync`) are released only once the plugin is listed.
+        let (pods, containers, hold) = (listing.pods, listing.containers, listing.hold);
         if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "NRI: plugin not synchronized");
@@ -116,5 +120,7 @@ impl Inner {
         }
         plugins.push(plugin.clone());
         plugins.sort_by(|a, b| (&a.info.index, &a.info.name).cmp(&(&b.info.index, &b.info.name)));
+        drop(plugins);
+        drop(hold);
     }
 }

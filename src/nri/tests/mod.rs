@@ -30,8 +30,8 @@ struct Host {
 }
 
 impl NriHost for Host {
-    fn list(&self) -> BoxFuture<'_, (Vec<PodSandbox>, Vec<Container>)> {
-        Box::pin(async move { (self.pods.clone(), self.containers.clone()) })
+    fn list(&self) -> BoxFuture<'_, Listing> {
+        Box::pin(async move { Listing::new(self.pods.clone(), self.containers.clone()) })
     }
 
     fn update_containers(
@@ -398,4 +398,69 @@ async fn a_connection_that_never_registers_is_dropped() {
     }
     assert!(start.elapsed() >= Duration::from_millis(900));
     assert!(!nri.has_plugins());
+}
+
+#[tokio::test]
+async fn the_listing_hold_lasts_through_synchronization() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    struct Holding(Arc<AtomicBool>);
+    impl NriHost for Holding {
+        fn list(&self) -> BoxFuture<'_, Listing> {
+            let flag = Flag(self.0.clone());
+            Box::pin(async move {
+                Listing {
+                    pods: vec![pod()],
+                    containers: Vec::new(),
+                    hold: Box::new(flag),
+                }
+            })
+        }
+        fn update_containers(
+            &self,
+            _: Vec<ContainerUpdate>,
+            _: Vec<ContainerEviction>,
+        ) -> BoxFuture<'_, Vec<ContainerUpdate>> {
+            Box::pin(async { Vec::new() })
+        }
+    }
+    struct Checks(Arc<AtomicBool>, Arc<AtomicBool>);
+    impl TestPlugin for Checks {
+        fn events(&self) -> u32 {
+            0
+        }
+        fn synchronize(&self, _req: SynchronizeRequest) -> Reply<SynchronizeResponse> {
+            self.1.store(self.0.load(Ordering::SeqCst), Ordering::SeqCst);
+            Box::pin(async { Ok(SynchronizeResponse::default()) })
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (released, released_during_sync) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(true)));
+    let nri = Nri::start(&config(dir.path()), Arc::new(Holding(released.clone()))).expect("start");
+    assert!(nri.is_enabled() && !Nri::disabled().is_enabled());
+    let _c = connect(
+        &nri,
+        dir.path(),
+        "h",
+        "10",
+        Checks(released.clone(), released_during_sync.clone()),
+    )
+    .await;
+    assert!(!released_during_sync.load(Ordering::SeqCst), "held while synchronizing");
+    // Released right after the plugin is listed (so it misses no later change).
+    let start = Instant::now();
+    while !released.load(Ordering::SeqCst) {
+        assert!(start.elapsed() < Duration::from_secs(5), "hold never released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let json = serde_json::to_value(nri.plugins()).expect("json");
+    assert_eq!(json[0]["name"], "h");
+    nri.update_pod_sandbox(&pod(), None, Some(&LinuxResources::default()))
+        .await
+        .expect("update pod");
 }
