@@ -47,3 +47,20 @@ pub trait NriHost: Send + Sync {
         evictions: Vec<ContainerEviction>,
     ) -> BoxFuture<'_, Vec<ContainerUpdate>>;
 }
+
+/// Sees every call to a plugin and every plugin dropped, for metrics
+/// ([`crate::nri::Nri::set_observer`]).
+pub trait NriObserver: Send + Sync {
+    /// One call of `method` to `plugin` (its index and name) ended, `ok` or not.
+    fn call(&self, index: &str, plugin: &str, method: &str, ok: bool, elapsed: std::time::Duration);
+    /// `plugin` was dropped (timed out, connection lost, or failed to synchronize).
+    fn dropped(&self, index: &str, plugin: &str);
+}
+
+/// Where the observer is kept (shared by the plugins of one NRI instance).
+pub type ObserverSlot = std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn NriObserver>>>>;
+
+/// The observer in `slot`, if one is set.
+pub fn observer(slot: &ObserverSlot) -> Option<std::sync::Arc<dyn NriObserver>> {
+    slot.read().ok().and_then(|o| o.clone())
+}

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use adjust::{apply_adjustment, apply_resources, Applied};
 pub use config::NriConfig;
 pub use error::{NriError, Result};
-pub use host::{BoxFuture, Listing, NriHost};
+pub use host::{BoxFuture, Listing, NriHost, NriObserver};
 pub use plugin::{event_bit, PluginInfo, PluginStats, ALL_EVENTS};
 
 use plugin::{Plugin, Shared};
@@ -96,6 +96,7 @@ impl Nri {
                 runtime_version: env!("CARGO_PKG_VERSION").into(),
                 registration_timeout: cfg.registration_timeout(),
                 request_timeout: cfg.request_timeout(),
+                observer: Default::default(),
             },
             plugins: RwLock::new(Vec::new()),
             sync: tokio::sync::RwLock::new(()),
@@ -134,6 +135,15 @@ impl Nri {
         }
         tracing::info!(socket = %cfg.socket_path.display(), "NRI: accepting plugins");
         Ok(Nri { inner: Some(inner) })
+    }
+
+    /// Reports every plugin call and every dropped plugin to `o` from now on (metrics).
+    pub fn set_observer(&self, o: Arc<dyn NriObserver>) {
+        if let Some(inner) = &self.inner {
+            if let Ok(mut slot) = inner.shared.observer.write() {
+                *slot = Some(o);
+            }
+        }
     }
 
     /// Whether NRI is on (started, not [`Nri::disabled`]).

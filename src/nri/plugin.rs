@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::error::{NriError, Result};
-use super::host::{BoxFuture, NriHost};
+use super::host::{observer, BoxFuture, NriHost, ObserverSlot};
 use super::mux::{Mux, MuxTasks, PLUGIN_CONN, RUNTIME_CONN};
 use super::ttrpc::{self, code, CallError, Client, Handler, Status};
 
@@ -41,6 +41,7 @@ pub struct Shared {
     pub runtime_version: String,
     pub registration_timeout: Duration,
     pub request_timeout: Duration,
+    pub observer: ObserverSlot,
 }
 
 /// A connected plugin, as listed by `Nri::plugins`.
@@ -80,6 +81,7 @@ pub struct Plugin {
     client: Client,
     stats: Mutex<PluginStats>,
     dead: AtomicBool,
+    observer: ObserverSlot,
     /// Takes events by StateChange only.
     legacy: AtomicBool,
     request_timeout: Duration,
@@ -194,6 +196,7 @@ impl Plugin {
                 ..Default::default()
             }),
             dead: AtomicBool::new(false),
+            observer: shared.observer.clone(),
             legacy: AtomicBool::new(false),
             request_timeout: shared.request_timeout,
             mux: mux.tasks,
@@ -273,10 +276,14 @@ impl Plugin {
     async fn call_raw(&self, method: &str, body: Vec<u8>, timeout: Duration) -> Result<Bytes> {
         let start = Instant::now();
         let result = self.client.call(PLUGIN_SERVICE, method, body.into(), timeout).await;
+        let elapsed = start.elapsed();
         if let Ok(mut s) = self.stats.lock() {
             s.calls += 1;
             s.failures += u64::from(result.is_err());
-            s.latency += start.elapsed();
+            s.latency += elapsed;
+        }
+        if let Some(o) = observer(&self.observer) {
+            o.call(&self.info.index, &self.info.name, method, result.is_ok(), elapsed);
         }
         let (plugin, method) = (self.info.name.clone(), method.to_string());
         result.map_err(|e| match e {

@@ -10,6 +10,7 @@ use berth_proto::nri::Event;
 use tokio::task::JoinHandle;
 
 use super::error::{NriError, Result};
+use super::host::observer;
 use super::plugin::{Plugin, Prestarted, Shared};
 use super::sync;
 
@@ -66,9 +67,16 @@ impl Inner {
         let before = plugins.len();
         plugins.retain(|x| !Arc::ptr_eq(x, p));
         if plugins.len() < before {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.count_dropped(p);
             let why = why.map(ToString::to_string).unwrap_or_default();
             tracing::warn!(plugin = %p.info.name, index = %p.info.index, error = %why, "NRI: plugin dropped");
+        }
+    }
+
+    fn count_dropped(&self, p: &Plugin) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(o) = observer(&self.shared.observer) {
+            o.dropped(&p.info.index, &p.info.name);
         }
     }
 
@@ -98,7 +106,7 @@ impl Inner {
         // take the read side of `sync`, taken for writing only after).
         let Ok(listing) = tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
         else {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            inner.count_dropped(&plugin);
             tracing::warn!(plugin = %name, "NRI: listing pods and containers timed out; plugin not synchronized");
             plugin.mark_dead();
             return;
@@ -107,7 +115,7 @@ impl Inner {
         // `hold` (and `_sync`) are released only once the plugin is listed.
         let (pods, containers, hold) = (listing.pods, listing.containers, listing.hold);
         if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            inner.count_dropped(&plugin);
             tracing::warn!(error = %e, "NRI: plugin not synchronized");
             plugin.mark_dead();
             return;
