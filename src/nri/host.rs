@@ -58,9 +58,9 @@ pub trait NriObserver: Send + Sync {
 }
 
 /// Where the observer is kept (shared by the plugins of one NRI instance).
-pub type ObserverSlot = std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn NriObserver>>>>;
+pub(crate) type ObserverSlot = std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn NriObserver>>>>;
 
 /// The observer in `slot`, if one is set.
-pub fn observer(slot: &ObserverSlot) -> Option<std::sync::Arc<dyn NriObserver>> {
+pub(crate) fn observer(slot: &ObserverSlot) -> Option<std::sync::Arc<dyn NriObserver>> {
     slot.read().ok().and_then(|o| o.clone())
 }
