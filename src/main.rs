@@ -209,6 +209,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(address = %addr, "serving Prometheus metrics at /metrics");
     }
     tracing::info!(socket = %socket.display(), root = %daemon.config.root.display(), version = env!("CARGO_PKG_VERSION"), "berthd serving CRI");
+    let nri = daemon.nri.clone();
     berth::server::serve(
         listener,
         &socket,
@@ -216,6 +217,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         berth::server::shutdown_signal(),
     )
     .await?;
+    // Plugins are told (Shutdown) and their connections closed; the socket goes.
+    nri.shutdown().await;
     tracing::info!("berthd stopped");
     Ok(())
 }

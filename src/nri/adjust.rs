@@ -6,7 +6,8 @@
 //! `-` prefix removes that entry; removals are applied before additions.
 
 use berth_proto::nri::{
-    ContainerAdjustment, Hook, Hooks, LinuxContainerAdjustment, LinuxDevice, LinuxResources, LinuxSeccomp,
+    ContainerAdjustment, Hook, Hooks, IoPrioClass, LinuxContainerAdjustment, LinuxDevice, LinuxResources,
+    LinuxSchedulerPolicy, LinuxSeccomp,
 };
 use oci_spec::runtime::Spec;
 use serde_json::{json, Map, Value};
@@ -73,12 +74,11 @@ pub fn apply_adjustment(spec: &mut Spec, adj: &ContainerAdjustment) -> Result<Ap
             m.retain(|x| x.get("destination").and_then(Value::as_str) != Some(dest));
         }
         for add in adj.mounts.iter().filter(|m| marked(&m.destination).is_none()) {
-            m.push(json!({
-                "destination": add.destination,
-                "type": add.r#type,
-                "source": add.source,
-                "options": add.options,
-            }));
+            let mut o = json!({"destination": add.destination, "source": add.source, "options": add.options});
+            if !add.r#type.is_empty() {
+                o["type"] = json!(add.r#type);
+            }
+            m.push(o);
         }
         let depth = |x: &Value| {
             x.get("destination")
@@ -162,13 +162,22 @@ fn apply_process(process: &mut Map<String, Value>, adj: &ContainerAdjustment) {
     if let Some(o) = &l.oom_score_adj {
         process.insert("oomScoreAdj".into(), json!(o.value));
     }
-    if let Some(p) = &l.io_priority {
+    // IOPRIO_CLASS_NONE and SCHED_NONE mean "not set".
+    if let Some(p) = l
+        .io_priority
+        .as_ref()
+        .filter(|p| p.class() != IoPrioClass::IoprioClassNone)
+    {
         process.insert(
             "ioPriority".into(),
             json!({"class": p.class().as_str_name(), "priority": p.priority}),
         );
     }
-    if let Some(s) = &l.scheduler {
+    if let Some(s) = l
+        .scheduler
+        .as_ref()
+        .filter(|s| s.policy() != LinuxSchedulerPolicy::SchedNone)
+    {
         let flags: Vec<&str> = s.flags().map(|f| f.as_str_name()).collect();
         process.insert(
             "scheduler".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::bridge::Bridge;
 use super::node::Node;
-use super::{Nri, NriConfig};
+use super::{Nri, NriConfig, NriObserver};
 use crate::container::lifecycle::Containers;
 use crate::sandbox::Sandboxes;
 
@@ -29,10 +29,13 @@ pub async fn attach(
     let host = Node::new(sandboxes, containers);
     match Nri::start(cfg, host.clone()) {
         Ok(nri) => {
+            nri.set_observer(Arc::new(Metrics));
             let bridge = Bridge::start(nri.clone(), host, cdi.clone());
             sandboxes.set_hooks(bridge.clone());
             containers.set_hooks(Arc::new(bridge));
-            tracing::info!(socket = %cfg.socket_path.display(), "NRI socket open");
+            // The plugin directory's plugins are in place before the first request.
+            nri.wait_started().await;
+            tracing::info!(socket = %cfg.socket_path.display(), plugins = nri.plugins().len(), "NRI socket open");
             nri
         }
         Err(e) => {
@@ -45,4 +48,17 @@ pub async fn attach(
 /// Whether a live process accepts connections on `path` (a stale socket file does not).
 fn served(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+/// Plugin calls and drops counted in berthd's metrics, per plugin (`NN-name`).
+struct Metrics;
+
+impl NriObserver for Metrics {
+    fn call(&self, index: &str, plugin: &str, method: &str, ok: bool, elapsed: std::time::Duration) {
+        crate::metrics::global().nri_call(&format!("{index}-{plugin}"), method, ok, elapsed.as_secs_f64());
+    }
+
+    fn dropped(&self, index: &str, plugin: &str) {
+        crate::metrics::global().nri_dropped(&format!("{index}-{plugin}"));
+    }
 }

@@ -132,7 +132,7 @@ impl PodHooks for Bridge {
                 .unwrap_or_default();
             let answer = self
                 .call(async move {
-                    let r = nri.update_pod_sandbox(&pod, None, Some(res)).await;
+                    let r = nri.update_pod_sandbox(&pod, None, Some(&res)).await;
                     if r.is_ok() {
                         nri.post_update_pod_sandbox(&pod).await;
                     }

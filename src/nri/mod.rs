@@ -16,15 +16,15 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod host;
-pub mod launch;
-pub mod merge;
-pub mod mux;
+mod launch;
+mod merge;
+mod mux;
 pub mod node;
-pub mod plugin;
+mod plugin;
 pub mod plugin_client;
 mod registry;
-pub mod sync;
-pub mod ttrpc;
+mod sync;
+mod ttrpc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,8 +42,8 @@ pub use adjust::{apply_adjustment, apply_resources, Applied};
 pub use attach::attach;
 pub use config::NriConfig;
 pub use error::{NriError, Result};
-pub use host::{BoxFuture, Listing, NriHost};
-pub use plugin::{PluginInfo, PluginStats};
+pub use host::{BoxFuture, Listing, NriHost, NriObserver};
+pub use plugin::{event_bit, PluginInfo, PluginStats, ALL_EVENTS};
 
 use plugin::{Plugin, Shared};
 use registry::Inner;
@@ -101,12 +101,14 @@ impl Nri {
                 runtime_version: env!("CARGO_PKG_VERSION").into(),
                 registration_timeout: cfg.registration_timeout(),
                 request_timeout: cfg.request_timeout(),
+                observer: Default::default(),
             },
             plugins: RwLock::new(Vec::new()),
             sync: tokio::sync::RwLock::new(()),
             dropped: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
             starting: tokio::sync::Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             socket: Some(cfg.socket_path.clone()),
         });
         let weak = Arc::downgrade(&inner);
@@ -140,6 +142,20 @@ impl Nri {
         Ok(Nri { inner: Some(inner) })
     }
 
+    /// Reports every plugin call and every dropped plugin to `o` from now on (metrics).
+    pub fn set_observer(&self, o: Arc<dyn NriObserver>) {
+        if let Some(inner) = &self.inner {
+            if let Ok(mut slot) = inner.shared.observer.write() {
+                *slot = Some(o);
+            }
+        }
+    }
+
+    /// Whether NRI is on (started, not [`Nri::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Waits until the plugins started from the plugin directory are registered and
     /// synchronized, or have failed (each step within the registration timeout). Call it
     /// before serving requests, so no container is created before they are in place.
@@ -154,9 +170,11 @@ impl Nri {
     /// Lets the plugins know the runtime is going down, closes them and the socket.
     pub async fn shutdown(&self) {
         let Some(inner) = &self.inner else { return };
+        inner.closed.store(true, Ordering::Relaxed);
         if let Ok(tasks) = inner.tasks.lock() {
             tasks.iter().for_each(JoinHandle::abort);
         }
+        inner.starting.lock().await.iter().for_each(JoinHandle::abort);
         let plugins = std::mem::take(&mut *inner.plugins.write().unwrap_or_else(|e| e.into_inner()));
         let timeout = inner.shared.request_timeout.min(Duration::from_secs(1));
         let byes = plugins.iter().map(|p| async move {
@@ -167,11 +185,6 @@ impl Nri {
         if let Some(s) = &inner.socket {
             let _ = std::fs::remove_file(s);
         }
-    }
-
-    /// Whether NRI is on (a socket is served).
-    pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
     }
 
     /// Whether any plugin is connected.
@@ -205,8 +218,8 @@ impl Nri {
     pub async fn update_pod_sandbox(
         &self,
         pod: &PodSandbox,
-        overhead: Option<LinuxResources>,
-        resources: Option<LinuxResources>,
+        overhead: Option<&LinuxResources>,
+        resources: Option<&LinuxResources>,
     ) -> Result<()> {
         let Some((inner, plugins)) = self.subscribers(Event::UpdatePodSandbox) else {
             return Ok(());
@@ -214,8 +227,8 @@ impl Nri {
         let _sync = inner.sync.read().await;
         let req = UpdatePodSandboxRequest {
             pod: Some(pod.clone()),
-            overhead_linux_resources: overhead,
-            linux_resources: resources,
+            overhead_linux_resources: overhead.cloned(),
+            linux_resources: resources.cloned(),
         };
         for p in plugins {
             let r: Result<UpdatePodSandboxResponse> = p.call("UpdatePodSandbox", &req).await;

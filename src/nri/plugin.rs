@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::error::{NriError, Result};
-use super::host::{BoxFuture, NriHost};
+use super::host::{observer, BoxFuture, NriHost, ObserverSlot};
 use super::mux::{Mux, MuxTasks, PLUGIN_CONN, RUNTIME_CONN};
 use super::ttrpc::{self, code, CallError, Client, Handler, Status};
 
@@ -41,10 +41,11 @@ pub struct Shared {
     pub runtime_version: String,
     pub registration_timeout: Duration,
     pub request_timeout: Duration,
+    pub observer: ObserverSlot,
 }
 
 /// A connected plugin, as listed by `Nri::plugins`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {
     pub name: String,
     /// Two-digit invocation index (plugins are called in ascending index, then name).
@@ -80,6 +81,7 @@ pub struct Plugin {
     client: Client,
     stats: Mutex<PluginStats>,
     dead: AtomicBool,
+    observer: ObserverSlot,
     /// Takes events by StateChange only.
     legacy: AtomicBool,
     request_timeout: Duration,
@@ -194,6 +196,7 @@ impl Plugin {
                 ..Default::default()
             }),
             dead: AtomicBool::new(false),
+            observer: shared.observer.clone(),
             legacy: AtomicBool::new(false),
             request_timeout: shared.request_timeout,
             mux: mux.tasks,
@@ -244,11 +247,6 @@ impl Plugin {
         }
     }
 
-    /// `NN-name`, as the plugin directory names it (and the metrics label it).
-    pub fn label(&self) -> String {
-        format!("{}-{}", self.info.index, self.info.name)
-    }
-
     /// Call counters so far.
     pub fn stats(&self) -> PluginStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
@@ -278,12 +276,15 @@ impl Plugin {
     async fn call_raw(&self, method: &str, body: Vec<u8>, timeout: Duration) -> Result<Bytes> {
         let start = Instant::now();
         let result = self.client.call(PLUGIN_SERVICE, method, body.into(), timeout).await;
+        let elapsed = start.elapsed();
         if let Ok(mut s) = self.stats.lock() {
             s.calls += 1;
             s.failures += u64::from(result.is_err());
-            s.latency += start.elapsed();
+            s.latency += elapsed;
         }
-        crate::metrics::global().nri_call(&self.label(), method, result.is_ok(), start.elapsed().as_secs_f64());
+        if let Some(o) = observer(&self.observer) {
+            o.call(&self.info.index, &self.info.name, method, result.is_ok(), elapsed);
+        }
         let (plugin, method) = (self.info.name.clone(), method.to_string());
         result.map_err(|e| match e {
             CallError::Status(code, message) => NriError::Plugin {

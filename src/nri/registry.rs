@@ -10,6 +10,7 @@ use berth_proto::nri::Event;
 use tokio::task::JoinHandle;
 
 use super::error::{NriError, Result};
+use super::host::observer;
 use super::plugin::{Plugin, Prestarted, Shared};
 use super::sync;
 
@@ -24,6 +25,8 @@ pub struct Inner {
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The registrations of the plugins started from the plugin directory.
     pub starting: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Set by shutdown: a plugin still registering is closed instead of listed.
+    pub closed: std::sync::atomic::AtomicBool,
     pub socket: Option<PathBuf>,
 }
 
@@ -64,10 +67,16 @@ impl Inner {
         let before = plugins.len();
         plugins.retain(|x| !Arc::ptr_eq(x, p));
         if plugins.len() < before {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::global().nri_dropped(&p.label());
+            self.count_dropped(p);
             let why = why.map(ToString::to_string).unwrap_or_default();
             tracing::warn!(plugin = %p.info.name, index = %p.info.index, error = %why, "NRI: plugin dropped");
+        }
+    }
+
+    fn count_dropped(&self, p: &Plugin) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(o) = observer(&self.shared.observer) {
+            o.dropped(&p.info.index, &p.info.name);
         }
     }
 
@@ -94,29 +103,34 @@ impl Inner {
             old.mark_dead();
             inner.drop_plugin(&old, None);
         }
-        // The host's hold first, NRI's lock second: a container creation holds the host's
-        // hold across its CreateContainer event, which takes NRI's lock.
-        let Ok(super::host::Listing {
-            pods,
-            containers,
-            hold: _hold,
-        }) = tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
+        // The listing first: the host may hold its own lock in it (`Listing::hold`) while
+        // its lifecycle operations, holding that lock, still finish their NRI events (they
+        // take the read side of `sync`, taken for writing only after).
+        let Ok(listing) = tokio::time::timeout(inner.shared.registration_timeout, inner.shared.host.list()).await
         else {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            inner.count_dropped(&plugin);
             tracing::warn!(plugin = %name, "NRI: listing pods and containers timed out; plugin not synchronized");
             plugin.mark_dead();
             return;
         };
         let _sync = inner.sync.write().await;
+        // `hold` (and `_sync`) are released only once the plugin is listed.
+        let (pods, containers, hold) = (listing.pods, listing.containers, listing.hold);
         if let Err(e) = sync::synchronize(&plugin, &inner.shared, pods, containers).await {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            inner.count_dropped(&plugin);
             tracing::warn!(error = %e, "NRI: plugin not synchronized");
             plugin.mark_dead();
             return;
         }
         tracing::info!(plugin = %name, index = %index, events = %format!("{:#x}", plugin.info.events), "NRI: plugin connected");
         let mut plugins = inner.plugins.write().unwrap_or_else(|e| e.into_inner());
+        if inner.closed.load(Ordering::Relaxed) {
+            plugin.mark_dead();
+            return;
+        }
         plugins.push(plugin.clone());
         plugins.sort_by(|a, b| (&a.info.index, &a.info.name).cmp(&(&b.info.index, &b.info.name)));
+        drop(plugins);
+        drop(hold);
     }
 }

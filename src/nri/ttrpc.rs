@@ -2,8 +2,9 @@
 //!
 //! A message is a 10-byte header (length u32, stream id u32, type u8, flags u8; big-endian)
 //! and a protobuf payload: a [`Request`] (type 1) or a [`Response`] (type 2). Clients use
-//! odd stream ids. Each side of an NRI connection is a [`Client`] on one multiplexed
-//! connection and a server ([`serve`]) on the other.
+//! odd, increasing stream ids (a ttrpc server refuses a re-used or lower one). Each side of
+//! an NRI connection is a [`Client`] on one multiplexed connection and a server ([`serve`])
+//! on the other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,13 +21,13 @@ use super::mux::MuxSender;
 const HEADER: usize = 10;
 const TYPE_REQUEST: u8 = 1;
 const TYPE_RESPONSE: u8 = 2;
+const FLAG_REMOTE_CLOSED: u8 = 1;
 /// Largest ttrpc message payload read or sent (ttrpc's default limit).
 pub const MAX_MESSAGE: usize = 4 << 20;
 
 /// gRPC status codes used here.
 pub mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
-    pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const UNIMPLEMENTED: i32 = 12;
     pub const INTERNAL: i32 = 13;
@@ -111,11 +112,14 @@ struct Frame {
 }
 
 fn encode(stream: u32, typ: u8, payload: &[u8]) -> Bytes {
+    // A unary request closes its stream at once (ttrpc's "remote closed" flag, as Go's
+    // client sets it); responses carry no flags.
+    let flags = if typ == TYPE_REQUEST { FLAG_REMOTE_CLOSED } else { 0 };
     let mut b = BytesMut::with_capacity(HEADER + payload.len());
     b.put_u32(payload.len() as u32);
     b.put_u32(stream);
     b.put_u8(typ);
-    b.put_u8(0);
+    b.put_u8(flags);
     b.put_slice(payload);
     b.freeze()
 }

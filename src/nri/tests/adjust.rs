@@ -142,3 +142,48 @@ fn a_bad_value_leaves_the_spec_alone() {
     assert!(apply_adjustment(&mut spec, &adj).is_err());
     assert_eq!(spec, before);
 }
+
+#[test]
+fn hooks_namespaces_sysctl_and_rdt() {
+    use berth_proto::nri::{Hook, Hooks, LinuxNamespace, LinuxRdt, OptionalBool};
+    let mut spec = base();
+    let adj = ContainerAdjustment {
+        hooks: Some(Hooks {
+            prestart: vec![Hook {
+                path: "/bin/true".into(),
+                args: vec!["true".into()],
+                timeout: Some(OptionalInt { value: 5 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        linux: Some(LinuxContainerAdjustment {
+            namespaces: vec![LinuxNamespace {
+                r#type: "network".into(),
+                path: "/var/run/netns/x".into(),
+            }],
+            sysctl: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+            rdt: Some(LinuxRdt {
+                clos_id: Some(OptionalString { value: "gold".into() }),
+                enable_monitoring: Some(OptionalBool { value: true }),
+                ..Default::default()
+            }),
+            io_priority: Some(Default::default()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    apply_adjustment(&mut spec, &adj).expect("apply");
+    let v = serde_json::to_value(&spec).expect("json");
+    assert_eq!(
+        v["hooks"]["prestart"][0],
+        json!({"path": "/bin/true", "args": ["true"], "timeout": 5})
+    );
+    assert_eq!(
+        v["linux"]["namespaces"],
+        json!([{"type": "network", "path": "/var/run/netns/x"}])
+    );
+    assert_eq!(v["linux"]["sysctl"]["net.core.somaxconn"], json!("1024"));
+    assert_eq!(v["linux"]["intelRdt"]["closID"], json!("gold"));
+    assert!(v["process"].get("ioPriority").is_none(), "class NONE sets nothing");
+}

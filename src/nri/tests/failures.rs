@@ -2,6 +2,22 @@
 
 use super::*;
 
+/// Records what an observer sees.
+#[derive(Default)]
+struct Seen(Mutex<Vec<String>>);
+
+impl NriObserver for Seen {
+    fn call(&self, index: &str, plugin: &str, method: &str, ok: bool, _elapsed: Duration) {
+        self.0
+            .lock()
+            .expect("lock")
+            .push(format!("{index}-{plugin} {method} {ok}"));
+    }
+    fn dropped(&self, index: &str, plugin: &str) {
+        self.0.lock().expect("lock").push(format!("{index}-{plugin} dropped"));
+    }
+}
+
 #[tokio::test]
 async fn a_plugin_error_fails_create_naming_the_plugin() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -26,6 +42,8 @@ async fn a_hanging_plugin_times_out_and_is_dropped() {
         &Shared::default(),
     );
     p.hang = true;
+    let seen = Arc::new(Seen::default());
+    nri.set_observer(seen.clone());
     let client = connect(&nri, dir.path(), "slow", "40", p).await;
     let start = Instant::now();
     let err = nri.create_container(&pod(), &ctr()).await.expect_err("times out");
@@ -36,6 +54,15 @@ async fn a_hanging_plugin_times_out_and_is_dropped() {
     );
     assert!(!nri.has_plugins());
     assert_eq!(nri.stats().dropped, 1);
+    assert_eq!(
+        *seen.0.lock().expect("lock"),
+        [
+            "40-slow Configure true",
+            "40-slow Synchronize true",
+            "40-slow CreateContainer false",
+            "40-slow dropped"
+        ]
+    );
     nri.start_container(&pod(), &ctr()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(client.is_closed(), "the runtime closed the connection");

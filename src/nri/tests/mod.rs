@@ -20,6 +20,7 @@ mod adjust;
 mod create;
 mod failures;
 mod prestart;
+mod sync;
 
 #[derive(Default)]
 struct Host {
@@ -31,7 +32,7 @@ struct Host {
 
 impl NriHost for Host {
     fn list(&self) -> BoxFuture<'_, Listing> {
-        Box::pin(async move { Listing::of(self.pods.clone(), self.containers.clone()) })
+        Box::pin(async move { Listing::new(self.pods.clone(), self.containers.clone()) })
     }
 
     fn update_containers(
@@ -339,63 +340,4 @@ async fn older_plugins_get_events_by_state_change() {
         ],
         "one Unimplemented, then StateChange only"
     );
-}
-
-#[tokio::test]
-async fn a_slow_synchronize_gets_the_registration_timeout() {
-    struct Slow;
-    impl TestPlugin for Slow {
-        fn events(&self) -> u32 {
-            mask(&[Event::RunPodSandbox])
-        }
-        fn synchronize(&self, _req: SynchronizeRequest) -> Reply<SynchronizeResponse> {
-            Box::pin(async {
-                // Longer than the request timeout (1 s), shorter than registration's (3 s).
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                Ok(SynchronizeResponse::default())
-            })
-        }
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nri = start(dir.path(), Arc::default()).await;
-    let _c = connect(&nri, dir.path(), "slow-sync", "10", Slow).await;
-    assert_eq!(nri.stats().dropped, 0);
-}
-
-#[tokio::test]
-async fn a_large_state_is_synchronized_in_pieces() {
-    let big = |i: usize| PodSandbox {
-        id: format!("pod{i}"),
-        name: "n".repeat(2 << 20),
-        ..Default::default()
-    };
-    let host = Arc::new(Host {
-        pods: vec![big(1), big(2)],
-        containers: vec![ctr()],
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nri = start(dir.path(), host).await;
-    let c = connect(&nri, dir.path(), "p", "10", probe("p", &[], &Shared::default())).await;
-    assert_eq!(c.calls(), ["Configure", "Synchronize", "Synchronize"]);
-}
-
-#[tokio::test]
-async fn a_connection_that_never_registers_is_dropped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = NriConfig {
-        plugin_registration_timeout_secs: 1,
-        ..config(dir.path())
-    };
-    let nri = Nri::start(&cfg, Arc::new(Host::default())).expect("start");
-    let _silent = tokio::net::UnixStream::connect(&cfg.socket_path)
-        .await
-        .expect("connect");
-    let start = Instant::now();
-    while nri.stats().dropped == 0 {
-        assert!(start.elapsed() < Duration::from_secs(5), "not dropped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(start.elapsed() >= Duration::from_millis(900));
-    assert!(!nri.has_plugins());
 }
