@@ -74,7 +74,9 @@ fn env(name: &str) -> Result<String, String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), String> {
-    let fd: i32 = env("NRI_PLUGIN_SOCKET")?.parse().map_err(|e| format!("NRI_PLUGIN_SOCKET: {e}"))?;
+    let fd: i32 = env("NRI_PLUGIN_SOCKET")?
+        .parse()
+        .map_err(|e| format!("NRI_PLUGIN_SOCKET: {e}"))?;
     let (name, index) = (env("NRI_PLUGIN_NAME")?, env("NRI_PLUGIN_IDX")?);
     let owned = berth::sys::fdpass::take_inherited(fd).map_err(|e| format!("fd {fd}: {e}"))?;
     let socket = std::os::unix::net::UnixStream::from(owned);

@@ -38,7 +38,13 @@ async fn plugins(e: &mut Env) -> Vec<String> {
         .as_array()
         .expect("plugins")
         .iter()
-        .map(|p| format!("{}-{}", p["index"].as_str().unwrap_or(""), p["name"].as_str().unwrap_or("")))
+        .map(|p| {
+            format!(
+                "{}-{}",
+                p["index"].as_str().unwrap_or(""),
+                p["name"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
@@ -108,7 +114,10 @@ async fn an_injector_changes_the_container_and_sees_its_whole_life_in_order() {
     let client = PluginClient::connect(&socket(&e), "injector", "10", plugin)
         .await
         .expect("register");
-    wait_for("the plugin to be listed", 10, async || plugins(&mut e).await == ["10-injector"]).await;
+    wait_for("the plugin to be listed", 10, async || {
+        plugins(&mut e).await == ["10-injector"]
+    })
+    .await;
 
     let pod = e.pod("nri-inject").await;
     let cmd = ["sh", "-c", "echo \"env=$NRI_INJECTED\"; cat /nri/hello"];
@@ -140,7 +149,10 @@ async fn an_injector_changes_the_container_and_sees_its_whole_life_in_order() {
         "RemoveContainer",
         "RemovePodSandbox",
     ];
-    wait_for("every event", 10, async || client.calls().iter().any(|c| norm(c) == "removepodsandbox")).await;
+    wait_for("every event", 10, async || {
+        client.calls().iter().any(|c| norm(c) == "removepodsandbox")
+    })
+    .await;
     let calls: Vec<String> = client
         .calls()
         .iter()
@@ -255,7 +267,10 @@ async fn a_hanging_plugin_times_out_and_is_dropped() {
         .await
         .expect_err("the hanging plugin fails the creation");
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(5), "failed within the request timeout: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "failed within the request timeout: {took:?}"
+    );
     assert!(err.message().contains("hang"), "names the plugin: {err:?}");
     wait_for("berthd to drop the plugin", 10, async || client.is_closed()).await;
     assert!(plugins(&mut e).await.is_empty());
@@ -289,8 +304,15 @@ async fn a_plugin_killed_in_the_middle_of_a_call_fails_that_call_only() {
     client.close();
     let res = create.await.expect("join");
     assert!(res.is_err(), "the call the plugin died in fails: {res:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "at once, not at the timeout: {:?}", t0.elapsed());
-    wait_for("berthd to drop the plugin", 10, async || plugins(&mut e).await.is_empty()).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "at once, not at the timeout: {:?}",
+        t0.elapsed()
+    );
+    wait_for("berthd to drop the plugin", 10, async || {
+        plugins(&mut e).await.is_empty()
+    })
+    .await;
     let id = e.create(&pod, config).await.expect("created without the plugin");
     e.start(&id).await;
     berth_e2e::pod::stop_remove(&mut e.cri, &pod.0).await;
@@ -311,7 +333,11 @@ fn running(exe: &Path) -> Vec<u32> {
 /// The e2e crate's example plugin (built by `cargo test` beside the tests).
 fn example_plugin() -> PathBuf {
     let exe = std::env::current_exe().expect("exe");
-    let p = exe.parent().and_then(Path::parent).expect("target dir").join("examples/nri_plugin");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("examples/nri_plugin");
     assert!(p.is_file(), "{} is built by cargo test", p.display());
     p
 }
@@ -333,7 +359,10 @@ async fn plugins_from_the_plugin_dir_start_with_berthd_and_synchronize_again_aft
         conf_dir.display()
     );
     let mut e = env_with(None, Some(toml)).await;
-    wait_for("berthd to start the plugin", 10, async || plugins(&mut e).await == ["10-inject"]).await;
+    wait_for("berthd to start the plugin", 10, async || {
+        plugins(&mut e).await == ["10-inject"]
+    })
+    .await;
 
     let pod = e.pod("nri-dir").await;
     let (code, _, log) = e
@@ -356,20 +385,35 @@ async fn plugins_from_the_plugin_dir_start_with_berthd_and_synchronize_again_aft
 
     e.berthd.restart().await.expect("restart berthd");
     e.cri = Cri::connect(e.berthd.socket()).await.expect("reconnect");
-    wait_for("the external plugin to see the restart", 10, async || client.is_closed()).await;
+    wait_for("the external plugin to see the restart", 10, async || {
+        client.is_closed()
+    })
+    .await;
     let again = PluginClient::connect(&socket(&e), "external", "20", external)
         .await
         .expect("the external plugin registers again");
-    wait_for("both plugins", 10, async || plugins(&mut e).await == ["10-inject", "20-external"]).await;
-    assert!(!first.iter().any(|p| running(&exe).contains(p)), "the old plugin process ended");
+    wait_for("both plugins", 10, async || {
+        plugins(&mut e).await == ["10-inject", "20-external"]
+    })
+    .await;
+    assert!(
+        !first.iter().any(|p| running(&exe).contains(p)),
+        "the old plugin process ended"
+    );
     let synced = std::fs::read_to_string(&out).expect("sync log");
     let lines: Vec<&str> = synced.lines().collect();
     assert_eq!(lines.len(), 2, "synchronized at each start: {synced}");
-    assert!(lines[1].contains(&id), "the restarted plugin learns the running container: {synced}");
+    assert!(
+        lines[1].contains(&id),
+        "the restarted plugin learns the running container: {synced}"
+    );
     assert_eq!(e.status(&id).await.state, cri::ContainerState::ContainerRunning as i32);
 
     berth_e2e::pod::stop_remove(&mut e.cri, &pod.0).await;
     drop(again);
     drop(e);
-    wait_for("the plugin process to end with berthd", 10, async || running(&exe).is_empty()).await;
+    wait_for("the plugin process to end with berthd", 10, async || {
+        running(&exe).is_empty()
+    })
+    .await;
 }

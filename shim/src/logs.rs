@@ -15,7 +15,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use berth_shim::timefmt;
+use crate::timefmt;
 
 /// containerd's default `max_container_log_line_size`.
 pub const MAX_LINE: usize = 16 * 1024;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::driver::Driver;
-use super::hooks::ContainerHooks;
 pub use super::error::ContainerError;
+use super::hooks::ContainerHooks;
 pub use super::model::{ContainerFilter, ContainerRecord, ContainerState, ImageRef};
 use super::shim_driver::ShimDriver;
 use crate::config::CgroupDriver;

@@ -120,7 +120,11 @@ impl PodHooks for Bridge {
         })
     }
 
-    fn update<'a>(&'a self, pod: &'a SandboxRecord, resources: &'a serde_json::Value) -> BoxFuture<'a, Result<(), String>> {
+    fn update<'a>(
+        &'a self,
+        pod: &'a SandboxRecord,
+        resources: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if !self.nri.has_plugins() {
                 return Ok(());
@@ -249,7 +253,9 @@ impl ContainerHooks for Arc<Bridge> {
         let nri = self.nri.clone();
         let this = Arc::downgrade(self);
         match (was, is) {
-            (None, Some(ContainerState::Created)) => self.queue(async move { nri.post_create_container(&pod, &ctr).await }),
+            (None, Some(ContainerState::Created)) => {
+                self.queue(async move { nri.post_create_container(&pod, &ctr).await })
+            }
             (Some(ContainerState::Created) | None, Some(ContainerState::Running)) => {
                 self.queue(async move { nri.post_start_container(&pod, &ctr).await })
             }

@@ -159,8 +159,14 @@ fn from_oci(oci: &Spec) -> nri::Container {
                 })
                 .collect(),
             resources: linux.resources().as_ref().map(resources),
-            oom_score_adj: process.oom_score_adj().map(|value| nri::OptionalInt { value: value.into() }),
-            cgroups_path: linux.cgroups_path().as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            oom_score_adj: process
+                .oom_score_adj()
+                .map(|value| nri::OptionalInt { value: value.into() }),
+            cgroups_path: linux
+                .cgroups_path()
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             sysctl: linux.sysctl().clone().unwrap_or_default().into_iter().collect(),
             ..Default::default()
         }),

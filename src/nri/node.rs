@@ -76,10 +76,14 @@ impl super::NriHost for Node {
         evictions: Vec<api::ContainerEviction>,
     ) -> BoxFuture<'_, Vec<api::ContainerUpdate>> {
         Box::pin(async move {
-            let Some(containers) = self.containers.upgrade() else { return updates };
+            let Some(containers) = self.containers.upgrade() else {
+                return updates;
+            };
             let mut failed = Vec::new();
             for u in updates {
-                let Some(r) = u.linux.as_ref().and_then(|l| l.resources.as_ref()) else { continue };
+                let Some(r) = u.linux.as_ref().and_then(|l| l.resources.as_ref()) else {
+                    continue;
+                };
                 let mut resources = oci_spec::runtime::LinuxResources::default();
                 let applied = match super::adjust::apply_resources(&mut resources, r) {
                     Ok(_) => containers
@@ -96,7 +100,11 @@ impl super::NriHost for Node {
                 }
             }
             for e in evictions {
-                tracing::info!(container = e.container_id, reason = e.reason, "evicted by an NRI plugin");
+                tracing::info!(
+                    container = e.container_id,
+                    reason = e.reason,
+                    "evicted by an NRI plugin"
+                );
                 if let Err(err) = containers.stop(&e.container_id, std::time::Duration::ZERO).await {
                     tracing::warn!(container = e.container_id, error = %err, "NRI eviction");
                 }

@@ -16,7 +16,11 @@ pub trait PodHooks: Send + Sync {
     fn stop<'a>(&'a self, pod: &'a SandboxRecord) -> BoxFuture<'a, ()>;
     /// The pod's resources are about to change (`UpdatePodSandboxResources`): an error
     /// fails the call.
-    fn update<'a>(&'a self, pod: &'a SandboxRecord, resources: &'a serde_json::Value) -> BoxFuture<'a, Result<(), String>>;
+    fn update<'a>(
+        &'a self,
+        pod: &'a SandboxRecord,
+        resources: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// A record changed in the store (None: not stored). Called synchronously inside the
     /// store write, so it must only queue what it does.
     fn changed(&self, old: Option<&SandboxRecord>, new: Option<&SandboxRecord>);
