@@ -2,8 +2,9 @@
 //! berthd with its connection as an inherited socket (`NRI_PLUGIN_SOCKET`). It adds
 //! `NRI_PLUGIN=<its name>` to the environment of every container created, and appends one
 //! line per Synchronize (`sync <container id>...`) to the file its configuration names
-//! (`out=PATH` in `<plugin config dir>/NN-name.conf`). It exits when berthd closes the
-//! connection.
+//! (`out=PATH` in `<plugin config dir>/NN-name.conf`). With `noop` in its configuration it
+//! subscribes to every pod and container event and changes nothing (what the NRI benchmark
+//! connects). It exits when berthd closes the connection.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -16,14 +17,39 @@ use berth_proto::nri as api;
 struct Plugin {
     name: String,
     out: Mutex<Option<PathBuf>>,
+    noop: std::sync::atomic::AtomicBool,
+}
+
+impl Plugin {
+    fn noop(&self) -> bool {
+        self.noop.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl TestPlugin for Plugin {
     fn events(&self) -> u32 {
-        mask(&[api::Event::CreateContainer])
+        use api::Event::*;
+        if self.noop() {
+            return mask(&[
+                RunPodSandbox,
+                StopPodSandbox,
+                RemovePodSandbox,
+                CreateContainer,
+                PostCreateContainer,
+                StartContainer,
+                PostStartContainer,
+                UpdateContainer,
+                PostUpdateContainer,
+                StopContainer,
+                RemoveContainer,
+            ]);
+        }
+        mask(&[CreateContainer])
     }
 
     fn configure(&self, req: api::ConfigureRequest) -> Reply<()> {
+        let noop = req.config.lines().any(|l| l.trim() == "noop");
+        self.noop.store(noop, std::sync::atomic::Ordering::Relaxed);
         let out = req
             .config
             .lines()
@@ -52,6 +78,9 @@ impl TestPlugin for Plugin {
     }
 
     fn create_container(&self, _req: api::CreateContainerRequest) -> Reply<api::CreateContainerResponse> {
+        if self.noop() {
+            return Box::pin(async { Ok(api::CreateContainerResponse::default()) });
+        }
         let adjust = api::ContainerAdjustment {
             env: vec![api::KeyValue {
                 key: "NRI_PLUGIN".into(),
@@ -85,6 +114,7 @@ async fn main() -> Result<(), String> {
     let plugin = Arc::new(Plugin {
         name: name.clone(),
         out: Mutex::new(None),
+        noop: Default::default(),
     });
     let client = PluginClient::with_stream(stream, &name, &index, plugin).await?;
     while !client.is_closed() {

@@ -149,16 +149,16 @@ impl Handler for Serve {
         }
         log(name);
         match method.as_str() {
-            "Configure" => {
-                let events = p.events() as i32;
-                reply(payload, move |req: ConfigureRequest| {
-                    let fut = p.configure(req);
-                    Box::pin(async move {
-                        fut.await?;
-                        Ok(ConfigureResponse { events })
+            // The subscription is asked for once the plugin has its configuration.
+            "Configure" => reply(payload, move |req: ConfigureRequest| {
+                let fut = p.configure(req);
+                Box::pin(async move {
+                    fut.await?;
+                    Ok(ConfigureResponse {
+                        events: p.events() as i32,
                     })
                 })
-            }
+            }),
             "Synchronize" => reply(payload, move |r| p.synchronize(r)),
             "CreateContainer" => reply(payload, move |r| p.create_container(r)),
             "UpdateContainer" => reply(payload, move |r| p.update_container(r)),
