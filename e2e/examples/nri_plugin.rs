@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth::nri::plugin_client::{mask, PluginClient, Reply, TestPlugin};
+use berth::nri::plugin_client::{lifecycle_events, mask, PluginClient, Reply, TestPlugin};
 use berth_proto::nri as api;
 
 struct Plugin {
@@ -28,23 +28,10 @@ impl Plugin {
 
 impl TestPlugin for Plugin {
     fn events(&self) -> u32 {
-        use api::Event::*;
         if self.noop() {
-            return mask(&[
-                RunPodSandbox,
-                StopPodSandbox,
-                RemovePodSandbox,
-                CreateContainer,
-                PostCreateContainer,
-                StartContainer,
-                PostStartContainer,
-                UpdateContainer,
-                PostUpdateContainer,
-                StopContainer,
-                RemoveContainer,
-            ]);
+            return lifecycle_events();
         }
-        mask(&[CreateContainer])
+        mask(&[api::Event::CreateContainer])
     }
 
     fn configure(&self, req: api::ConfigureRequest) -> Reply<()> {

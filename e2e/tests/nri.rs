@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth::nri::plugin_client::{mask, PluginClient, Reply, TestPlugin};
+use berth::nri::plugin_client::{lifecycle_events, mask, PluginClient, Reply, TestPlugin};
 use berth_e2e::cri::{v1 as cri, Cri};
 use berth_e2e::require_root;
 use berth_e2e::workload::{env, env_with, Env};
@@ -62,20 +62,7 @@ struct Injector {
 
 impl TestPlugin for Injector {
     fn events(&self) -> u32 {
-        use api::Event::*;
-        mask(&[
-            RunPodSandbox,
-            StopPodSandbox,
-            RemovePodSandbox,
-            CreateContainer,
-            PostCreateContainer,
-            StartContainer,
-            PostStartContainer,
-            UpdateContainer,
-            PostUpdateContainer,
-            StopContainer,
-            RemoveContainer,
-        ])
+        lifecycle_events()
     }
 
     fn create_container(&self, _req: api::CreateContainerRequest) -> Reply<api::CreateContainerResponse> {
@@ -416,4 +403,103 @@ async fn plugins_from_the_plugin_dir_start_with_berthd_and_synchronize_again_aft
         running(&exe).is_empty()
     })
     .await;
+}
+
+/// A plugin that talks first; of the events, it takes only pod removals.
+struct Quiet;
+
+impl TestPlugin for Quiet {
+    fn events(&self) -> u32 {
+        mask(&[api::Event::RemovePodSandbox])
+    }
+}
+
+/// The memory limit of a container's cgroup (v1 or v2), in bytes.
+async fn memory_limit(e: &mut Env, id: &str) -> String {
+    let cgroup = e.info(id).await["cgroup"]
+        .as_str()
+        .expect("cgroup")
+        .trim_start_matches('/')
+        .to_string();
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(&cgroup)
+        .join("memory.limit_in_bytes");
+    let v2 = Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.max");
+    std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .expect("memory limit file")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plugin_updates_and_evicts_running_containers_unasked() {
+    require_root();
+    let mut e = env(None).await;
+    let client = PluginClient::connect(&socket(&e), "tuner", "10", Arc::new(Quiet))
+        .await
+        .expect("register");
+    let pod = e.pod("nri-update").await;
+    let id = e
+        .create(&pod, e.container("c", &["sleep", "300"]))
+        .await
+        .expect("create");
+    e.start(&id).await;
+
+    let limit = 48i64 << 20;
+    let update = api::ContainerUpdate {
+        container_id: id.clone(),
+        linux: Some(api::LinuxContainerUpdate {
+            resources: Some(api::LinuxResources {
+                memory: Some(api::LinuxMemory {
+                    limit: Some(api::OptionalInt64 { value: limit }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ignore_failure: false,
+    };
+    let resp = client
+        .update_containers(api::UpdateContainersRequest {
+            update: vec![update.clone()],
+            evict: Vec::new(),
+        })
+        .await
+        .expect("UpdateContainers");
+    assert!(resp.failed.is_empty(), "{resp:?}");
+    assert_eq!(
+        memory_limit(&mut e, &id).await,
+        limit.to_string(),
+        "the new limit is in the cgroup"
+    );
+
+    // An update of a container that does not exist is reported back as failed.
+    let unknown = api::ContainerUpdate {
+        container_id: "0123456789abcdef".into(),
+        ..update
+    };
+    let resp = client
+        .update_containers(api::UpdateContainersRequest {
+            update: vec![unknown],
+            evict: Vec::new(),
+        })
+        .await
+        .expect("UpdateContainers");
+    assert_eq!(resp.failed.len(), 1, "{resp:?}");
+
+    let resp = client
+        .update_containers(api::UpdateContainersRequest {
+            update: Vec::new(),
+            evict: vec![api::ContainerEviction {
+                container_id: id.clone(),
+                reason: "evicted by the test".into(),
+            }],
+        })
+        .await
+        .expect("UpdateContainers");
+    assert!(resp.failed.is_empty(), "{resp:?}");
+    let st = e.wait_exit(&id).await;
+    assert_eq!(st.exit_code, 137, "killed: {st:?}");
+    berth_e2e::pod::stop_remove(&mut e.cri, &pod.0).await;
 }

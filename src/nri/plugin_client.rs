@@ -84,6 +84,25 @@ const EVENT_METHODS: [(&str, Event); 9] = [
     ("RemoveContainer", Event::RemoveContainer),
 ];
 
+/// The subscription mask of every pod and container lifecycle event (not the pod updates
+/// nor the validation of adjustments).
+pub fn lifecycle_events() -> u32 {
+    use Event::*;
+    mask(&[
+        RunPodSandbox,
+        StopPodSandbox,
+        RemovePodSandbox,
+        CreateContainer,
+        PostCreateContainer,
+        StartContainer,
+        PostStartContainer,
+        UpdateContainer,
+        PostUpdateContainer,
+        StopContainer,
+        RemoveContainer,
+    ])
+}
+
 /// The subscription mask of `events`.
 pub fn mask(events: &[Event]) -> u32 {
     events.iter().fold(0, |m, e| m | event_bit(*e as i32))
