@@ -82,7 +82,28 @@ pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, c
     }
 }
 
+/// The memory limit of the cgroup at `path` (as a container record or `inspect` states it),
+/// from cgroup v1's memory hierarchy or the v2 tree: bytes, or `max`.
+pub fn cgroup_memory_limit(path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(path)
+        .join("memory.limit_in_bytes");
+    let v2 = Path::new("/sys/fs/cgroup").join(path).join("memory.max");
+    std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .unwrap_or_else(|e| panic!("no memory limit file for cgroup {path}: {e}"))
+        .trim()
+        .to_string()
+}
+
 impl Env {
+    /// The memory limit of container `id`'s cgroup (see [`cgroup_memory_limit`]).
+    pub async fn memory_limit(&mut self, id: &str) -> String {
+        let info = self.info(id).await;
+        cgroup_memory_limit(info["cgroup"].as_str().expect("the container's cgroup"))
+    }
+
     /// The test's CNI network.
     pub fn net(&self) -> &TestNet {
         &self._net

@@ -275,19 +275,8 @@ async fn crictl_style_pods_and_containers() {
         96 << 20,
         "{inspect}"
     );
-    let cgroup = inspect["info"]["cgroup"]
-        .as_str()
-        .expect("cgroup")
-        .trim_start_matches('/')
-        .to_string();
-    let v1 = Path::new("/sys/fs/cgroup/memory")
-        .join(&cgroup)
-        .join("memory.limit_in_bytes");
-    let v2 = Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.max");
-    let max = std::fs::read_to_string(&v2)
-        .or_else(|_| std::fs::read_to_string(&v1))
-        .expect("memory limit file");
-    assert_eq!(max.trim(), (96 << 20).to_string());
+    let cgroup = inspect["info"]["cgroup"].as_str().expect("cgroup");
+    assert_eq!(berth_e2e::workload::cgroup_memory_limit(cgroup), (96 << 20).to_string());
 
     // Errors people understand.
     let (code, _, err) = ctl(&e, &["inspect", "nosuchthing"]);

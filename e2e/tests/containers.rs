@@ -2,7 +2,6 @@
 //! real pod sandbox with CNI, runc through Berth's shim, real cgroups.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_e2e::cri::{v1 as cri, Cri};
@@ -194,22 +193,7 @@ async fn resources_exec_and_stop_timeout() {
     });
     let id = e.create(&pod, c).await.expect("create");
     e.start(&id).await;
-    let rec = e.info(&id).await;
-    let cgroup = rec["cgroup"]
-        .as_str()
-        .expect("cgroup")
-        .trim_start_matches('/')
-        .to_string();
-    let limit_file = Path::new("/sys/fs/cgroup/memory")
-        .join(&cgroup)
-        .join("memory.limit_in_bytes");
-    let v2_file = Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.max");
-    let read_limit = || {
-        std::fs::read_to_string(&limit_file)
-            .or_else(|_| std::fs::read_to_string(&v2_file))
-            .expect("memory limit file")
-    };
-    assert_eq!(read_limit().trim(), (64u64 << 20).to_string());
+    assert_eq!(e.memory_limit(&id).await, (64u64 << 20).to_string());
 
     let req = cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),
@@ -221,7 +205,7 @@ async fn resources_exec_and_stop_timeout() {
     };
     e.cri.runtime.update_container_resources(req).await.expect("update");
     assert_eq!(
-        read_limit().trim(),
+        e.memory_limit(&id).await,
         (96u64 << 20).to_string(),
         "UpdateContainerResources applied"
     );

@@ -414,24 +414,6 @@ impl TestPlugin for Quiet {
     }
 }
 
-/// The memory limit of a container's cgroup (v1 or v2), in bytes.
-async fn memory_limit(e: &mut Env, id: &str) -> String {
-    let cgroup = e.info(id).await["cgroup"]
-        .as_str()
-        .expect("cgroup")
-        .trim_start_matches('/')
-        .to_string();
-    let v1 = Path::new("/sys/fs/cgroup/memory")
-        .join(&cgroup)
-        .join("memory.limit_in_bytes");
-    let v2 = Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.max");
-    std::fs::read_to_string(&v1)
-        .or_else(|_| std::fs::read_to_string(&v2))
-        .expect("memory limit file")
-        .trim()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plugin_updates_and_evicts_running_containers_unasked() {
     require_root();
@@ -469,7 +451,7 @@ async fn a_plugin_updates_and_evicts_running_containers_unasked() {
         .expect("UpdateContainers");
     assert!(resp.failed.is_empty(), "{resp:?}");
     assert_eq!(
-        memory_limit(&mut e, &id).await,
+        e.memory_limit(&id).await,
         limit.to_string(),
         "the new limit is in the cgroup"
     );
