@@ -82,7 +82,7 @@ expect "foreign files untouched" test -x "$R/usr/local/bin/other-tool"
 # berthd runs from the installed layout (data and state inside the root) and answers.
 sock=$R/run/berth/berth.sock
 "$R/usr/local/bin/berthd" --config "$R/etc/berth/config.toml" --root "$R/var/lib/berth" \
-    --state "$R/run/berth" --listen "unix://$sock" --nri-socket "$R/run/nri/nri.sock" >"$WORK/berthd.log" 2>&1 &
+    --state "$R/run/berth" --listen "unix://$sock" --nri-socket "$R/run/berth/nri.sock" >"$WORK/berthd.log" 2>&1 &
 BERTHD_PID=$!
 up=0
 for _ in $(seq 1 100); do
