@@ -130,13 +130,10 @@ impl PodHooks for Bridge {
                 return Ok(());
             }
             let (nri, pod) = (self.nri.clone(), convert::pod(pod));
-            let res = serde_json::from_value::<LinuxResources>(resources.clone())
-                .ok()
-                .map(|r| convert::resources(&r))
-                .unwrap_or_default();
+            let (overhead, res) = convert::pod_resources(Some(resources));
             let answer = self
                 .call(async move {
-                    let r = nri.update_pod_sandbox(&pod, None, Some(&res)).await;
+                    let r = nri.update_pod_sandbox(&pod, overhead.as_ref(), res.as_ref()).await;
                     if r.is_ok() {
                         nri.post_update_pod_sandbox(&pod).await;
                     }

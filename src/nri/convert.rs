@@ -10,11 +10,7 @@ use crate::sandbox::SandboxRecord;
 
 pub fn pod(rec: &SandboxRecord) -> nri::PodSandbox {
     let s = &rec.spec;
-    let resources = rec
-        .resources
-        .as_ref()
-        .and_then(|v| serde_json::from_value::<LinuxResources>(v.clone()).ok())
-        .map(|r| resources(&r));
+    let (overhead, resources) = pod_resources(rec.resources.as_ref());
     nri::PodSandbox {
         id: rec.id.clone(),
         name: s.name.clone(),
@@ -34,12 +30,69 @@ pub fn pod(rec: &SandboxRecord) -> nri::PodSandbox {
                     path: p.display().to_string(),
                 })
                 .collect(),
+            pod_overhead: overhead,
             pod_resources: resources.clone(),
             resources,
-            ..Default::default()
         }),
         pid: rec.infra_pid.unwrap_or(0),
         ips: rec.ips.clone(),
+    }
+}
+
+/// The pod's overhead and resources from what `UpdatePodSandboxResources` recorded (CRI
+/// field names: `{"overhead": {...}, "resources": {...}}`).
+pub fn pod_resources(
+    recorded: Option<&serde_json::Value>,
+) -> (Option<nri::LinuxResources>, Option<nri::LinuxResources>) {
+    let part = |key: &str| {
+        recorded
+            .and_then(|v| v.get(key))
+            .filter(|v| v.is_object())
+            .map(cri_resources)
+    };
+    (part("overhead"), part("resources"))
+}
+
+/// CRI `LinuxContainerResources` (as recorded, snake_case JSON) as NRI states them; zero
+/// means unset, as in the CRI.
+fn cri_resources(v: &serde_json::Value) -> nri::LinuxResources {
+    let int = |k: &str| v.get(k).and_then(serde_json::Value::as_i64).filter(|n| *n != 0);
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let i64v = |k: &str| int(k).map(|value| nri::OptionalInt64 { value });
+    let u64v = |k: &str| {
+        int(k)
+            .and_then(|n| u64::try_from(n).ok())
+            .map(|value| nri::OptionalUInt64 { value })
+    };
+    nri::LinuxResources {
+        memory: Some(nri::LinuxMemory {
+            limit: i64v("memory_limit_in_bytes"),
+            swap: i64v("memory_swap_limit_in_bytes"),
+            ..Default::default()
+        }),
+        cpu: Some(nri::LinuxCpu {
+            shares: u64v("cpu_shares"),
+            quota: i64v("cpu_quota"),
+            period: u64v("cpu_period"),
+            cpus: text("cpuset_cpus"),
+            mems: text("cpuset_mems"),
+            ..Default::default()
+        }),
+        unified: v
+            .get("unified")
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -215,4 +268,32 @@ pub fn resources(r: &LinuxResources) -> nri::LinuxResources {
 
 fn map<'a>(kv: impl Iterator<Item = (&'a String, &'a String)>) -> HashMap<String, String> {
     kv.map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_pod_resources_keep_overhead_and_resources_apart() {
+        let recorded = serde_json::json!({
+            "overhead": {"cpu_shares": 10, "memory_limit_in_bytes": 0},
+            "resources": {"cpu_quota": 50000, "cpu_period": 100000, "memory_limit_in_bytes": 67108864,
+                          "cpuset_cpus": "0-1", "unified": {"memory.high": "60000000"}},
+        });
+        let (overhead, resources) = pod_resources(Some(&recorded));
+        let (o, r) = (overhead.expect("overhead"), resources.expect("resources"));
+        assert_eq!(o.cpu.and_then(|c| c.shares).map(|v| v.value), Some(10));
+        assert_eq!(o.memory.and_then(|m| m.limit), None, "zero is unset");
+        let mem = r.memory.expect("memory");
+        assert_eq!(mem.limit.map(|v| v.value), Some(64 << 20));
+        let cpu = r.cpu.expect("cpu");
+        assert_eq!(
+            (cpu.quota.map(|v| v.value), cpu.period.map(|v| v.value)),
+            (Some(50000), Some(100000))
+        );
+        assert_eq!(cpu.cpus, "0-1");
+        assert_eq!(r.unified.get("memory.high").map(String::as_str), Some("60000000"));
+        assert_eq!(pod_resources(None), (None, None));
+    }
 }
