@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
+use crate::containerd::{self, Runtime};
 use crate::registry::read_lossy;
 use crate::sys;
 
@@ -20,6 +21,8 @@ use crate::sys;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`Berthd::stop`] waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long dropping a [`Berthd`] waits for its pods to be removed through the CRI.
+const REMOVE_ALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Lines of log shown in a start failure.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -37,6 +40,11 @@ pub struct BerthdOpts {
     /// Ready once the socket accepts a connection, instead of once a CRI Version call is
     /// answered: for a stand-in that speaks no CRI.
     pub ready_on_connect: bool,
+    /// The runtime to run: berthd, or containerd in its place (see [`crate::containerd`]);
+    /// `None` reads `E2E_RUNTIME`.
+    pub runtime: Option<Runtime>,
+    /// containerd's sandbox (pause) image; berthd has its own infra process.
+    pub sandbox_image: Option<String>,
 }
 
 /// A berthd process for one test. Dropping it stops the process, detaches every mount left
@@ -51,6 +59,7 @@ pub struct Berthd {
     socket: PathBuf,
     log_path: PathBuf,
     ready_on_connect: bool,
+    runtime: Runtime,
     /// Taken in `Drop`: removed, or kept if mounts could not be detached.
     dir: Option<TempDir>,
 }
@@ -86,9 +95,11 @@ impl Berthd {
     /// [--config FILE] --log-level debug <extra_args>` and waits (20 s at most) until it
     /// answers a CRI Version call (see [`BerthdOpts::ready_on_connect`]). On failure the error carries the log's tail.
     pub async fn start(opts: BerthdOpts) -> Result<Berthd> {
-        let binary = match opts.binary {
-            Some(b) => b,
-            None => berthd_binary()?,
+        let runtime = opts.runtime.unwrap_or_else(Runtime::from_env);
+        let binary = match (&opts.binary, runtime) {
+            (Some(b), _) => b.clone(),
+            (None, Runtime::Berth) => berthd_binary()?,
+            (None, Runtime::Containerd) => PathBuf::from("containerd"),
         };
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         // Traversable, as /var/lib is: containers in a pod's own user namespace reach
@@ -124,7 +135,19 @@ impl Berthd {
         }
         args.push("--log-level".into());
         args.push("debug".into());
-        args.extend(opts.extra_args);
+        if runtime == Runtime::Containerd {
+            let cfg = dir.path().join("containerd.toml");
+            let settings = containerd::Settings {
+                hosts_dir: opts.registry_config_dir.as_deref(),
+                cni_conf_dir: containerd::flag_value(&opts.extra_args, "--cni-conf-dir"),
+                cni_bin_dir: containerd::flag_value(&opts.extra_args, "--cni-bin-dir"),
+                sandbox_image: opts.sandbox_image.as_deref(),
+            };
+            fs::write(&cfg, containerd::config(&root, &state, &socket, &settings))?;
+            args = vec!["--config".into(), cfg.display().to_string()];
+        } else {
+            args.extend(opts.extra_args);
+        }
 
         let mut d = Berthd {
             child: None,
@@ -135,6 +158,7 @@ impl Berthd {
             socket,
             log_path,
             ready_on_connect: opts.ready_on_connect,
+            runtime,
             dir: Some(dir),
         };
         d.spawn_and_wait().await?;
@@ -185,6 +209,11 @@ impl Berthd {
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
         format!("--- berthd log ({}), last lines ---\n{tail}", self.log_path.display())
+    }
+
+    /// Which runtime this is.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
     }
 
     /// The CRI socket path.
@@ -264,29 +293,35 @@ impl Berthd {
                 .enable_all()
                 .build()
                 .ok()?;
+            // A daemon that stopped answering is swept below instead.
             rt.block_on(async {
-                use crate::cri::v1 as cri;
-                let mut c = crate::cri::Cri::connect(&socket).await.ok()?;
-                let pods = c
-                    .runtime
-                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-                    .await
-                    .ok()?;
-                for p in pods.into_inner().items {
-                    let id = p.id;
-                    let _ = c
+                tokio::time::timeout(REMOVE_ALL_TIMEOUT, async {
+                    use crate::cri::v1 as cri;
+                    let mut c = crate::cri::Cri::connect(&socket).await.ok()?;
+                    let pods = c
                         .runtime
-                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                            pod_sandbox_id: id.clone(),
-                        })
-                        .await;
-                    let _ = c
-                        .runtime
-                        .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-                        .await;
-                }
-                Some(())
+                        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                        .await
+                        .ok()?;
+                    for p in pods.into_inner().items {
+                        let id = p.id;
+                        let _ = c
+                            .runtime
+                            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                                pod_sandbox_id: id.clone(),
+                            })
+                            .await;
+                        let _ = c
+                            .runtime
+                            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                            .await;
+                    }
+                    Some(())
+                })
+                .await
             })
+            .ok()
+            .flatten()
         });
         let _ = cleanup.join();
     }
@@ -295,11 +330,11 @@ impl Berthd {
     /// containers in the runtimes' state roots, then the shims and infra processes whose
     /// command line names this test's directory (all started by this test's berthd).
     fn sweep(dir: &Path) {
-        if let Ok(roots) = fs::read_dir(dir.join("state/runtimes")) {
-            for root in roots.flatten() {
+        {
+            for root in containerd::runc_roots(&dir.join("state")) {
                 let out = std::process::Command::new("runc")
                     .arg("--root")
-                    .arg(root.path())
+                    .arg(&root)
                     .args(["list", "-q"])
                     .output();
                 for id in out
@@ -309,7 +344,7 @@ impl Berthd {
                 {
                     let _ = std::process::Command::new("runc")
                         .arg("--root")
-                        .arg(root.path())
+                        .arg(&root)
                         .args(["delete", "--force", id])
                         .stderr(std::process::Stdio::null())
                         .status();

@@ -9,6 +9,7 @@
 //! - [`scripted`]: a fake registry answering each path exactly as scripted (lying registries).
 //! - [`abuse`]: abusive CRI calls through berth-proto stubs, checked for their codes.
 //! - [`berthd`]: runs the berthd binary in a throw-away root / state dir and cleans up after it.
+//! - [`containerd`]: Debian's containerd run in berthd's place, for the same fault tests.
 //! - [`ctl`]: runs the `berthctl` built beside it.
 //!
 //! The suite needs root (real mounts, namespaces): tests call [`require_root`] and fail,
@@ -17,9 +18,12 @@
 pub mod abuse;
 pub mod berthd;
 pub mod canary;
+pub mod chaos;
+pub mod containerd;
 pub mod cri;
 pub mod ctl;
 pub mod image;
+pub mod image_gc;
 pub mod kubelet;
 pub mod pod;
 pub mod proxy;

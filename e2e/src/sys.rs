@@ -76,3 +76,17 @@ pub fn xattr_names(path: &Path) -> Vec<String> {
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
 }
+
+/// Free (to unprivileged users) and total bytes of the filesystem holding `dir`; zeros when
+/// it cannot be read.
+pub fn space(dir: &Path) -> (u64, u64) {
+    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+        return (0, 0);
+    };
+    // SAFETY: statvfs(3) on a NUL-terminated path into a zeroed struct of the right type.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return (0, 0);
+    }
+    (st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+}

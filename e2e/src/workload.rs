@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::containerd::Runtime;
 use crate::cri::{v1 as cri, Cri};
 use crate::image::{busybox_layer, push_image, Compression, ImageSpec};
 use crate::pod::{pod_config, run, TestNet};
@@ -36,6 +37,12 @@ pub async fn env_with(user: Option<&str>, config_toml: Option<String>) -> Env {
 /// [`env_with`], berthd looking for CNI plugins in `cni_bin_dirs` (`:`-separated), e.g. a
 /// directory of wrappers before `/usr/lib/cni`.
 pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, cni_bin_dirs: &str) -> Env {
+    env_on(Runtime::from_env(), user, config_toml, cni_bin_dirs).await
+}
+
+/// [`env_with_cni_bin`] on a given runtime (berthd, or containerd in its place, which gets
+/// a sandbox image pushed for it).
+pub async fn env_on(runtime: Runtime, user: Option<&str>, config_toml: Option<String>, cni_bin_dirs: &str) -> Env {
     let reg = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
     let spec = ImageSpec {
         layers: vec![busybox_layer(Compression::Gzip)],
@@ -46,6 +53,18 @@ pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, c
     push_image(&reg.addr(), "e2e/busybox", "1", &spec, None)
         .await
         .expect("push");
+    // containerd runs a sandbox image where berthd has its own infra process.
+    let sandbox_image = (runtime == Runtime::Containerd).then(|| format!("{}/e2e/pause:1", reg.addr()));
+    if sandbox_image.is_some() {
+        let pause = ImageSpec {
+            layers: vec![busybox_layer(Compression::Gzip)],
+            entrypoint: vec!["/bin/busybox".into(), "sleep".into(), "2147483647".into()],
+            ..Default::default()
+        };
+        push_image(&reg.addr(), "e2e/pause", "1", &pause, None)
+            .await
+            .expect("push the sandbox image");
+    }
     let net = TestNet::new();
     let hosts_dir = tempfile::tempdir().expect("tempdir");
     let hosts = hosts_dir.path().to_path_buf();
@@ -64,6 +83,8 @@ pub async fn env_with_cni_bin(user: Option<&str>, config_toml: Option<String>, c
             cni_bin_dirs.into(),
         ],
         config_toml,
+        runtime: Some(runtime),
+        sandbox_image,
         ..Default::default()
     })
     .await

@@ -9,24 +9,6 @@ use std::time::{Duration, Instant};
 use berth_e2e::cri::v1 as cri;
 use berth_e2e::workload::env;
 
-/// Free and total bytes of the filesystem at `dir`.
-fn space(dir: &Path) -> (u64, u64) {
-    let out = std::process::Command::new("df")
-        .args(["-B1", "--output=avail,size"])
-        .arg(dir)
-        .output()
-        .expect("df");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let nums: Vec<u64> = text
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (nums[0], nums[1])
-}
-
 #[tokio::test]
 async fn a_container_filling_the_disk_fails_alone_and_berthd_carries_on() {
     let mut e = env(None).await;
@@ -68,7 +50,7 @@ async fn a_container_filling_the_disk_fails_alone_and_berthd_carries_on() {
         log.contains("No space left on device"),
         "ENOSPC inside the container: {log}"
     );
-    let (free, total) = space(&root);
+    let (free, total) = berth_e2e::sys::space(&root);
     assert!(free < total / 20, "the disk is full: {free} of {total} bytes free");
 
     // berthd answers and its records hold: status, lists, a new container (which may be
@@ -119,7 +101,7 @@ async fn a_container_filling_the_disk_fails_alone_and_berthd_carries_on() {
         })
         .await
         .expect("remove");
-    let (free, total) = space(&root);
+    let (free, total) = berth_e2e::sys::space(&root);
     assert!(free > total / 2, "the space is back: {free} of {total}");
     let (code, _, log) = e
         .run_to_exit(&pod, e.container("after", &["sh", "-c", "echo fine > /f && cat /f"]))

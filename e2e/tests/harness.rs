@@ -490,6 +490,8 @@ async fn berthd_runner_starts_restarts_and_cleans_up() -> Result<()> {
         config_toml: Some("[x]\ny = 1\n".into()),
         registry_config_dir: Some("/nonexistent/certs.d".into()),
         extra_args: vec!["--extra".into()],
+        runtime: Some(berth_e2e::containerd::Runtime::Berth),
+        sandbox_image: None,
     })
     .await?;
     let dir = d.dir().to_path_buf();

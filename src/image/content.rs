@@ -164,6 +164,18 @@ impl Writer {
         self.written
     }
 
+    /// Whether what was written hashes to the expected digest; the temp file goes.
+    pub fn matches_digest(self) -> Result<(), ContentError> {
+        let actual = Digest::from_sha256(self.hasher.finalize().into());
+        if actual != self.expected {
+            return Err(ContentError::DigestMismatch {
+                expected: self.expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies size and digest, then renames the blob into place.
     pub fn commit(mut self) -> Result<(), ContentError> {
         self.tmp.flush().map_err(io_err(self.tmp.path()))?;

@@ -73,7 +73,12 @@ pub fn start_streamed(
             rx,
             current: Bytes::new(),
         };
-        let tee = TeeReader { inner: source, writer };
+        let size = job.size;
+        let tee = TeeReader {
+            inner: source,
+            writer,
+            size,
+        };
         ingest(job, tee, prepared)
     });
     Ok((ChunkSender { tx }, handle))
@@ -89,7 +94,13 @@ pub fn ingest_reader<R: Read>(
 ) -> Result<Usage, LayerError> {
     let writer = content.writer(job.digest.clone(), Some(job.size))?;
     let prepared = snapshots.prepare()?;
-    ingest(job, TeeReader { inner: reader, writer }, prepared)
+    let size = job.size;
+    let tee = TeeReader {
+        inner: reader,
+        writer,
+        size,
+    };
+    ingest(job, tee, prepared)
 }
 
 /// Unpacks a layer whose blob is already in the content store.
@@ -106,7 +117,15 @@ pub fn unpack_stored(job: LayerJob, content: &ContentStore, snapshots: &dyn Snap
 /// A reader over the compressed stream that can be told to finish (drain and commit).
 trait Source: Read {
     fn finish(self) -> Result<(), LayerError>;
+
+    /// After the unpacker refused the stream: whether the blob's bytes were corrupt rather
+    /// than the layer malformed, i.e. a digest mismatch of the whole blob, when at most
+    /// [`BLAME_DRAIN_MAX`] bytes are left to read. Nothing is published.
+    fn corrupt(self) -> Option<LayerError>;
 }
+
+/// The most bytes read past a refused stream to tell corrupt bytes from a malformed layer.
+const BLAME_DRAIN_MAX: u64 = 64 << 20;
 
 struct NoTee(std::fs::File);
 
@@ -120,11 +139,18 @@ impl Source for NoTee {
     fn finish(self) -> Result<(), LayerError> {
         Ok(())
     }
+
+    /// A stored blob was verified when it was stored.
+    fn corrupt(self) -> Option<LayerError> {
+        None
+    }
 }
 
 struct TeeReader<R> {
     inner: R,
     writer: Writer,
+    /// The blob's size from its descriptor.
+    size: u64,
 }
 
 impl<R: Read> Read for TeeReader<R> {
@@ -154,6 +180,18 @@ impl<R: Read> Source for TeeReader<R> {
         }
         self.writer.commit()?;
         Ok(())
+    }
+
+    fn corrupt(mut self) -> Option<LayerError> {
+        let left = self.size.saturating_sub(self.writer.written());
+        if left > BLAME_DRAIN_MAX {
+            return None;
+        }
+        io::copy(&mut (&mut self).take(left + 1), &mut io::sink()).ok()?;
+        if self.writer.written() != self.size {
+            return None;
+        }
+        self.writer.matches_digest().err().map(LayerError::Content)
     }
 }
 
@@ -201,20 +239,26 @@ fn ingest<S: Source>(job: LayerJob, source: S, prepared: Box<dyn Prepared>) -> R
     let (stats, actual_diff, source) = match job.compression {
         Compression::Gzip => {
             let mut dec = flate2::read::MultiGzDecoder::new(source);
-            let (stats, diff) = unpack_hashed(&mut dec, &dir, &job.limits, &digest)?;
-            (stats, diff, dec.into_inner())
+            match unpack_hashed(&mut dec, &dir, &job.limits, &digest) {
+                Ok((stats, diff)) => (stats, diff, dec.into_inner()),
+                Err(e) => return Err(blame(e, dec.into_inner())),
+            }
         }
         Compression::Zstd => {
             let mut dec = zstd::stream::read::Decoder::new(source).map_err(stream_err)?;
             // A frame asking for a window over 128 MiB is refused (decompression bomb).
             dec.window_log_max(27).map_err(stream_err)?;
-            let (stats, diff) = unpack_hashed(&mut dec, &dir, &job.limits, &digest)?;
-            (stats, diff, dec.finish().into_inner())
+            match unpack_hashed(&mut dec, &dir, &job.limits, &digest) {
+                Ok((stats, diff)) => (stats, diff, dec.finish().into_inner()),
+                Err(e) => return Err(blame(e, dec.finish().into_inner())),
+            }
         }
         Compression::None => {
             let mut plain = source;
-            let (stats, diff) = unpack_hashed(&mut plain, &dir, &job.limits, &digest)?;
-            (stats, diff, plain)
+            match unpack_hashed(&mut plain, &dir, &job.limits, &digest) {
+                Ok((stats, diff)) => (stats, diff, plain),
+                Err(e) => return Err(blame(e, plain)),
+            }
         }
     };
     source.finish().map_err(|e| match e {
@@ -237,6 +281,12 @@ fn ingest<S: Source>(job: LayerJob, source: S, prepared: Box<dyn Prepared>) -> R
     };
     prepared.commit(&job.chain_id, usage)?;
     Ok(usage)
+}
+
+/// The unpacker's error, or the digest mismatch that caused it: a flipped byte in transit
+/// makes a gzip or tar error first, and the registry's fault is the truer answer.
+fn blame<S: Source>(unpack: LayerError, source: S) -> LayerError {
+    source.corrupt().unwrap_or(unpack)
 }
 
 /// Unpacks from `reader` and returns the stats plus the digest of every byte the
@@ -274,4 +324,65 @@ fn unpack_hashed<R: Read>(
         });
     }
     Ok((stats, Digest::from_sha256(hashed.hasher.finalize().into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::content::ContentError;
+    use super::*;
+    use crate::snapshot::overlay::OverlaySnapshotter;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        io::Write::write_all(&mut enc, data).expect("gzip");
+        enc.finish().expect("gzip")
+    }
+
+    fn job(blob: &[u8], diff_id: Digest) -> LayerJob {
+        LayerJob {
+            digest: Digest::of(blob),
+            size: blob.len() as u64,
+            compression: Compression::Gzip,
+            chain_id: diff_id.clone(),
+            diff_id,
+            limits: UnpackLimits::default(),
+        }
+    }
+
+    fn ingest_bytes(job: LayerJob, bytes: &[u8]) -> (LayerError, ContentStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let content = ContentStore::open(&dir.path().join("content")).expect("content store");
+        let snaps = OverlaySnapshotter::open(&dir.path().join("snapshots")).expect("snapshots");
+        let err = ingest_reader(job, bytes, &content, &snaps).expect_err("refused");
+        assert!(content.list().expect("list").is_empty(), "nothing published");
+        (err, content)
+    }
+
+    #[test]
+    fn corrupt_bytes_are_blamed_on_the_digest_and_a_malformed_layer_on_itself() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let data = vec![7u8; 300_000];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "f", &data[..]).expect("tar");
+        let tar = tar.into_inner().expect("tar");
+        let blob = gzip(&tar);
+
+        // A byte flipped in transit: the gzip stream breaks first, the digest is the cause.
+        let mut bad = blob.clone();
+        let mid = bad.len() / 3;
+        bad[mid] ^= 0xff;
+        let (err, _) = ingest_bytes(job(&blob, Digest::of(&tar)), &bad);
+        assert!(
+            matches!(err, LayerError::Content(ContentError::DigestMismatch { .. })),
+            "{err}"
+        );
+
+        // Honest bytes of a layer that is no tar: the layer's own fault.
+        let junk = gzip(&[0x5a; 4096]);
+        let (err, _) = ingest_bytes(job(&junk, Digest::of(&[0x5a; 4096])), &junk);
+        assert!(matches!(err, LayerError::Unpack { .. }), "{err}");
+    }
 }
