@@ -134,7 +134,7 @@ fn image_code(e: &ImageError) -> Code {
         ImageError::Layer(l) => match l {
             // A hostile or malformed layer is the image's fault; only a failing write is ours.
             LayerError::Unpack { source, .. } => match source {
-                UnpackError::Limit(_) => Code::ResourceExhausted,
+                UnpackError::Limit(_) | UnpackError::NoSpace(_) => Code::ResourceExhausted,
                 UnpackError::Io { .. } => Code::Internal,
                 UnpackError::Escape { .. }
                 | UnpackError::Tar(_)

@@ -663,6 +663,15 @@ pub fn busybox_layer(compression: Compression) -> Layer {
     Layer::new(compression, entries)
 }
 
+/// An image of one gzip [`random_layer`] and nothing else, built.
+pub fn random_image(bytes: usize, seed: u64) -> BuiltImage {
+    ImageSpec {
+        layers: vec![random_layer(bytes, seed, Compression::Gzip)],
+        ..Default::default()
+    }
+    .build()
+}
+
 /// One file `data/random-<seed>.bin` of `bytes` incompressible bytes from an xorshift64*
 /// generator seeded with `seed`: the same arguments give the same layer, different seeds
 /// different blobs. For pull benchmarks.

@@ -22,6 +22,7 @@ pub mod chaos;
 pub mod containerd;
 pub mod cri;
 pub mod ctl;
+pub mod forged;
 pub mod image;
 pub mod image_gc;
 pub mod kubelet;
@@ -30,6 +31,7 @@ pub mod proxy;
 pub mod registry;
 pub mod scripted;
 pub mod sys;
+pub mod tmpfs;
 pub mod workload;
 
 pub use berthd::{wait_for_socket, Berthd, BerthdOpts};

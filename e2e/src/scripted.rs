@@ -142,6 +142,30 @@ impl ScriptedRegistry {
         lock(&self.shared.routes).insert(path.into(), route);
     }
 
+    /// Scripts `img` honestly under `repo:tag`: its manifest by tag and by digest (with
+    /// its Docker-Content-Digest), its config and its layers, the first layer's body
+    /// replaced by `first_layer` when given.
+    pub fn serve_image(&self, repo: &str, tag: &str, img: &crate::image::BuiltImage, first_layer: Option<Payload>) {
+        let m = Route::ok(img.manifest_media_type, img.manifest.clone())
+            .header("docker-content-digest", &img.manifest_digest);
+        self.route(&format!("/v2/{repo}/manifests/{tag}"), m.clone());
+        self.route(&format!("/v2/{repo}/manifests/{}", img.manifest_digest), m);
+        self.route(
+            &format!("/v2/{repo}/blobs/{}", img.config_digest),
+            Route::ok("application/octet-stream", img.config.clone()),
+        );
+        let mut first = first_layer;
+        for l in &img.layers {
+            let payload = first.take().unwrap_or_else(|| Payload::Bytes(l.blob.clone()));
+            let route = Route {
+                status: 200,
+                headers: vec![("content-type".into(), "application/octet-stream".into())],
+                payload,
+            };
+            self.route(&format!("/v2/{repo}/blobs/{}", l.digest), route);
+        }
+    }
+
     /// From now on, requests without an `Authorization` header get 401 with a Basic
     /// challenge (the value is not checked), so that clients send their credentials.
     pub fn require_auth(&self) {

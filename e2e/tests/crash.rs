@@ -19,6 +19,7 @@ use berth_e2e::berthd::mounts_under;
 use berth_e2e::cri::{v1 as cri, Cri};
 use berth_e2e::image::{push_image, random_layer, Compression, ImageSpec};
 use berth_e2e::pod::pod_config;
+use berth_e2e::tmpfs::Tmpfs;
 use berth_e2e::workload::{env_with_cni_bin, Env};
 use berth_e2e::{Berthd, BerthdOpts, RegistryOpts, SlowProxy, TestRegistry};
 use tonic::Code;
@@ -846,27 +847,6 @@ async fn kill_during_pull() {
 
 async fn restart_plain(b: &mut Berthd) {
     b.restart().await.expect("restart");
-}
-
-/// A tmpfs mounted over a directory, unmounted when dropped (also when the test fails).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "berth-e2e-full"])
-            .arg(dir)
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "mount tmpfs on {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[tokio::test]

@@ -13,20 +13,9 @@ use berth_e2e::workload::env;
 async fn a_container_filling_the_disk_fails_alone_and_berthd_carries_on() {
     let mut e = env(None).await;
     // berthd's root on a 96 MiB tmpfs (the image is pulled again into it).
-    e.berthd.stop();
+    e.root_on_tmpfs("96m").await;
     let root = e.berthd.root().to_path_buf();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96m", "berth-e2e-disk"])
-        .arg(&root)
-        .status()
-        .expect("mount");
-    assert!(ok.success(), "tmpfs on {}", root.display());
-    e.berthd.restart().await.expect("restart on the tmpfs");
-    e.cri = berth_e2e::cri::Cri::connect(e.berthd.socket())
-        .await
-        .expect("reconnect");
     let image = e.image.clone();
-    e.cri.pull(&image, None).await.expect("pull onto the tmpfs");
 
     let pod = e.pod("filler").await;
     let fill = "dd if=/dev/zero of=/fill bs=1M 2>&1; echo dd-ended; \

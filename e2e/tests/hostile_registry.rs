@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use berth_e2e::canary::{store_leftovers, store_listing};
 use berth_e2e::cri::{basic_auth, Cri};
+use berth_e2e::forged::{with_manifest, with_wrong_diff_id};
 use berth_e2e::image::{BuiltImage, Compression, Entry, ImageSpec, Layer};
 use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
 use berth_e2e::{free_port, sha256_digest, Berthd};
@@ -41,30 +42,7 @@ fn manifest_path(reference: &str) -> String {
 
 /// Scripts `img` honestly under `tag`: manifest, config and layers.
 fn serve(reg: &ScriptedRegistry, tag: &str, img: &BuiltImage) {
-    let m =
-        Route::ok(img.manifest_media_type, img.manifest.clone()).header("docker-content-digest", &img.manifest_digest);
-    reg.route(&manifest_path(tag), m.clone());
-    reg.route(&manifest_path(&img.manifest_digest), m);
-    reg.route(
-        &blob_path(&img.config_digest),
-        Route::ok("application/octet-stream", img.config.clone()),
-    );
-    for l in &img.layers {
-        reg.route(
-            &blob_path(&l.digest),
-            Route::ok("application/octet-stream", l.blob.clone()),
-        );
-    }
-}
-
-/// `img` with its manifest rewritten by `edit` (digest recomputed).
-fn with_manifest(img: &BuiltImage, edit: impl FnOnce(&mut Value)) -> BuiltImage {
-    let mut m: Value = serde_json::from_slice(&img.manifest).expect("manifest json");
-    edit(&mut m);
-    let mut out = img.clone();
-    out.manifest = serde_json::to_vec(&m).expect("json");
-    out.manifest_digest = sha256_digest(&out.manifest);
-    out
+    reg.serve_image(REPO, tag, img, None);
 }
 
 fn flipped(mut data: Vec<u8>) -> Vec<u8> {
@@ -438,15 +416,7 @@ async fn a_layer_refused_for_its_diff_id_leaves_the_store_as_it_was() {
         ..Default::default()
     }
     .build();
-    let mut config: Value = serde_json::from_slice(&other.config).expect("config json");
-    config["rootfs"]["diff_ids"][0] = Value::from(sha256_digest(b"not this layer"));
-    let mut lie = other.clone();
-    lie.config = serde_json::to_vec(&config).expect("json");
-    lie.config_digest = sha256_digest(&lie.config);
-    let lie = with_manifest(&lie, |m| {
-        m["config"]["digest"] = Value::from(lie.config_digest.clone());
-        m["config"]["size"] = Value::from(lie.config.len());
-    });
+    let lie = with_wrong_diff_id(&other);
     serve(&reg, "diffid", &lie);
     let err = cri
         .pull(&format!("{a}/{REPO}:diffid"), None)

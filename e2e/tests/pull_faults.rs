@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use berth_e2e::canary::store_listing;
 use berth_e2e::cri::Cri;
-use berth_e2e::image::{random_layer, BuiltImage, Compression, ImageSpec};
-use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
+use berth_e2e::image::{random_image, BuiltImage};
+use berth_e2e::scripted::{Payload, ScriptedRegistry};
 use berth_e2e::Berthd;
 use tonic::Code;
 
@@ -16,29 +16,12 @@ const REPO: &str = "e2e/faults";
 const LAYER_BYTES: usize = 4 << 20;
 
 fn image(seed: u64) -> BuiltImage {
-    ImageSpec {
-        layers: vec![random_layer(LAYER_BYTES, seed, Compression::Gzip)],
-        ..Default::default()
-    }
-    .build()
+    random_image(LAYER_BYTES, seed)
 }
 
-/// Scripts the manifest and config of `img` under `tag`, and its one layer as `layer`.
+/// Scripts `img` under `tag`, its one layer as `layer`.
 fn serve(reg: &ScriptedRegistry, tag: &str, img: &BuiltImage, layer: Payload) {
-    let m = Route::ok(img.manifest_media_type, img.manifest.clone());
-    reg.route(&format!("/v2/{REPO}/manifests/{tag}"), m);
-    reg.route(
-        &format!("/v2/{REPO}/blobs/{}", img.config_digest),
-        Route::ok("application/octet-stream", img.config.clone()),
-    );
-    reg.route(
-        &format!("/v2/{REPO}/blobs/{}", img.layers[0].digest),
-        Route {
-            status: 200,
-            headers: vec![],
-            payload: layer,
-        },
-    );
+    reg.serve_image(REPO, tag, img, Some(layer));
 }
 
 async fn berthd(reg: &ScriptedRegistry, toml: Option<String>) -> (Berthd, Cri, tempfile::TempDir) {

@@ -73,13 +73,7 @@ pub fn start_streamed(
             rx,
             current: Bytes::new(),
         };
-        let size = job.size;
-        let tee = TeeReader {
-            inner: source,
-            writer,
-            size,
-        };
-        ingest(job, tee, prepared)
+        ingest_teed(job, source, writer, prepared)
     });
     Ok((ChunkSender { tx }, handle))
 }
@@ -94,6 +88,16 @@ pub fn ingest_reader<R: Read>(
 ) -> Result<Usage, LayerError> {
     let writer = content.writer(job.digest.clone(), Some(job.size))?;
     let prepared = snapshots.prepare()?;
+    ingest_teed(job, reader, writer, prepared)
+}
+
+/// [`ingest`] from `reader`, every byte also written to the blob `writer`.
+fn ingest_teed<R: Read>(
+    job: LayerJob,
+    reader: R,
+    writer: Writer,
+    prepared: Box<dyn Prepared>,
+) -> Result<Usage, LayerError> {
     let size = job.size;
     let tee = TeeReader {
         inner: reader,

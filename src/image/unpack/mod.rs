@@ -87,6 +87,9 @@ pub enum UnpackError {
     /// The tar stream is malformed or could not be read.
     #[error("malformed layer tar: {0}")]
     Tar(#[source] io::Error),
+    /// The disk (or quota) is full: storing the compressed blob or the files failed.
+    #[error("writing the layer: {0}")]
+    NoSpace(#[source] io::Error),
     /// An entry type that layers must not use.
     #[error("layer entry {path:?} has unsupported type {kind}")]
     Unsupported {

@@ -118,6 +118,9 @@ impl Unpacker<'_> {
     fn read_err(&self, e: io::Error) -> UnpackError {
         if self.consumed.get() > self.cap {
             UnpackError::Limit(format!("layer tar stream is larger than {} bytes", self.cap))
+        } else if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
+            // The reader stores the blob as it goes: its write failed, not the tar.
+            UnpackError::NoSpace(e)
         } else {
             UnpackError::Tar(e)
         }

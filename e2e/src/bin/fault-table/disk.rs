@@ -38,22 +38,9 @@ const FAULT: &str = "a container fills the disk under the runtime's root";
 async fn fill_and_watch(outcome: &mut String) -> Result<Vec<String>, String> {
     let mut e = env(None).await;
     let mut lost = Vec::new();
-    e.berthd.stop();
+    e.root_on_tmpfs("96m").await;
     let root = e.berthd.root().to_path_buf();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96m", "berth-e2e-disk"])
-        .arg(&root)
-        .status()
-        .expect("mount");
-    assert!(ok.success(), "tmpfs on {}", root.display());
-    e.berthd.restart().await.expect("restart on the tmpfs");
-    e.cri = berth_e2e::cri::Cri::connect(e.berthd.socket())
-        .await
-        .expect("reconnect");
     let image = e.image.clone();
-    within("PullImage", e.cri.pull(&image, None))
-        .await?
-        .expect("pull onto the tmpfs");
 
     let pod = within("RunPodSandbox", e.pod("filler")).await?;
     let fill = "dd if=/dev/zero of=/fill bs=1M 2>&1; echo dd-ended; \
@@ -147,4 +134,50 @@ async fn fill_and_watch(outcome: &mut String) -> Result<Vec<String>, String> {
         outcome.push_str("; after removal the space is back and records survive a restart");
     }
     Ok(lost)
+}
+
+/// A pull that fills the disk under the runtime's root (a 24 MiB tmpfs, a 40 MiB layer),
+/// the fault of `tests/crash.rs`' `full_disk_during_pull_is_a_clean_error`.
+pub async fn full_during_pull() -> Row {
+    use berth_e2e::image::{push_image, random_layer, Compression, ImageSpec};
+    const FAULT: &str = "the disk fills during a pull";
+    let reg = berth_e2e::TestRegistry::start(berth_e2e::RegistryOpts::default())
+        .await
+        .expect("registry");
+    let big = ImageSpec {
+        layers: vec![random_layer(40 << 20, 11, Compression::Gzip)],
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    let big = push_image(&reg.addr(), "e2e/huge", "1", &big, None)
+        .await
+        .expect("push big");
+    let small = push_image(&reg.addr(), "e2e/small", "1", &ImageSpec::busybox(), None)
+        .await
+        .expect("push small");
+    let (mut d, _, _hosts) = berth_e2e::ctl::berthd_reaching(&reg.addr(), None)
+        .await
+        .expect("runtime");
+    d.stop();
+    let root = d.root().to_path_buf();
+    let _tmpfs = berth_e2e::tmpfs::Tmpfs::mount(&root, "24m");
+    d.restart().await.expect("restart on the tmpfs");
+    let mut cri = berth_e2e::cri::Cri::connect(d.socket()).await.expect("connect");
+    let before = crate::pulls::files(&root);
+    let mut outcome = match within("PullImage", cri.pull(&big.image_ref(&reg.addr()), None)).await {
+        Ok(Ok(_)) => "pulled (?)".to_string(),
+        Ok(Err(e)) => format!(
+            "refused, {:?}: {}",
+            e.code(),
+            e.message().chars().take(120).collect::<String>()
+        ),
+        Err(hung) => return Row::new(FAULT, hung, Vec::new()),
+    };
+    let mut left = crate::pulls::added(&before, &crate::pulls::files(&root));
+    match within("a small pull after", cri.pull(&small.image_ref(&reg.addr()), None)).await {
+        Ok(Ok(_)) => outcome.push_str("; a small image pulls after"),
+        Ok(Err(e)) => left.push(format!("a small image cannot be pulled after: {:?}", e.code())),
+        Err(hung) => left.push(hung),
+    }
+    Row::new(FAULT, outcome, left)
 }

@@ -104,6 +104,7 @@ async fn main() {
         pulls::all(|row| row.print(runtime)).await;
     }
     if wants("disk") {
+        disk::full_during_pull().await.print(runtime);
         disk::fill().await.print(runtime);
     }
     if wants("imagegc") {

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_e2e::cri::Cri;
-use berth_e2e::image::{random_layer, BuiltImage, Compression, ImageSpec};
-use berth_e2e::scripted::{Payload, Route, ScriptedRegistry};
-use berth_e2e::{sha256_digest, Berthd};
+use berth_e2e::forged::{with_manifest, with_wrong_diff_id};
+use berth_e2e::image::{random_image, BuiltImage};
+use berth_e2e::scripted::{Payload, ScriptedRegistry};
+use berth_e2e::Berthd;
 use serde_json::Value;
 
 use crate::Row;
@@ -20,47 +21,17 @@ const LAYER_BYTES: usize = 4 << 20;
 const CALLER_PATIENCE: Duration = Duration::from_secs(90);
 
 fn image(seed: u64) -> BuiltImage {
-    ImageSpec {
-        layers: vec![random_layer(LAYER_BYTES, seed, Compression::Gzip)],
-        ..Default::default()
-    }
-    .build()
+    random_image(LAYER_BYTES, seed)
 }
 
-/// Scripts `img` under `tag`: its manifest and config, and its layer as `layer`.
+/// Scripts `img` under `tag`, its layer as `layer`.
 fn serve(reg: &ScriptedRegistry, tag: &str, img: &BuiltImage, layer: Payload) {
-    // By tag, and by digest as containerd asks again.
-    for reference in [tag, &img.manifest_digest] {
-        let m = Route::ok(img.manifest_media_type, img.manifest.clone());
-        reg.route(&format!("/v2/{REPO}/manifests/{reference}"), m);
-    }
-    reg.route(
-        &format!("/v2/{REPO}/blobs/{}", img.config_digest),
-        Route::ok("application/octet-stream", img.config.clone()),
-    );
-    reg.route(
-        &format!("/v2/{REPO}/blobs/{}", img.layers[0].digest),
-        Route {
-            status: 200,
-            headers: vec![],
-            payload: layer,
-        },
-    );
-}
-
-/// `img` with its manifest edited (and its manifest digest recomputed).
-fn with_manifest(img: &BuiltImage, edit: impl FnOnce(&mut Value)) -> BuiltImage {
-    let mut m: Value = serde_json::from_slice(&img.manifest).expect("manifest json");
-    edit(&mut m);
-    let mut out = img.clone();
-    out.manifest = serde_json::to_vec(&m).expect("json");
-    out.manifest_digest = sha256_digest(&out.manifest);
-    out
+    reg.serve_image(REPO, tag, img, Some(layer));
 }
 
 /// Every file under the runtime's root with its size, less its metadata databases (which
 /// change size with any write): what a pull added shows as new paths.
-fn files(root: &Path) -> BTreeMap<String, u64> {
+pub(crate) fn files(root: &Path) -> BTreeMap<String, u64> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
         let Ok(rd) = std::fs::read_dir(dir) else { return };
         for e in rd.flatten() {
@@ -85,7 +56,7 @@ fn files(root: &Path) -> BTreeMap<String, u64> {
 }
 
 /// What `after` holds that `before` did not, with sizes.
-fn added(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
+pub(crate) fn added(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
     after
         .iter()
         .filter(|(p, _)| !before.contains_key(*p))
@@ -250,15 +221,7 @@ async fn lies(emit: &impl Fn(Row)) {
 
     // A layer whose uncompressed digest is not the config's diff_id.
     let img = image(37);
-    let mut config: Value = serde_json::from_slice(&img.config).expect("config json");
-    config["rootfs"]["diff_ids"][0] = Value::from(sha256_digest(b"not this layer"));
-    let mut lie = img.clone();
-    lie.config = serde_json::to_vec(&config).expect("json");
-    lie.config_digest = sha256_digest(&lie.config);
-    let lie = with_manifest(&lie, |m| {
-        m["config"]["digest"] = Value::from(lie.config_digest.clone());
-        m["config"]["size"] = Value::from(lie.config.len());
-    });
+    let lie = with_wrong_diff_id(&img);
     serve(&reg, "diff-id", &lie, Payload::Bytes(img.layers[0].blob.clone()));
     let (outcome, left) = refusal(&d, &mut cri, &format!("{a}/{REPO}:diff-id")).await;
     emit(Row::new("a layer that is not the config's diff_id", outcome, left));

@@ -157,3 +157,26 @@ fn rejects_sparse_and_truncated() {
     tar.truncate(1024);
     assert!(matches!(f.unpack(&tar).expect_err("must fail"), UnpackError::Tar(_)));
 }
+
+/// A reader that fails as a full disk does (the blob being stored as it is read).
+struct FullDisk<'a>(&'a [u8]);
+
+impl std::io::Read for FullDisk<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_full_disk_while_reading_is_no_malformed_tar() {
+    let f = fx();
+    let tar = T::default().file("a", &[1; 4096]).build();
+    let err = unpack_layer(FullDisk(&tar[..1024]), &f.dest, &UnpackLimits::default()).expect_err("must fail");
+    assert!(matches!(err, UnpackError::NoSpace(_)), "{err}");
+}
