@@ -25,7 +25,7 @@ if ((${#need[@]})); then
 fi
 # containerd's package enables its own service; this run starts its own instances.
 systemctl is-active -q containerd 2>/dev/null && echo "note: a system containerd is running too (not used)"
-(cd "$ROOT" && cargo build -q --bin berthd --bin berth-shim --bin berth-pause --bin fault-table)
+(cd "$ROOT" && cargo build -q --workspace --bins)
 
 for runtime in berth containerd; do
     echo "== $runtime"
