@@ -60,6 +60,9 @@ pub struct Berthd {
     log_path: PathBuf,
     ready_on_connect: bool,
     runtime: Runtime,
+    /// Cgroup parents the runtime made that were not there before it started (containerd's
+    /// `k8s.io` for pods without a cgroup parent): removed with it.
+    cgroup_parents: Vec<PathBuf>,
     /// Taken in `Drop`: removed, or kept if mounts could not be detached.
     dir: Option<TempDir>,
 }
@@ -159,6 +162,10 @@ impl Berthd {
             log_path,
             ready_on_connect: opts.ready_on_connect,
             runtime,
+            cgroup_parents: match runtime {
+                Runtime::Containerd => containerd::new_cgroup_parents(),
+                Runtime::Berth => Vec::new(),
+            },
             dir: Some(dir),
         };
         d.spawn_and_wait().await?;
@@ -373,6 +380,9 @@ impl Drop for Berthd {
         self.stop();
         let Some(dir) = self.dir.take() else { return };
         Self::sweep(dir.path());
+        for parent in &self.cgroup_parents {
+            crate::kubelet::remove_tree(parent);
+        }
         unmount_under(dir.path());
         let left = mounts_under(dir.path());
         if !left.is_empty() {

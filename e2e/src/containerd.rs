@@ -91,6 +91,16 @@ pub fn runc_roots(state: &Path) -> Vec<std::path::PathBuf> {
     roots
 }
 
+/// The cgroup parent containerd's CRI plugin gives pods without one (`/k8s.io`), in each
+/// hierarchy where it does not exist yet: what a test's containerd will have made.
+pub fn new_cgroup_parents() -> Vec<std::path::PathBuf> {
+    crate::kubelet::hierarchies()
+        .into_iter()
+        .map(|h| h.join("k8s.io"))
+        .filter(|p| !p.exists())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

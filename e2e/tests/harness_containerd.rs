@@ -9,6 +9,7 @@ use berth_e2e::workload::env_on;
 #[tokio::test]
 async fn containerd_in_berthds_place_runs_a_pod_and_leaves_nothing() {
     berth_e2e::require_root();
+    let parents = berth_e2e::containerd::new_cgroup_parents();
     let mut e = env_on(Runtime::Containerd, None, None, "/usr/lib/cni").await;
     assert_eq!(e.berthd.runtime(), Runtime::Containerd);
     let version = e
@@ -41,4 +42,6 @@ async fn containerd_in_berthds_place_runs_a_pod_and_leaves_nothing() {
     assert_eq!(berth_e2e::chaos::shims(&state), Vec::<u32>::new(), "shims left");
     assert!(berth_e2e::berthd::mounts_under(&dir).is_empty(), "mounts left");
     assert!(!dir.exists(), "{} removed", dir.display());
+    let made: Vec<_> = parents.iter().filter(|p| p.exists()).collect();
+    assert!(made.is_empty(), "cgroup parents containerd made are left: {made:?}");
 }
