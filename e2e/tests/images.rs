@@ -12,14 +12,15 @@ use berth_e2e::{free_port, require_root, Berthd, BerthdOpts};
 use tonic::Code;
 
 /// A berthd whose registry config maps each given host to plain HTTP on itself.
-async fn berthd_for(hosts: &[&str]) -> (Berthd, Cri, PathBuf) {
+/// The hosts directory lives as long as the returned `TempDir`.
+async fn berthd_for(hosts: &[&str]) -> (Berthd, Cri, tempfile::TempDir) {
     require_root();
-    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let dir = tempfile::tempdir().expect("tempdir");
     for host in hosts {
-        write_hosts(&dir, host, &format!("server = \"http://{host}\"\n"));
+        write_hosts(dir.path(), host, &format!("server = \"http://{host}\"\n"));
     }
     let berthd = Berthd::start(BerthdOpts {
-        registry_config_dir: Some(dir.clone()),
+        registry_config_dir: Some(dir.path().to_path_buf()),
         ..Default::default()
     })
     .await
