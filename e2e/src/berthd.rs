@@ -337,25 +337,23 @@ impl Berthd {
     /// containers in the runtimes' state roots, then the shims and infra processes whose
     /// command line names this test's directory (all started by this test's berthd).
     fn sweep(dir: &Path) {
-        {
-            for root in containerd::runc_roots(&dir.join("state")) {
-                let out = std::process::Command::new("runc")
+        for root in containerd::runc_roots(&dir.join("state")) {
+            let out = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["list", "-q"])
+                .output();
+            for id in out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+                .lines()
+            {
+                let _ = std::process::Command::new("runc")
                     .arg("--root")
                     .arg(&root)
-                    .args(["list", "-q"])
-                    .output();
-                for id in out
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default()
-                    .lines()
-                {
-                    let _ = std::process::Command::new("runc")
-                        .arg("--root")
-                        .arg(&root)
-                        .args(["delete", "--force", id])
-                        .stderr(std::process::Stdio::null())
-                        .status();
-                }
+                    .args(["delete", "--force", id])
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
         }
         let needle = dir.to_string_lossy().into_owned();

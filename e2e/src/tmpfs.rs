@@ -28,7 +28,7 @@ fn mount(dir: &Path, size: &str) {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = crate::sys::umount_detach(&self.0);
     }
 }
 

@@ -164,6 +164,11 @@ impl Writer {
         self.written
     }
 
+    /// The size the blob must have, when it was given.
+    pub fn expected_size(&self) -> Option<u64> {
+        self.size
+    }
+
     /// Whether what was written hashes to the expected digest; the temp file goes.
     pub fn matches_digest(self) -> Result<(), ContentError> {
         let actual = Digest::from_sha256(self.hasher.finalize().into());

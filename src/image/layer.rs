@@ -73,7 +73,7 @@ pub fn start_streamed(
             rx,
             current: Bytes::new(),
         };
-        ingest_teed(job, source, writer, prepared)
+        ingest(job, TeeReader { inner: source, writer }, prepared)
     });
     Ok((ChunkSender { tx }, handle))
 }
@@ -88,23 +88,7 @@ pub fn ingest_reader<R: Read>(
 ) -> Result<Usage, LayerError> {
     let writer = content.writer(job.digest.clone(), Some(job.size))?;
     let prepared = snapshots.prepare()?;
-    ingest_teed(job, reader, writer, prepared)
-}
-
-/// [`ingest`] from `reader`, every byte also written to the blob `writer`.
-fn ingest_teed<R: Read>(
-    job: LayerJob,
-    reader: R,
-    writer: Writer,
-    prepared: Box<dyn Prepared>,
-) -> Result<Usage, LayerError> {
-    let size = job.size;
-    let tee = TeeReader {
-        inner: reader,
-        writer,
-        size,
-    };
-    ingest(job, tee, prepared)
+    ingest(job, TeeReader { inner: reader, writer }, prepared)
 }
 
 /// Unpacks a layer whose blob is already in the content store.
@@ -153,8 +137,6 @@ impl Source for NoTee {
 struct TeeReader<R> {
     inner: R,
     writer: Writer,
-    /// The blob's size from its descriptor.
-    size: u64,
 }
 
 impl<R: Read> Read for TeeReader<R> {
@@ -187,12 +169,13 @@ impl<R: Read> Source for TeeReader<R> {
     }
 
     fn corrupt(mut self) -> Option<LayerError> {
-        let left = self.size.saturating_sub(self.writer.written());
+        let size = self.writer.expected_size()?;
+        let left = size.saturating_sub(self.writer.written());
         if left > BLAME_DRAIN_MAX {
             return None;
         }
         io::copy(&mut (&mut self).take(left + 1), &mut io::sink()).ok()?;
-        if self.writer.written() != self.size {
+        if self.writer.written() != size {
             return None;
         }
         self.writer.matches_digest().err().map(LayerError::Content)
