@@ -16,7 +16,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-PACKAGES=(docker-registry apache2-utils busybox-static runc crun containerd containernetworking-plugins iptables protobuf-compiler curl python3 ca-certificates xz-utils openssl)
+PACKAGES=(docker-registry apache2-utils busybox-static runc crun runsc containerd containernetworking-plugins iptables protobuf-compiler curl python3 ca-certificates xz-utils openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

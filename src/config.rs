@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::runtime::handler::RuntimeHandler;
+
 /// Default location of the main config file.
 pub const DEFAULT_CONFIG: &str = "/etc/berth/config.toml";
 
@@ -45,9 +47,10 @@ pub struct Config {
     pub cgroup_driver: CgroupDriver,
     /// OCI runtime binary used for the default runtime handler ("").
     pub default_runtime: String,
-    /// Named runtime handlers (what a RuntimeClass's `handler` names) to OCI runtime binaries
-    /// with the runc command line (runc, crun, youki).
-    pub runtime_handlers: std::collections::BTreeMap<String, String>,
+    /// Named runtime handlers (what a RuntimeClass's `handler` names): an OCI runtime binary
+    /// with runc's command line (runc, crun, youki), or a table with `kind` (`oci`,
+    /// `gvisor`), `binary` and `args` (see `runtime::handler`).
+    pub runtime_handlers: std::collections::BTreeMap<String, crate::runtime::handler::RuntimeHandler>,
     /// Directory of CNI network configs; the first valid file (by name) is used.
     pub cni_conf_dir: PathBuf,
     /// Directories searched, in order, for CNI plugin binaries.
@@ -205,7 +208,8 @@ impl Default for Config {
             default_runtime: "runc".into(),
             runtime_handlers: [("runc", "runc"), ("crun", "crun"), ("youki", "youki")]
                 .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
+                .map(|(k, v)| (k.into(), RuntimeHandler::oci(v)))
+                .chain([("runsc".into(), RuntimeHandler::gvisor())])
                 .collect(),
             cni_conf_dir: "/etc/cni/net.d".into(),
             cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],

@@ -13,6 +13,7 @@ use crate::image::hosts::HostsConfig;
 use crate::image::registry::RegistryClient;
 use crate::image::{Images, ImagesOptions};
 use crate::network::{CniNetwork, CniOptions, PodNetwork};
+use crate::runtime::handler::Runtime;
 use crate::sandbox::{Sandboxes, SandboxesOptions};
 use crate::snapshot::overlay::OverlaySnapshotter;
 use crate::store::MetaStore;
@@ -161,18 +162,29 @@ impl Daemon {
             stop_grace: Duration::from_secs(2),
         };
         let events = Arc::new(EventBus::default().observed_by(|e| crate::metrics::global().event(e)));
+        let infra_binary = sandbox_opts.infra_binary.clone();
         let sandboxes = Arc::new(Sandboxes::open(sandbox_opts, meta.clone(), network, events.clone())?);
+        let shim_binary = config
+            .shim_binary
+            .clone()
+            .unwrap_or_else(|| beside_berthd("berth-shim"));
+        let runtimes = runtime_binaries(&config);
+        if let Some(pods) = crate::runtime::gvisor::GvisorPods::new(crate::runtime::gvisor::GvisorPods {
+            shim_binary: shim_binary.clone(),
+            pause_binary: infra_binary,
+            state_dir: config.state.clone(),
+            runtimes: runtimes.clone(),
+        }) {
+            sandboxes.set_pod_runtime(Arc::new(pods));
+        }
         let volumes = Arc::new(crate::volume::Volumes::open(config.volume_root(), meta.clone())?);
         sandboxes.recover().await;
         let cdi = Arc::new(crate::cdi::Cdi::start(&config.cdi, config.cgroup_driver));
         let container_opts = ContainersOptions {
             state_dir: config.state.clone(),
             root_dir: config.root.clone(),
-            shim_binary: config
-                .shim_binary
-                .clone()
-                .unwrap_or_else(|| beside_berthd("berth-shim")),
-            runtimes: runtime_binaries(&config),
+            shim_binary,
+            runtimes,
             cgroup_driver: config.cgroup_driver,
             cdi: cdi.clone(),
             volume_root: config.volume_root(),
@@ -262,7 +274,8 @@ impl Daemon {
         if handler.is_empty() || handler == self.config.default_runtime {
             return Ok(());
         }
-        if let Some(binary) = self.config.runtime_handlers.get(handler) {
+        if let Some(h) = self.config.runtime_handlers.get(handler) {
+            let binary = &h.binary;
             if find_in_path(binary).is_none() {
                 return Err(crate::error::Error::FailedPrecondition(format!(
                     "runtime handler {handler:?}: OCI runtime {binary:?} is not installed"
@@ -312,19 +325,26 @@ impl Daemon {
     }
 }
 
-/// Runtime handler name ("" for the default) to the OCI runtime binary's path.
-fn runtime_binaries(config: &Config) -> std::collections::BTreeMap<String, PathBuf> {
+/// Runtime handler name ("" for the default) to its runtime, the binary's path resolved.
+fn runtime_binaries(config: &Config) -> std::collections::BTreeMap<String, Runtime> {
     let resolve = |b: &str| {
         let path = find_in_path(b).unwrap_or_else(|| b.into());
         warn_if_replaceable(&path);
         path
     };
-    let mut out: std::collections::BTreeMap<String, PathBuf> = config
+    let mut out: std::collections::BTreeMap<String, Runtime> = config
         .runtime_handlers
         .iter()
-        .map(|(k, v)| (k.clone(), resolve(v)))
+        .map(|(k, v)| {
+            let rt = Runtime {
+                binary: resolve(&v.binary),
+                args: v.args.clone(),
+                kind: v.kind,
+            };
+            (k.clone(), rt)
+        })
         .collect();
-    out.insert(String::new(), resolve(&config.default_runtime));
+    out.insert(String::new(), Runtime::oci(resolve(&config.default_runtime)));
     out
 }
 

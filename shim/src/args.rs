@@ -1,11 +1,12 @@
 //! Command line: `berth-shim start|serve --id ID --bundle DIR --runtime PATH
-//! --runtime-root DIR --log-path FILE [--stdin] [--stdin-once] [--tty] [--systemd-cgroup]`.
+//! --runtime-root DIR --log-path FILE [--runtime-arg FLAG]... [--stdin] [--stdin-once]
+//! [--tty] [--systemd-cgroup] [--gvisor]`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 pub const USAGE: &str = "usage: berth-shim start|serve --id ID --bundle DIR --runtime PATH --runtime-root DIR \
---log-path FILE [--stdin] [--stdin-once] [--tty] [--systemd-cgroup]";
+--log-path FILE [--runtime-arg FLAG]... [--stdin] [--stdin-once] [--tty] [--systemd-cgroup] [--gvisor]";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
@@ -18,6 +19,11 @@ pub struct Args {
     pub stdin_once: bool,
     pub tty: bool,
     pub systemd_cgroup: bool,
+    /// The runtime handler's own global flags.
+    pub runtime_args: Vec<String>,
+    /// The runtime is gVisor's runsc: a container of a pod sandbox takes its stdio at
+    /// `start`, and its exit is learnt from `runsc wait` (its pid is the sandbox's).
+    pub gvisor: bool,
 }
 
 impl Args {
@@ -35,6 +41,8 @@ impl Args {
             stdin_once: false,
             tty: false,
             systemd_cgroup: false,
+            runtime_args: Vec::new(),
+            gvisor: false,
         };
         let mut it = argv.into_iter();
         while let Some(arg) = it.next() {
@@ -54,6 +62,19 @@ impl Args {
                 }
                 "--systemd-cgroup" => {
                     a.systemd_cgroup = true;
+                    continue;
+                }
+                "--gvisor" => {
+                    a.gvisor = true;
+                    continue;
+                }
+                "--runtime-arg" => {
+                    let v = it.next().ok_or("--runtime-arg needs a value")?;
+                    let v = v.into_string().map_err(|_| "bad --runtime-arg".to_string())?;
+                    if !v.starts_with('-') {
+                        return Err(format!("--runtime-arg {v:?} is not a flag"));
+                    }
+                    a.runtime_args.push(v);
                     continue;
                 }
                 "--id" => &mut id,
@@ -93,11 +114,16 @@ impl Args {
             v.push(flag.into());
             v.push(value.into());
         }
+        for arg in &self.runtime_args {
+            v.push("--runtime-arg".into());
+            v.push(arg.into());
+        }
         for (flag, on) in [
             ("--stdin", self.stdin),
             ("--stdin-once", self.stdin_once),
             ("--tty", self.tty),
             ("--systemd-cgroup", self.systemd_cgroup),
+            ("--gvisor", self.gvisor),
         ] {
             if on {
                 v.push(flag.into());
@@ -134,6 +160,9 @@ mod tests {
             "/l/x.log",
             "--tty",
             "--stdin",
+            "--runtime-arg",
+            "--platform=ptrace",
+            "--gvisor",
         ]
         .iter()
         .map(OsString::from)
@@ -141,8 +170,12 @@ mod tests {
         let a = Args::parse(argv).expect("parse");
         assert!(a.tty && a.stdin && !a.stdin_once && !a.systemd_cgroup);
         assert_eq!(a.runtime, PathBuf::from("runc"));
+        assert!(a.gvisor);
+        assert_eq!(a.runtime_args, ["--platform=ptrace"]);
         assert_eq!(Args::parse(a.to_argv()).expect("again"), a);
         assert!(Args::parse(vec![OsString::from("--id")]).is_err());
         assert!(Args::parse(vec![OsString::from("--bogus")]).is_err());
+        let not_a_flag = Args::parse(["--runtime-arg", "ptrace"].iter().map(OsString::from));
+        assert!(not_a_flag.is_err());
     }
 }

@@ -18,10 +18,12 @@ pub struct OciRuntime {
     /// Its own log (`--log`, JSON), in the container's bundle: warnings go there, so that
     /// only fatal errors reach stderr (for `create` without a tty, the container's stderr).
     pub log: PathBuf,
+    /// The runtime handler's own global flags (runsc's `--platform=ptrace`), after Berth's.
+    pub args: Vec<String>,
 }
 
 impl OciRuntime {
-    /// `RUNTIME --root R --log L --log-format json [--systemd-cgroup]`, ready for a
+    /// `RUNTIME --root R --log L --log-format json [--systemd-cgroup] [ARGS]`, ready for a
     /// subcommand.
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);
@@ -34,6 +36,7 @@ impl OciRuntime {
         if self.systemd_cgroup {
             c.arg("--systemd-cgroup");
         }
+        c.args(&self.args);
         c
     }
 
@@ -83,6 +86,7 @@ mod tests {
             root: "/run/berth/runtimes/default".into(),
             systemd_cgroup: false,
             log: "/b/runc.log".into(),
+            args: Vec::new(),
         };
         let global = [
             "/usr/sbin/runc",
@@ -113,5 +117,11 @@ mod tests {
         );
         let update = args(&rt.update_resources("c1"));
         assert_eq!(update[update.len() - 4..], ["update", "--resources", "-", "c1"]);
+        rt.args = vec!["--platform=ptrace".into()];
+        let delete = args(&rt.delete_force("c1"));
+        assert_eq!(
+            delete[delete.len() - 4..],
+            ["--platform=ptrace", "delete", "--force", "c1"]
+        );
     }
 }

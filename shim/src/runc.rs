@@ -45,3 +45,26 @@ pub fn error_text(stderr: &[u8], fallback: &str) -> String {
             .join("; ")
     }
 }
+
+/// Runs a runtime command to its end and returns what it printed on stdout; the error is
+/// its stderr.
+pub async fn output(mut cmd: std::process::Command, reaper: &Reaper) -> Result<Vec<u8>, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let (out_r, out_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
+    cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
+    let (_, exited) = fdio::spawn(cmd, reaper).map_err(|e| format!("{program}: {e}"))?;
+    let out_rx = fdio::receiver(out_r).map_err(|e| format!("pipe: {e}"))?;
+    let err_rx = fdio::receiver(err_r).map_err(|e| format!("pipe: {e}"))?;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (_, _, code) = tokio::join!(
+        fdio::read_capped(&out_rx, 64 * 1024, &mut stdout),
+        fdio::read_capped(&err_rx, 16 * 1024, &mut stderr),
+        exited
+    );
+    match code {
+        Ok(0) => Ok(stdout),
+        Ok(code) => Err(error_text(&stderr, &format!("{program} exited with {code}"))),
+        Err(_) => Err(format!("{program}: exit status lost")),
+    }
+}

@@ -68,6 +68,7 @@ macro_rules! log {
 mod create;
 mod exec;
 mod exit;
+mod gvisor;
 mod stdio;
 
 use create::create;
@@ -136,6 +137,7 @@ async fn serve(args: Args) -> i32 {
         root: args.runtime_root.clone(),
         systemd_cgroup: args.systemd_cgroup,
         log: args.bundle.join("runc.log"),
+        args: args.runtime_args.clone(),
     };
     match setup(&args, runc, reaper).await {
         Ok((listener, shim, container)) => {
@@ -165,11 +167,21 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
         let listener = UnixListener::bind(SOCKET);
         rustix::process::umask(old);
         let listener = listener.map_err(|e| format!("{}/{SOCKET}: {e}", args.bundle.display()))?;
-        let container = match create(args, &runc, &reaper).await {
+        let created = if args.gvisor && gvisor::joins_sandbox() {
+            gvisor::create(args, &runc, &reaper).await.map(|(c, j)| (c, Some(j)))
+        } else {
+            create(args, &runc, &reaper).await.map(|c| (c, None))
+        };
+        let (container, joined) = match created {
             Ok(c) => c,
             Err(e) => {
                 // Leave nothing behind: a half-created container, its cgroup, runc state.
-                let _ = crate::runc::run(&runc, &reaper, &["delete".as_ref(), "-f".as_ref(), args.id.as_ref()]).await;
+                let _ = crate::runc::run(
+                    &runc,
+                    &reaper,
+                    &["delete".as_ref(), "--force".as_ref(), args.id.as_ref()],
+                )
+                .await;
                 return Err(e);
             }
         };
@@ -196,6 +208,7 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
             stdin: Mutex::new(None),
             hub: Rc::new(Hub::default()),
             console: RefCell::new(None),
+            joined,
         });
         Ok((listener, shim, container))
     }
@@ -263,6 +276,8 @@ struct Shim {
     hub: Rc<Hub>,
     /// A dup of the pty master (containers with a tty), for resizes.
     console: RefCell<Option<OwnedFd>>,
+    /// A container that joins a gVisor sandbox (see `gvisor`).
+    joined: Option<gvisor::Joined>,
 }
 
 impl Shim {
@@ -379,7 +394,10 @@ impl Shim {
         self.starting.set(true);
         // Set before `runc start` so an init that exits at once still has its start time.
         self.started_at.set(now_ns());
-        let r = self.runc(&["start", &self.id]).await;
+        let r = match &self.joined {
+            Some(j) => self.start_joined(j).await,
+            None => self.runc(&["start", &self.id]).await,
+        };
         self.starting.set(false);
         match r {
             Ok(()) => {
@@ -407,6 +425,18 @@ impl Shim {
             args.push("--all");
         }
         args.extend([self.id.as_str(), sig.as_str()]);
+        if let Some(j) = self
+            .joined
+            .as_ref()
+            .filter(|_| self.status.get() == Status::Created && !self.starting.get())
+        {
+            // Nothing of it runs in the sandbox yet; runsc may refuse the signal.
+            let _ = self.runc(&args).await;
+            if signal != 0 {
+                self.killed_before_start(j, signal);
+            }
+            return Response::ok();
+        }
         match self.runc(&args).await {
             Ok(()) => Response::ok(),
             // Raced with the exit: the container is (about to be) stopped.
@@ -444,7 +474,7 @@ impl Shim {
         if self.deleting.replace(true) {
             return (Response::error("delete already in progress"), false);
         }
-        match self.runc(&["delete", "-f", &self.id]).await {
+        match self.runc(&["delete", "--force", &self.id]).await {
             Ok(()) => (Response::ok(), true),
             Err(e) if e.contains("does not exist") || e.contains("not exist") => (Response::ok(), true),
             Err(e) => {

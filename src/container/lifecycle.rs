@@ -27,7 +27,7 @@ pub struct ContainersOptions {
     pub root_dir: std::path::PathBuf,
     pub shim_binary: std::path::PathBuf,
     /// Runtime handler ("" = default) to OCI runtime binary.
-    pub runtimes: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub runtimes: std::collections::BTreeMap<String, crate::runtime::handler::Runtime>,
     pub cgroup_driver: CgroupDriver,
     /// CDI devices (GPUs and others) containers may ask for.
     pub cdi: Arc<crate::cdi::Cdi>,
@@ -84,7 +84,8 @@ impl Containers {
         let features = opts
             .runtimes
             .iter()
-            .map(|(handler, bin)| {
+            .map(|(handler, rt)| {
+                let bin = &rt.binary;
                 let mut f = crate::runtime::features::probe(bin, Duration::from_secs(5));
                 f.user_namespace &= idmap;
                 tracing::info!(handler, runtime = %bin.display(), features = ?f, "runtime handler");

@@ -21,6 +21,7 @@ use crate::config::CgroupDriver;
 use crate::image::ImageRecord;
 use crate::runtime::exec::RuntimeTarget;
 use crate::runtime::features::Features;
+use crate::runtime::handler::{runtime_root, HandlerKind, Runtime};
 use crate::runtime::shim::{self, ExecArgs, ExecResult, Exit, ShimError, ShimState};
 use crate::snapshot::Snapshotter;
 
@@ -28,8 +29,8 @@ pub struct ShimDriver {
     pub state_dir: PathBuf,
     pub root_dir: PathBuf,
     pub shim_binary: PathBuf,
-    /// Runtime handler ("" = default) to OCI runtime binary.
-    pub runtimes: BTreeMap<String, PathBuf>,
+    /// Runtime handler ("" = default) to its runtime.
+    pub runtimes: BTreeMap<String, Runtime>,
     /// What each handler's runtime supports (probed once, at start).
     pub features: BTreeMap<String, Features>,
     pub cgroup_driver: CgroupDriver,
@@ -41,15 +42,14 @@ impl ShimDriver {
         RootfsPaths::new(&self.root_dir.join("containers"), id)
     }
 
-    /// The OCI runtime binary of a runtime handler, and its own state root (runtimes do not
-    /// share state formats).
-    fn runtime(&self, handler: &str) -> Result<(PathBuf, PathBuf), ContainerError> {
-        let binary = self
+    /// The runtime of a runtime handler, and its own state root (runtimes do not share
+    /// state formats).
+    fn runtime(&self, handler: &str) -> Result<(&Runtime, PathBuf), ContainerError> {
+        let runtime = self
             .runtimes
             .get(handler)
             .ok_or_else(|| ContainerError::Invalid(format!("unknown runtime handler {handler:?}")))?;
-        let name = if handler.is_empty() { "default" } else { handler };
-        Ok((binary.clone(), self.state_dir.join("runtimes").join(name)))
+        Ok((runtime, runtime_root(&self.state_dir, handler)))
     }
 
     /// The image's layer snapshots, top-most first.
@@ -65,9 +65,10 @@ impl ShimDriver {
 
     /// How to run container `id`'s OCI runtime directly (the shim runs it otherwise).
     fn oci_runtime(&self, handler: &str, id: &str) -> Result<OciRuntime, ContainerError> {
-        let (bin, root) = self.runtime(handler)?;
+        let (rt, root) = self.runtime(handler)?;
         Ok(OciRuntime {
-            bin,
+            bin: rt.binary.clone(),
+            args: rt.args.clone(),
             root,
             systemd_cgroup: self.cgroup_driver == CgroupDriver::Systemd,
             // runc fails before anything else when it cannot open its log.
@@ -87,8 +88,10 @@ impl ShimDriver {
             binary: &self.shim_binary,
             id: s.id,
             bundle: &bundle,
-            runtime: &runtime,
+            runtime: &runtime.binary,
             runtime_root: &runtime_root,
+            runtime_args: &runtime.args,
+            gvisor: runtime.kind == HandlerKind::Gvisor,
             log_path: Path::new(if s.log_path.is_empty() { "/dev/null" } else { s.log_path }),
             stdin: s.stdin,
             stdin_once: s.stdin_once,
@@ -101,22 +104,7 @@ impl ShimDriver {
 
     async fn do_teardown(&self, id: &str, handler: Option<&str>) {
         let bundle = self.bundle(id);
-        if shim::socket(&bundle).exists() {
-            match shim::kill(&bundle, 9, true).await {
-                Err(shim::ShimError::Timeout(_)) => {} // not answering: ended below
-                _ => {
-                    let _ = shim::wait(&bundle, Duration::from_secs(5)).await;
-                    let _ = shim::delete(&bundle).await;
-                }
-            }
-        }
-        // A shim that is still there did not answer (after a crash, one can still be
-        // inside `runc create`): it is ended with what runs under it before its
-        // container's state is taken back.
-        if let Some(pid) = shim::running_pid(&bundle) {
-            tracing::warn!(container = id, pid, "ending a shim that does not answer");
-            shim::end_unanswering(pid).await;
-        }
+        shim::take_down(&bundle, id).await;
         // A shim that died leaves runtime state; take it back directly.
         let handlers: Vec<&str> = match handler {
             Some(h) => vec![h],
@@ -277,7 +265,8 @@ impl Driver for ShimDriver {
         Ok(RuntimeTarget {
             id: id.to_string(),
             bundle: self.bundle(id),
-            runtime,
+            runtime: runtime.binary.clone(),
+            runtime_args: runtime.args.clone(),
             runtime_root,
             systemd_cgroup: self.cgroup_driver == CgroupDriver::Systemd,
         })

@@ -245,6 +245,7 @@ impl Driver for Fake {
             runtime: "runc".into(),
             runtime_root: "/nonexistent".into(),
             systemd_cgroup: false,
+            runtime_args: Vec::new(),
         })
     }
 

@@ -29,6 +29,8 @@ pub struct RuntimeTarget {
     pub runtime: PathBuf,
     pub runtime_root: PathBuf,
     pub systemd_cgroup: bool,
+    /// The runtime handler's global flags.
+    pub runtime_args: Vec<String>,
 }
 
 /// What to run.
@@ -152,6 +154,7 @@ pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, Exe
         root: t.runtime_root.clone(),
         systemd_cgroup: t.systemd_cgroup,
         log: t.bundle.join("runc.log"),
+        args: t.runtime_args.clone(),
     };
     let mut cmd = tokio::process::Command::from(runtime.exec(&process_file, &pid_file, &t.id));
     cmd.kill_on_drop(true);

@@ -3,4 +3,6 @@
 
 pub mod exec;
 pub mod features;
+pub mod gvisor;
+pub mod handler;
 pub mod shim;

@@ -43,6 +43,10 @@ pub struct StartArgs<'a> {
     pub stdin_once: bool,
     pub tty: bool,
     pub systemd_cgroup: bool,
+    /// The runtime handler's global flags.
+    pub runtime_args: &'a [String],
+    /// The runtime is gVisor's runsc (see the shim's `serve::gvisor`).
+    pub gvisor: bool,
 }
 
 /// Runs `berth-shim start` and returns the container's init pid once `runc create` is done.
@@ -59,11 +63,15 @@ pub async fn start(a: StartArgs<'_>) -> Result<u32, ShimError> {
         .arg(a.runtime_root)
         .arg("--log-path")
         .arg(a.log_path);
+    for arg in a.runtime_args {
+        cmd.arg("--runtime-arg").arg(arg);
+    }
     for (flag, on) in [
         ("--stdin", a.stdin),
         ("--stdin-once", a.stdin_once),
         ("--tty", a.tty),
         ("--systemd-cgroup", a.systemd_cgroup),
+        ("--gvisor", a.gvisor),
     ] {
         if on {
             cmd.arg(flag);
@@ -224,6 +232,26 @@ pub async fn end_unanswering(pid: u32) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Ends the container a shim serves, and the shim: SIGKILL to all its processes, a wait of
+/// up to 5 s, delete; a shim that does not answer (after a crash, one can still be inside
+/// `runc create`) is ended by pid with what runs under it. Runtime state that a dead shim
+/// left is the caller's to take back.
+pub async fn take_down(bundle: &Path, id: &str) {
+    if socket(bundle).exists() {
+        match kill(bundle, 9, true).await {
+            Err(ShimError::Timeout(_)) => {} // not answering: ended below
+            _ => {
+                let _ = wait(bundle, Duration::from_secs(5)).await;
+                let _ = delete(bundle).await;
+            }
+        }
+    }
+    if let Some(pid) = running_pid(bundle) {
+        tracing::warn!(container = id, pid, "ending a shim that does not answer");
+        end_unanswering(pid).await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! moments the lifecycle decides, with the sandbox as it is then. The default, [`NoHooks`],
 //! does nothing; a sandbox service without hooks pays one `OnceLock` read per call.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use futures_util::future::BoxFuture;
@@ -24,6 +25,16 @@ pub trait PodHooks: Send + Sync {
     /// A record changed in the store (None: not stored). Called synchronously inside the
     /// store write, so it must only queue what it does.
     fn changed(&self, old: Option<&SandboxRecord>, new: Option<&SandboxRecord>);
+}
+
+/// The pod-level part of a runtime handler (a gVisor sandbox that the pod's containers
+/// join): started once the pod's namespaces, network and cgroup exist, stopped before they
+/// are taken down. Both look at the pod's handler and do nothing for handlers without one.
+pub trait PodRuntime: Send + Sync {
+    /// An error fails RunPodSandbox; whatever was started is stopped again by `stop`.
+    fn start<'a>(&'a self, pod: &'a SandboxRecord, dir: &'a Path) -> BoxFuture<'a, Result<(), String>>;
+    /// Idempotent; also called for a pod whose start failed half-way.
+    fn stop<'a>(&'a self, pod: &'a SandboxRecord, dir: &'a Path) -> BoxFuture<'a, ()>;
 }
 
 /// No hooks.

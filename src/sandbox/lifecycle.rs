@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::driver::{Driver, HostDriver};
-use super::hooks::{HookSlot, PodHooks};
+use super::hooks::{HookSlot, PodHooks, PodRuntime};
 use super::infra::InfraArgs;
 use super::validate::{shm_size, validate};
 use super::{files, NsMode, SandboxFilter, SandboxRecord, SandboxSpec, SandboxState};
@@ -53,6 +53,7 @@ pub struct Sandboxes {
     /// removed with it, so no container is created into a pod being taken down.
     members: KeyedLocks,
     hooks: Arc<HookSlot<dyn PodHooks>>,
+    pod_runtime: HookSlot<dyn PodRuntime>,
 }
 
 fn setup_err(id: &str) -> impl Fn(String) -> SandboxError + '_ {
@@ -98,10 +99,15 @@ impl Sandboxes {
             locks: KeyedLocks::default(),
             members: KeyedLocks::default(),
             hooks,
+            pod_runtime: HookSlot::default(),
         })
     }
 
     /// Installs the pod's extension points (once; later calls are ignored).
+    pub fn set_pod_runtime(&self, runtime: Arc<dyn PodRuntime>) {
+        self.pod_runtime.set(runtime);
+    }
+
     pub fn set_hooks(&self, hooks: Arc<dyn PodHooks>) {
         self.hooks.set(hooks);
     }
@@ -335,6 +341,9 @@ impl Sandboxes {
             let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
             files::write(&dir.join("hosts"), &host).map_err(|e| err(format!("hosts: {e}")))?;
         }
+        if let Some(rt) = self.pod_runtime.get() {
+            rt.start(rec, &dir).await.map_err(&err)?;
+        }
         Ok(())
     }
 
@@ -349,6 +358,9 @@ impl Sandboxes {
     /// Network down, infra stopped, netns and shm released. Idempotent.
     pub(super) async fn release(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let mut first_err = None;
+        if let Some(rt) = self.pod_runtime.get() {
+            rt.stop(rec, &self.dir(&rec.id)).await;
+        }
         if let Some(pid) = rec.infra_pid {
             self.driver.stop_infra(pid, rec.infra_start, self.opts.stop_grace).await;
         }

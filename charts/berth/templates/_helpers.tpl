@@ -91,7 +91,12 @@ address = ""
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name) }}
 {{- fail (printf "runtimes.%s: a handler name must be a DNS label (lowercase letters, digits, '-')" $name) }}
 {{- end }}
-{{ include "berth.tomlKey" $name }} = {{ required (printf "runtimes.%s.binary is required" $name) $rt.binary | toJson }}
+{{- $binary := required (printf "runtimes.%s.binary is required" $name) $rt.binary }}
+{{- if or $rt.kind $rt.args }}
+{{ include "berth.tomlKey" $name }} = { kind = {{ $rt.kind | default "oci" | toJson }}, binary = {{ $binary | toJson }}, args = {{ $rt.args | default list | toJson }} }
+{{- else }}
+{{ include "berth.tomlKey" $name }} = {{ $binary | toJson }}
+{{- end }}
 {{- end }}
 
 [cdi]

@@ -1,0 +1,182 @@
+//! Runtime handlers: what a RuntimeClass's `handler` names, as the config states them.
+//!
+//! ```toml
+//! [runtime_handlers]
+//! crun = "crun"                      # an OCI runtime with runc's command line
+//! [runtime_handlers.runsc]           # the table form
+//! kind = "gvisor"                    # "oci" (default) or "gvisor"
+//! binary = "runsc"                   # default "runsc" for gvisor; required for oci
+//! args = ["--platform=ptrace"]       # global flags before every subcommand
+//! ```
+//!
+//! A `gvisor` handler runs each pod in one gVisor sandbox: the pod gets a sandbox
+//! container of its own (see `runtime::gvisor`), and its containers join it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerKind {
+    /// One OCI container per CRI container (runc, crun, youki).
+    #[default]
+    Oci,
+    /// gVisor's `runsc`: one sandbox per pod, containers inside it.
+    Gvisor,
+}
+
+/// One runtime handler as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct RuntimeHandler {
+    pub kind: HandlerKind,
+    /// The runtime binary: a name looked up on PATH, or a path.
+    pub binary: String,
+    /// Global flags passed before every subcommand.
+    pub args: Vec<String>,
+}
+
+impl RuntimeHandler {
+    /// An OCI runtime with runc's command line and no extra flags.
+    pub fn oci(binary: &str) -> RuntimeHandler {
+        RuntimeHandler {
+            kind: HandlerKind::Oci,
+            binary: binary.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// gVisor's `runsc` as this host runs it: the ptrace platform (no KVM needed), and the
+    /// pod's own network namespace used through the host stack (`--network=host`):
+    /// runsc's own stack (`--network=sandbox`) refuses to start when
+    /// `/proc/sys/net/core/rmem_default` is readable, which kernels since 6.x make true in
+    /// every network namespace, not only the root one.
+    pub fn gvisor() -> RuntimeHandler {
+        RuntimeHandler {
+            kind: HandlerKind::Gvisor,
+            binary: "runsc".into(),
+            args: vec!["--platform=ptrace".into(), "--network=host".into()],
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    #[serde(default)]
+    kind: HandlerKind,
+    binary: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+impl TryFrom<toml::Value> for RuntimeHandler {
+    type Error = String;
+
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        let h = match v {
+            toml::Value::String(binary) => RuntimeHandler::oci(&binary),
+            toml::Value::Table(t) => {
+                let t: Table = toml::Value::Table(t)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| e.message().to_string())?;
+                let binary = match (t.binary, t.kind) {
+                    (Some(b), _) => b,
+                    (None, HandlerKind::Gvisor) => "runsc".into(),
+                    (None, HandlerKind::Oci) => return Err("an oci runtime handler needs `binary`".into()),
+                };
+                RuntimeHandler {
+                    kind: t.kind,
+                    binary,
+                    args: t.args,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "a runtime handler is a binary name or a table, not {}",
+                    other.type_str()
+                ))
+            }
+        };
+        if h.binary.is_empty() {
+            return Err("a runtime handler's binary must not be empty".into());
+        }
+        if let Some(bad) = h.args.iter().find(|a| !a.starts_with('-')) {
+            return Err(format!(
+                "runtime handler args must be flags (`--name=value`), not {bad:?}"
+            ));
+        }
+        Ok(h)
+    }
+}
+
+/// A runtime handler resolved for use: its binary's path, flags and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+    pub kind: HandlerKind,
+}
+
+impl Runtime {
+    /// The default handler's plain OCI runtime.
+    pub fn oci(binary: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            binary: binary.into(),
+            args: Vec::new(),
+            kind: HandlerKind::Oci,
+        }
+    }
+}
+
+/// The state directory (`--root`) of a runtime handler's runtime: one per handler, as
+/// runtimes do not share state formats.
+pub fn runtime_root(state_dir: &Path, handler: &str) -> PathBuf {
+    let name = if handler.is_empty() { "default" } else { handler };
+    state_dir.join("runtimes").join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<std::collections::BTreeMap<String, RuntimeHandler>, String> {
+        #[derive(Deserialize)]
+        struct Doc {
+            runtime_handlers: std::collections::BTreeMap<String, RuntimeHandler>,
+        }
+        toml::from_str::<Doc>(text)
+            .map(|d| d.runtime_handlers)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn string_and_table_forms() {
+        let h = parse(
+            "[runtime_handlers]\ncrun = \"crun\"\n[runtime_handlers.runsc]\nkind = \"gvisor\"\nargs = [\"--platform=ptrace\"]\n\
+             [runtime_handlers.other]\nbinary = \"/opt/rt\"\n",
+        )
+        .expect("parse");
+        assert_eq!(h["crun"], RuntimeHandler::oci("crun"));
+        assert_eq!(h["runsc"].kind, HandlerKind::Gvisor);
+        assert_eq!(h["runsc"].binary, "runsc");
+        assert_eq!(h["runsc"].args, ["--platform=ptrace"]);
+        assert_eq!(h["other"], RuntimeHandler::oci("/opt/rt"));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let e = parse("[runtime_handlers.x]\nkind = \"oci\"\n").expect_err("refused");
+        assert!(e.contains("needs `binary`"), "{e}");
+        let e = parse("[runtime_handlers.x]\nkind = \"kata\"\n").expect_err("refused");
+        assert!(e.contains("kata"), "{e}");
+        let e = parse("[runtime_handlers.x]\nbinary = \"b\"\nbogus = 1\n").expect_err("refused");
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse("[runtime_handlers.x]\nbinary = \"b\"\nargs = [\"ptrace\"]\n").expect_err("refused");
+        assert!(e.contains("must be flags"), "{e}");
+        let e = parse("[runtime_handlers]\nx = 3\n").expect_err("refused");
+        assert!(e.contains("integer"), "{e}");
+        assert!(parse("[runtime_handlers]\nx = \"\"\n").is_err());
+    }
+}
