@@ -4,12 +4,15 @@
 # then fail if any spec listed in e2e/critest/passing.txt did not pass.
 #   e2e/critest.sh [FOCUS]      e.g. 'Image Manager|Runtime info'
 #   UPDATE_PASSING=1 e2e/critest.sh   rewrite passing.txt from this run
+#   CRITEST_HANDLER=runsc e2e/critest.sh   every pod on that runtime handler, checked
+#                                          against e2e/critest/passing-runsc.txt
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 KIT=${CRITEST_KIT:-$ROOT/../shared/critest}
 BERTHD=${BERTHD:-$ROOT/target/debug/berthd}
-PASSING=$HERE/critest/passing.txt
+HANDLER=${CRITEST_HANDLER:-}
+PASSING=$HERE/critest/passing${HANDLER:+-$HANDLER}.txt
 FOCUS=${1:-}
 [[ -x $KIT/run.sh ]] || { echo "critest kit not found at $KIT (set CRITEST_KIT)" >&2; exit 1; }
 [[ -x $BERTHD ]] || { echo "berthd not built at $BERTHD: cargo build --bin berthd" >&2; exit 1; }
@@ -52,7 +55,8 @@ PID=$DAEMON_PID
 OUT=$WORK/out
 set +e
 # critest acts as NRI plugins on berthd's socket (start_berthd_at puts it in the work dir).
-CRITEST_OUT=$OUT "$KIT/run.sh" "unix://$SOCK" ${FOCUS:+"$FOCUS"} -- -nri-socket "$WORK/nri.sock"
+CRITEST_OUT=$OUT "$KIT/run.sh" "unix://$SOCK" ${FOCUS:+"$FOCUS"} -- -nri-socket "$WORK/nri.sock" \
+    ${HANDLER:+-runtime-handler "$HANDLER"}
 set -e
 cp "$OUT/critest.log" "${CRITEST_LOG:-/tmp/berth-critest-last.log}" 2>/dev/null || true
 [[ -f $OUT/critest.xml ]] || { echo "critest produced no report" >&2; exit 1; }
@@ -78,4 +82,4 @@ if [[ -n $regressions ]]; then
     echo "berthd log tail:"; tail -20 "$WORK/berthd.log"
     exit 1
 fi
-echo "critest: no regressions ($(wc -l <"$PASSING") specs in passing.txt)"
+echo "critest: no regressions ($(wc -l <"$PASSING") specs in $(basename "$PASSING"))"

@@ -109,6 +109,7 @@ impl Bundle {
             cgroups_path: &cgroups_path,
             volumes_dir: &volumes,
             min_oom_score_adj: min_oom,
+            runtime_last_cap: None,
         })
         .expect("generate");
         let config = serde_json::to_vec_pretty(&spec).expect("serialise");

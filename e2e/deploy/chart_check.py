@@ -132,7 +132,7 @@ def main():
     if pod:
         check(config.get("default_runtime") == "runc" and config.get("cgroup_driver") == "systemd", "default: runtime and cgroup driver")
         check(config.get("metrics", {}).get("address") == "0.0.0.0:9838", "default: metrics address in config")
-        gvisor = {"kind": "gvisor", "binary": "runsc", "args": ["--platform=ptrace", "--network=host"]}
+        gvisor = {"kind": "gvisor", "binary": "runsc", "args": ["--platform=ptrace", "--network=host", "--oci-seccomp"]}
         check(
             config.get("runtime_handlers") == {"runc": "runc", "crun": "crun", "runsc": gvisor},
             "default: runtime handlers runc, crun and runsc (gVisor, table form) in config",

@@ -115,7 +115,7 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
                 &[
                     "sh",
                     "-c",
-                    "mkdir -p /www && echo served-by-gvisor > /www/index.html && echo web-started && exec httpd -f -p 8080 -h /www",
+                    "mkdir -p /www && echo served-by-gvisor > /www/index.html && echo web-started && exec httpd -f -p 80 -h /www",
                 ],
             ),
         )
@@ -131,8 +131,9 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
         .expect("create side");
     e.start(&side).await;
 
-    // Served through the pod IP from the host.
-    assert_eq!(wait_http(&ip, 8080, "/index.html").await.trim(), "served-by-gvisor");
+    // Served through the pod IP from the host, on a port below 1024 (the Sentry binds it
+    // on the host stack in the pod's namespace).
+    assert_eq!(wait_http(&ip, 80, "/index.html").await.trim(), "served-by-gvisor");
     // Exec runs inside gVisor's kernel, not the host's.
     let uname = std::process::Command::new("uname").arg("-r").output().expect("uname");
     let host_kernel = String::from_utf8_lossy(&uname.stdout).trim().to_string();
@@ -151,6 +152,22 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
         (r.exit_code, String::from_utf8_lossy(&r.stderr).trim()),
         (4, "to-stderr")
     );
+    // An exec past its timeout is answered at the timeout and its process is gone from the
+    // sandbox (killing runsc's exec process alone would leave it running there).
+    let started = Instant::now();
+    let err = e
+        .exec(&side, &["sleep", "4321"], 1)
+        .await
+        .expect_err("past its timeout");
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let r = e.exec(&side, &["ps", "-o", "args"], 10).await.expect("ps");
+    let ps = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(ps.contains("sleep 100000") && !ps.contains("sleep 4321"), "{ps}");
     // One sandbox for the pod: runsc lists the pod's sandbox container and both containers
     // with one and the same (Sentry) pid.
     let listed = runsc_list(&e);
@@ -180,7 +197,7 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
     e.cri = berth_e2e::cri::Cri::connect(e.berthd.socket())
         .await
         .expect("reconnect");
-    assert_eq!(wait_http(&ip, 8080, "/index.html").await.trim(), "served-by-gvisor");
+    assert_eq!(wait_http(&ip, 80, "/index.html").await.trim(), "served-by-gvisor");
     let r = e
         .exec(&web, &["cat", "/www/index.html"], 10)
         .await
@@ -199,7 +216,7 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
     let st = e.wait_exit(&side).await;
     // SIGTERM (143), or SIGKILL after the grace period where sleep is its PID 1 (137).
     assert!([137, 143].contains(&st.exit_code), "{st:?}");
-    assert_eq!(wait_http(&ip, 8080, "/index.html").await.trim(), "served-by-gvisor");
+    assert_eq!(wait_http(&ip, 80, "/index.html").await.trim(), "served-by-gvisor");
 
     let sandbox_pid = pids[0];
     pod::stop_remove(&mut e.cri, &pod_id).await;

@@ -53,6 +53,28 @@ impl OciRuntime {
         c
     }
 
+    /// runsc's `exec`: also `--internal-pid-file FILE`, the process's pid inside the gVisor
+    /// sandbox, which is what `kill --pid` takes (the `--pid-file` pid is runsc's own).
+    pub fn exec_in_sandbox(&self, process: &Path, pid_file: &Path, internal_pid_file: &Path, id: &str) -> Command {
+        let mut c = self.command();
+        c.arg("exec")
+            .arg("--process")
+            .arg(process)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg("--internal-pid-file")
+            .arg(internal_pid_file)
+            .arg(id);
+        c
+    }
+
+    /// runsc's `kill --pid PID ID SIGNAL`: one process inside a gVisor sandbox.
+    pub fn kill_in_sandbox(&self, id: &str, pid: i32, signal: i32) -> Command {
+        let mut c = self.command();
+        c.args(["kill", "--pid", &pid.to_string(), id, &signal.to_string()]);
+        c
+    }
+
     /// `delete --force ID`: the container's runtime state and cgroup, whatever its state.
     pub fn delete_force(&self, id: &str) -> Command {
         let mut c = self.command();

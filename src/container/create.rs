@@ -184,6 +184,11 @@ impl Containers {
             cgroups_path: &cgroup,
             volumes_dir: &prepared.volumes,
             min_oom_score_adj: min_oom,
+            runtime_last_cap: self
+                .driver
+                .features()
+                .get(&sandbox.spec.runtime_handler)
+                .and_then(|f| f.last_cap),
         };
         let mut oci = spec::generate(&input)?;
         self.cdi.inject(&mut oci, cdi_edits).map_err(ContainerError::Invalid)?;

@@ -88,6 +88,12 @@ impl Containers {
                 let bin = &rt.binary;
                 let mut f = crate::runtime::features::probe(bin, Duration::from_secs(5));
                 f.user_namespace &= idmap;
+                if rt.kind == crate::runtime::handler::HandlerKind::Gvisor && f.last_cap.is_none() {
+                    // runsc releases without `features` (Debian's 20221219) know capabilities
+                    // up to CAP_AUDIT_READ; a privileged container asking for CAP_PERFMON,
+                    // CAP_BPF or CAP_CHECKPOINT_RESTORE would not start.
+                    f.last_cap = Some(crate::runtime::handler::GVISOR_LAST_CAP);
+                }
                 tracing::info!(handler, runtime = %bin.display(), features = ?f, "runtime handler");
                 (handler.clone(), f)
             })

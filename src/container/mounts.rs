@@ -296,6 +296,7 @@ mod tests {
                 cgroups_path: "/berth/c1",
                 volumes_dir: &volumes,
                 min_oom_score_adj: 0,
+                runtime_last_cap: None,
             })
         }
 

@@ -267,6 +267,7 @@ impl Driver for ShimDriver {
             bundle: self.bundle(id),
             runtime: runtime.binary.clone(),
             runtime_args: runtime.args.clone(),
+            gvisor: runtime.kind == HandlerKind::Gvisor,
             runtime_root,
             systemd_cgroup: self.cgroup_driver == CgroupDriver::Systemd,
         })

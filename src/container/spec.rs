@@ -31,6 +31,11 @@ pub fn generate(input: &SpecInput) -> Result<Spec, SpecError> {
 }
 
 pub(crate) fn generate_on(input: &SpecInput, host: &Host) -> Result<Spec, SpecError> {
+    let mut host = *host;
+    if let Some(last) = input.runtime_last_cap {
+        host.cap_last_cap = host.cap_last_cap.min(last);
+    }
+    let host = &host;
     let c = input.container;
     let sec = &c.security;
     // containerd: "no privileged container allowed in sandbox" unless the pod is privileged.
@@ -527,6 +532,7 @@ mod tests {
         image: ImageDefaults,
         sandbox: SandboxContext,
         min_oom: i64,
+        last_cap: Option<u32>,
     }
 
     impl Fixture {
@@ -552,6 +558,7 @@ mod tests {
                 image: ImageDefaults::default(),
                 sandbox,
                 min_oom: 0,
+                last_cap: None,
             }
         }
 
@@ -568,6 +575,7 @@ mod tests {
                     cgroups_path: "/kubepods/pod1/c1",
                     volumes_dir: &volumes,
                     min_oom_score_adj: self.min_oom,
+                    runtime_last_cap: self.last_cap,
                 },
                 host,
             )
@@ -755,6 +763,18 @@ mod tests {
         let linux = spec.linux().clone().expect("linux");
         assert_eq!(linux.masked_paths().as_ref().map(Vec::len), Some(0));
         assert!(linux.devices().as_ref().is_some_and(|d| !d.is_empty()));
+        let bounding = |spec: &Spec| {
+            let caps = spec
+                .process()
+                .clone()
+                .and_then(|p| p.capabilities().clone())
+                .expect("caps");
+            caps.bounding().clone().unwrap_or_default().len()
+        };
+        assert_eq!(bounding(&spec), 41, "every capability the kernel knows (V1: 0..=40)");
+        // A runtime that knows fewer (runsc: up to CAP_AUDIT_READ) gets only those.
+        f.last_cap = Some(37);
+        assert_eq!(bounding(&f.generate(&V1).expect("spec")), 38);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct SpecInput<'a> {
     /// least this (the caller passes its own `/proc/self/oom_score_adj`, as lowering it needs
     /// `CAP_SYS_RESOURCE`).
     pub min_oom_score_adj: i64,
+    /// The handler's runtime knows capabilities only up to this number (`None`: all the
+    /// kernel knows); "all capabilities" stops there.
+    pub runtime_last_cap: Option<u32>,
 }
 
 /// Why a spec could not be generated.

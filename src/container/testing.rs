@@ -246,6 +246,7 @@ impl Driver for Fake {
             runtime_root: "/nonexistent".into(),
             systemd_cgroup: false,
             runtime_args: Vec::new(),
+            gvisor: false,
         })
     }
 

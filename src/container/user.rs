@@ -118,8 +118,10 @@ pub(crate) fn resolve(rootfs: &Path, sec: &SecuritySpec, image_user: Option<&str
     for &g in &sec.supplemental_groups {
         additional.push(to_id(g, "security.supplemental_groups")?);
     }
-    let mut seen = std::collections::HashSet::new();
-    additional.retain(|g| seen.insert(*g));
+    // In the order the kernel keeps them (setgroups sorts): runtimes that keep the given
+    // order (gVisor) then list them as runc's containers do.
+    additional.sort_unstable();
+    additional.dedup();
 
     let mut b = UserBuilder::default().uid(uid).gid(gid).additional_gids(additional);
     if let Some(name) = name {
@@ -289,7 +291,8 @@ mod tests {
             ..sec()
         };
         let u = resolve(r.path(), &s, Some("bob")).expect("resolve");
-        assert_eq!(ids(&u), (1000, 1001, vec![1001, 10, 999, 5000]));
+        // Sorted, as the kernel keeps them.
+        assert_eq!(ids(&u), (1000, 1001, vec![10, 999, 1001, 5000]));
     }
 
     #[test]

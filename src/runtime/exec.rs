@@ -31,6 +31,8 @@ pub struct RuntimeTarget {
     pub systemd_cgroup: bool,
     /// The runtime handler's global flags.
     pub runtime_args: Vec<String>,
+    /// The container runs inside a gVisor sandbox (runsc).
+    pub gvisor: bool,
 }
 
 /// What to run.
@@ -99,6 +101,9 @@ pub struct ExecProcess {
     runtime_pid: Option<i32>,
     process_file: PathBuf,
     pid_file: PathBuf,
+    /// In a gVisor sandbox: how to kill the process there (killing `runsc exec` alone
+    /// leaves it running inside), and the file runsc writes its pid there to.
+    in_sandbox: Option<(berth_shim::oci::OciRuntime, String, PathBuf)>,
     exited: bool,
     reaped: Arc<AtomicBool>,
 }
@@ -156,7 +161,12 @@ pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, Exe
         log: t.bundle.join("runc.log"),
         args: t.runtime_args.clone(),
     };
-    let mut cmd = tokio::process::Command::from(runtime.exec(&process_file, &pid_file, &t.id));
+    let internal_pid_file = t.gvisor.then(|| unique(&t.bundle, "internal-pid"));
+    let exec = match &internal_pid_file {
+        Some(internal) => runtime.exec_in_sandbox(&process_file, &pid_file, internal, &t.id),
+        None => runtime.exec(&process_file, &pid_file, &t.id),
+    };
+    let mut cmd = tokio::process::Command::from(exec);
     cmd.kill_on_drop(true);
     let mut master = None;
     if o.tty {
@@ -194,6 +204,7 @@ pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, Exe
             runtime_pid,
             process_file,
             pid_file,
+            in_sandbox: internal_pid_file.map(|f| (runtime, t.id.clone(), f)),
             exited: false,
             reaped: Arc::new(AtomicBool::new(false)),
         },
@@ -231,12 +242,26 @@ impl ExecProcess {
         if let Some(pid) = pid {
             let _ = kill_process(pid, Signal::KILL);
         }
+        if let Some((runtime, id, file)) = &self.in_sandbox {
+            let pid = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                let mut kill = runtime.kill_in_sandbox(id, pid, 9);
+                kill.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                // Waited for on a thread of its own: this runs in Drop.
+                std::thread::spawn(move || kill.status());
+            }
+        }
         let _ = self.child.start_kill();
     }
 
     fn cleanup_files(&self) {
         let _ = std::fs::remove_file(&self.process_file);
         let _ = std::fs::remove_file(&self.pid_file);
+        if let Some((_, _, file)) = &self.in_sandbox {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 

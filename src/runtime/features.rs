@@ -17,6 +17,9 @@ pub struct Features {
     pub user_namespace: bool,
     /// Applies `uidMappings`/`gidMappings` of a mount (idmapped mounts).
     pub idmap_mounts: bool,
+    /// The highest capability number it knows, where it knows fewer than the kernel
+    /// (`None`: every one the kernel knows). A capability it does not know fails the start.
+    pub last_cap: Option<u32>,
 }
 
 /// Reads a features document; anything it does not state is unsupported.
@@ -30,6 +33,7 @@ pub fn parse(json: &[u8]) -> Features {
         recursive_read_only: lists(&doc["mountOptions"], "rro"),
         user_namespace: lists(&doc["linux"]["namespaces"], "user"),
         idmap_mounts: doc["linux"]["mountExtensions"]["idmap"]["enabled"].as_bool() == Some(true),
+        last_cap: None,
     }
 }
 
@@ -78,7 +82,8 @@ mod tests {
             Features {
                 recursive_read_only: true,
                 user_namespace: true,
-                idmap_mounts: true
+                idmap_mounts: true,
+                last_cap: None,
             }
         );
         let old = br#"{"mountOptions":["ro","rbind"],"linux":{"namespaces":["mount"]}}"#;

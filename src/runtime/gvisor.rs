@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::handler::{runtime_root, HandlerKind, Runtime};
 use super::shim;
 use crate::sandbox::hooks::PodRuntime;
-use crate::sandbox::SandboxRecord;
+use crate::sandbox::{NsMode, SandboxRecord};
 
 /// Library directories of the host that `berth-pause` may load from.
 const LIB_DIRS: [&str; 4] = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
@@ -150,11 +150,36 @@ impl PodRuntime for GvisorPods {
         }
         .boxed()
     }
+
+    /// With the host stack (`--network=host`), the Sentry opens its sockets on the host in
+    /// the pod's network namespace from a user namespace of its own, where binding a port
+    /// below 1024 is refused (a web server on :80 fails with EACCES). The pod's own
+    /// namespace lets any port be bound, as Docker sets it for every container.
+    fn net_sysctls(&self, pod: &SandboxRecord) -> Vec<(String, String)> {
+        match self.runtime(pod) {
+            Some(rt) if !rt.args.iter().any(|a| a == "--network=sandbox") => {
+                vec![("net.ipv4.ip_unprivileged_port_start".into(), "0".into())]
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
-/// The OCI spec of a pod's sandbox container.
+/// The OCI spec of a pod's sandbox container. runsc shares a PID or IPC namespace between
+/// the containers of a sandbox whose specs name the same namespace path: the sandbox
+/// container names the infra process's, as the pod's containers do (container/spec.rs), so
+/// with a shared PID namespace its `berth-pause` is PID 1 there, as the infra process is
+/// under runc.
 fn sandbox_spec(pod: &SandboxRecord, mounts: Vec<Value>) -> Value {
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "mount"})];
+    let infra_ns = |mode: NsMode, kind: &str| match (mode, pod.infra_pid) {
+        (NsMode::Pod, Some(pid)) => json!({"type": kind, "path": format!("/proc/{pid}/ns/{kind}")}),
+        _ => json!({"type": kind}),
+    };
+    let mut namespaces = vec![
+        infra_ns(pod.spec.namespaces.pid, "pid"),
+        infra_ns(pod.spec.namespaces.ipc, "ipc"),
+        json!({"type": "mount"}),
+    ];
     if let Some(netns) = &pod.netns {
         namespaces.push(json!({"type": "uts"}));
         namespaces.push(json!({"type": "network", "path": netns}));
@@ -226,6 +251,19 @@ mod tests {
         let host = sandbox_spec(&pod(None), Vec::new());
         let ns = host["linux"]["namespaces"].as_array().expect("namespaces");
         assert!(!ns.iter().any(|n| n["type"] == "network" || n["type"] == "uts"));
+        // A shared PID namespace and the pod's IPC one are named by the infra's paths.
+        let mut shared = pod(Some("/n"));
+        shared.infra_pid = Some(42);
+        shared.spec.namespaces.pid = NsMode::Pod;
+        shared.spec.namespaces.ipc = NsMode::Pod;
+        let spec = sandbox_spec(&shared, Vec::new());
+        let ns = spec["linux"]["namespaces"].as_array().expect("namespaces");
+        assert!(ns.iter().any(|n| n["type"] == "pid" && n["path"] == "/proc/42/ns/pid"));
+        assert!(ns.iter().any(|n| n["type"] == "ipc" && n["path"] == "/proc/42/ns/ipc"));
+        shared.spec.namespaces.pid = NsMode::Container;
+        let spec = sandbox_spec(&shared, Vec::new());
+        let ns = spec["linux"]["namespaces"].as_array().expect("namespaces");
+        assert!(ns.iter().any(|n| n["type"] == "pid" && n.get("path").is_none()));
     }
 
     #[test]
@@ -250,5 +288,14 @@ mod tests {
         let mut other = pod(None);
         other.spec.runtime_handler = String::new();
         assert!(pods.runtime(&other).is_none());
+        // Ports below 1024 in the pod's namespace, for the host stack only.
+        let port = ("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string());
+        assert_eq!(pods.net_sysctls(&pod(None)), [port]);
+        assert!(pods.net_sysctls(&other).is_empty());
+        let mut own_stack = mk(HandlerKind::Gvisor);
+        if let Some(rt) = own_stack.runtimes.get_mut("runsc") {
+            rt.args = vec!["--network=sandbox".into()];
+        }
+        assert!(own_stack.net_sysctls(&pod(None)).is_empty());
     }
 }

@@ -47,16 +47,21 @@ impl RuntimeHandler {
         }
     }
 
-    /// gVisor's `runsc` as this host runs it: the ptrace platform (no KVM needed), and the
-    /// pod's own network namespace used through the host stack (`--network=host`):
+    /// gVisor's `runsc` as this host runs it: the ptrace platform (no KVM needed); the
+    /// pod's own network namespace used through the host stack (`--network=host`), as
     /// runsc's own stack (`--network=sandbox`) refuses to start when
     /// `/proc/sys/net/core/rmem_default` is readable, which kernels since 6.x make true in
-    /// every network namespace, not only the root one.
+    /// every network namespace, not only the root one; and the pod's seccomp profiles
+    /// applied inside the sandbox (`--oci-seccomp`), as a pod that asks for one expects.
     pub fn gvisor() -> RuntimeHandler {
         RuntimeHandler {
             kind: HandlerKind::Gvisor,
             binary: "runsc".into(),
-            args: vec!["--platform=ptrace".into(), "--network=host".into()],
+            args: vec![
+                "--platform=ptrace".into(),
+                "--network=host".into(),
+                "--oci-seccomp".into(),
+            ],
         }
     }
 }
@@ -110,6 +115,10 @@ impl TryFrom<toml::Value> for RuntimeHandler {
         Ok(h)
     }
 }
+
+/// CAP_AUDIT_READ: the last capability the runsc releases without a `features`
+/// subcommand know.
+pub const GVISOR_LAST_CAP: u32 = 37;
 
 /// A runtime handler resolved for use: its binary's path, flags and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]

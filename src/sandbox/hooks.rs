@@ -35,6 +35,9 @@ pub trait PodRuntime: Send + Sync {
     fn start<'a>(&'a self, pod: &'a SandboxRecord, dir: &'a Path) -> BoxFuture<'a, Result<(), String>>;
     /// Idempotent; also called for a pod whose start failed half-way.
     fn stop<'a>(&'a self, pod: &'a SandboxRecord, dir: &'a Path) -> BoxFuture<'a, ()>;
+    /// `net.*` sysctls the runtime needs in the pod's own network namespace (never applied
+    /// to a pod on the node's network); the pod's own sysctls win.
+    fn net_sysctls(&self, pod: &SandboxRecord) -> Vec<(String, String)>;
 }
 
 /// No hooks.

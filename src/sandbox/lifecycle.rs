@@ -281,7 +281,14 @@ impl Sandboxes {
             .driver
             .create_cgroup(&rec.cgroup)
             .map_err(|e| err(format!("cgroup {}: {e}", rec.cgroup)))?;
-        let sysctls: Vec<(String, String)> = rec.spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut sysctls: Vec<(String, String)> = rec.spec.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Some(rt) = self.pod_runtime.get().filter(|_| !host_net) {
+            for (k, v) in rt.net_sysctls(rec) {
+                if !rec.spec.sysctls.contains_key(&k) {
+                    sysctls.push((k, v));
+                }
+            }
+        }
         // The infra process and the CNI plugins work on the same, already created network
         // namespace, so they run side by side (pod start waits for the slower one, not
         // both). Pod `net.*` sysctls are the exception: they are applied by the infra

@@ -242,3 +242,88 @@ async fn a_pod_user_namespace_is_pinned_beside_its_netns_and_released_with_it() 
     env.reopen().recover().await;
     assert!(env.host.is_clean(), "the orphan's pins are released");
 }
+
+/// A pod runtime that keeps books and fails its start on request.
+#[derive(Default)]
+struct FakePodRuntime {
+    running: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl super::hooks::PodRuntime for FakePodRuntime {
+    fn start<'a>(
+        &'a self,
+        pod: &'a super::SandboxRecord,
+        _dir: &'a std::path::Path,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.running.lock().unwrap().insert(pod.id.clone());
+            if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err("sandbox refused".into());
+            }
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        pod: &'a super::SandboxRecord,
+        _dir: &'a std::path::Path,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.running.lock().unwrap().remove(&pod.id);
+        })
+    }
+
+    fn net_sysctls(&self, _pod: &super::SandboxRecord) -> Vec<(String, String)> {
+        vec![
+            ("net.ipv4.ip_unprivileged_port_start".into(), "0".into()),
+            ("net.ipv4.ping_group_range".into(), "0 0".into()),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn a_pod_runtime_runs_with_the_pod_and_is_stopped_on_every_way_out() {
+    let env = Env::new();
+    let rt = Arc::new(FakePodRuntime::default());
+    env.sandboxes.set_pod_runtime(rt.clone());
+    let mut own = spec("own");
+    own.sysctls.insert("net.ipv4.ping_group_range".into(), "1 1".into());
+    let id = env.sandboxes.run(own).await.expect("run");
+    assert!(rt.running.lock().unwrap().contains(&id));
+    // Its sysctls reach the infra process; the pod's own value wins.
+    let given = env.host.infra_sysctls.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        given.contains(&("net.ipv4.ip_unprivileged_port_start".into(), "0".into())),
+        "{given:?}"
+    );
+    assert!(
+        given.contains(&("net.ipv4.ping_group_range".into(), "1 1".into())),
+        "{given:?}"
+    );
+    assert!(
+        !given.contains(&("net.ipv4.ping_group_range".into(), "0 0".into())),
+        "{given:?}"
+    );
+    env.sandboxes.stop(&id).await.expect("stop");
+    assert!(rt.running.lock().unwrap().is_empty());
+    env.sandboxes.remove(&id).await.expect("remove");
+
+    // Never on the node's network.
+    let mut host = spec("host");
+    host.namespaces.network = super::NsMode::Node;
+    let id = env.sandboxes.run(host).await.expect("run on the node's network");
+    let given = env.host.infra_sysctls.lock().unwrap().last().cloned().unwrap();
+    assert!(given.is_empty(), "{given:?}");
+    env.sandboxes.stop(&id).await.expect("stop");
+    env.sandboxes.remove(&id).await.expect("remove");
+
+    // A refused start fails the pod and leaves nothing.
+    rt.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = env.sandboxes.run(spec("refused")).await.expect_err("refused");
+    assert!(err.to_string().contains("sandbox refused"), "{err}");
+    assert!(rt.running.lock().unwrap().is_empty());
+    assert!(env.host.is_clean());
+    assert_eq!(env.sandbox_dirs(), 0);
+}

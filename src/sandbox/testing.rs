@@ -59,6 +59,8 @@ pub(crate) struct FakeHost {
     pub infra: Mutex<HashMap<u32, (u64, bool)>>,
     /// The next infra start fails with this message.
     pub fail_infra: Mutex<Option<String>>,
+    /// The sysctls each infra start was given.
+    pub infra_sysctls: Mutex<Vec<Vec<(String, String)>>>,
 }
 
 impl FakeHost {
@@ -143,6 +145,7 @@ impl Driver for FakeHost {
     }
 
     fn start_infra<'a>(&'a self, args: InfraArgs<'a>) -> BoxFuture<'a, Result<u32, String>> {
+        self.infra_sysctls.lock().unwrap().push(args.sysctls.clone());
         let result = match self.fail_infra.lock().unwrap().take() {
             Some(message) => Err(message),
             None => {

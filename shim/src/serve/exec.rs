@@ -37,7 +37,17 @@ impl Shim {
     ) -> Result<Response, String> {
         let (out_r, out_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = fdio::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let mut cmd = self.runc.exec(Path::new(process_file), Path::new(pid_file), &self.id);
+        let internal_pid_file = format!("{pid_file}.internal");
+        let mut cmd = if self.joined.is_some() {
+            self.runc.exec_in_sandbox(
+                Path::new(process_file),
+                Path::new(pid_file),
+                Path::new(&internal_pid_file),
+                &self.id,
+            )
+        } else {
+            self.runc.exec(Path::new(process_file), Path::new(pid_file), &self.id)
+        };
         cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
         let (runc_pid, exited) =
             fdio::spawn(cmd, &self.reaper).map_err(|e| format!("{}: {e}", self.runc.bin.display()))?;
@@ -70,12 +80,16 @@ impl Shim {
                 .is_err()
             {
                 timed_out = true;
+                if self.joined.is_some() {
+                    self.kill_in_sandbox(&internal_pid_file).await;
+                }
                 kill_exec(pid_file, runc_pid).await;
                 // runc exec returns once its process is gone; output may be held open by
                 // the process's own children, so this wait is bounded.
                 let _ = tokio::time::timeout(Duration::from_secs(5), &mut work).await;
             }
         }
+        let _ = std::fs::remove_file(&internal_pid_file);
         Ok(Response::Exec(ExecResponse {
             exit_code: exit_code.get(),
             stdout: b64::encode(&stdout),

@@ -146,6 +146,21 @@ impl Shim {
         Ok(())
     }
 
+    /// SIGKILLs an exec'd process inside the sandbox by the pid runsc wrote to `file`
+    /// (killing `runsc exec` alone leaves it running there, holding its output open).
+    pub(super) async fn kill_in_sandbox(&self, file: &str) {
+        for _ in 0..100 {
+            if let Some(pid) = read_pid(file) {
+                let cmd = self.runc.kill_in_sandbox(&self.id, pid, 9);
+                if let Err(e) = crate::runc::output(cmd, &self.reaper).await {
+                    log!("killing exec'd process {pid} in the sandbox: {e}");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A container killed before it started never runs: it has exited.
     pub(super) fn killed_before_start(&self, joined: &Joined, signal: i32) {
         joined.stdio.borrow_mut().take();
