@@ -12,6 +12,8 @@
 #   UPDATE_PASSING=1 e2e/node-e2e.sh full   rewrite passing.txt from this run
 #   NODE_E2E_RUNTIME=containerd e2e/node-e2e.sh full   the same run on Debian's containerd
 #                                   (the baseline; no regression check)
+#   NODE_E2E_TEST_HANDLER=runsc e2e/node-e2e.sh RuntimeClass   the RuntimeClass specs with
+#                                   their handler ("test-handler") on gVisor, not runc
 # Env: NODES (parallel ginkgo processes, default 12), NODE_E2E_OUT (reports, kept), BERTHD.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -105,8 +107,13 @@ if [[ ${NODE_E2E_RUNTIME:-berth} == containerd ]]; then
     PASSING=/dev/null
 else
     # The suite's RuntimeClass specs name a handler "test-handler" (as upstream's node e2e
-    # configures its runtimes): here it is runc under another name.
-    printf '[runtime_handlers]\nrunc = "runc"\ntest-handler = "runc"\n' >"$WORK/config.toml"
+    # configures its runtimes): here it is runc under another name, or gVisor.
+    case ${NODE_E2E_TEST_HANDLER:-runc} in
+        runc) test_handler='"runc"' ;;
+        runsc) test_handler='{ kind = "gvisor", binary = "runsc", args = ["--platform=ptrace", "--network=host", "--oci-seccomp"] }' ;;
+        *) echo "NODE_E2E_TEST_HANDLER: runc or runsc" >&2; exit 2 ;;
+    esac
+    printf '[runtime_handlers]\nrunc = "runc"\ntest-handler = %s\n' "$test_handler" >"$WORK/config.toml"
     start_berthd_at "$BERTHD" "$WORK" "$WORK/cni" "$WORK/berthd.log" info --config "$WORK/config.toml" || true
 fi
 PID=$DAEMON_PID
