@@ -43,28 +43,26 @@ impl OciRuntime {
     /// `exec --process FILE --pid-file FILE ID`: a process (OCI `process` JSON) in a
     /// running container.
     pub fn exec(&self, process: &Path, pid_file: &Path, id: &str) -> Command {
-        let mut c = self.command();
-        c.arg("exec")
-            .arg("--process")
-            .arg(process)
-            .arg("--pid-file")
-            .arg(pid_file)
-            .arg(id);
-        c
+        self.exec_with(process, pid_file, None, id)
     }
 
     /// runsc's `exec`: also `--internal-pid-file FILE`, the process's pid inside the gVisor
     /// sandbox, which is what `kill --pid` takes (the `--pid-file` pid is runsc's own).
     pub fn exec_in_sandbox(&self, process: &Path, pid_file: &Path, internal_pid_file: &Path, id: &str) -> Command {
+        self.exec_with(process, pid_file, Some(internal_pid_file), id)
+    }
+
+    fn exec_with(&self, process: &Path, pid_file: &Path, internal_pid_file: Option<&Path>, id: &str) -> Command {
         let mut c = self.command();
         c.arg("exec")
             .arg("--process")
             .arg(process)
             .arg("--pid-file")
-            .arg(pid_file)
-            .arg("--internal-pid-file")
-            .arg(internal_pid_file)
-            .arg(id);
+            .arg(pid_file);
+        if let Some(file) = internal_pid_file {
+            c.arg("--internal-pid-file").arg(file);
+        }
+        c.arg(id);
         c
     }
 
