@@ -14,6 +14,7 @@
 #                                   (the baseline; no regression check)
 #   NODE_E2E_TEST_HANDLER=runsc e2e/node-e2e.sh RuntimeClass   the RuntimeClass specs with
 #                                   their handler ("test-handler") on gVisor, not runc
+#                                   (runc-shim-v2: on containerd-shim-runc-v2)
 # Env: NODES (parallel ginkgo processes, default 12), NODE_E2E_OUT (reports, kept), BERTHD.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -111,7 +112,8 @@ else
     case ${NODE_E2E_TEST_HANDLER:-runc} in
         runc) test_handler='"runc"' ;;
         runsc) test_handler='{ kind = "gvisor", binary = "runsc", args = ["--platform=ptrace", "--network=host", "--oci-seccomp"] }' ;;
-        *) echo "NODE_E2E_TEST_HANDLER: runc or runsc" >&2; exit 2 ;;
+        runc-shim-v2) test_handler='{ kind = "shim-v2", binary = "containerd-shim-runc-v2" }' ;;
+        *) echo "NODE_E2E_TEST_HANDLER: runc, runsc or runc-shim-v2" >&2; exit 2 ;;
     esac
     printf '[runtime_handlers]\nrunc = "runc"\ntest-handler = %s\n' "$test_handler" >"$WORK/config.toml"
     start_berthd_at "$BERTHD" "$WORK" "$WORK/cni" "$WORK/berthd.log" info --config "$WORK/config.toml" || true

@@ -4,7 +4,8 @@
 # unit and e2e tests (real registry, real mounts; needs root), a short run of every fuzz
 # target, then the upstream CRI conformance suite (critest) with a regression check
 # against e2e/critest/passing.txt, once more with every pod on gVisor (the runsc handler,
-# against e2e/critest/passing-runsc.txt).
+# against e2e/critest/passing-runsc.txt) and once with every pod on a containerd shim v2
+# (the runc-shim-v2 handler, against e2e/critest/passing-runc-shim-v2.txt).
 #
 #   sudo e2e/run.sh            everything
 #   SKIP_CRITEST=1 e2e/run.sh  without critest (not allowed when CI=true)
@@ -47,6 +48,7 @@ if [[ -n ${SKIP_CRITEST:-} && ${CI:-} != true ]]; then
 else
     bash e2e/critest.sh
     CRITEST_HANDLER=runsc bash e2e/critest.sh
+    CRITEST_HANDLER=runc-shim-v2 bash e2e/critest.sh
 fi
 
 if [[ -n ${SKIP_NODE_E2E:-} && ${CI:-} != true ]]; then

@@ -209,7 +209,13 @@ impl Default for Config {
             runtime_handlers: [("runc", "runc"), ("crun", "crun"), ("youki", "youki")]
                 .into_iter()
                 .map(|(k, v)| (k.into(), RuntimeHandler::oci(v)))
-                .chain([("runsc".into(), RuntimeHandler::gvisor())])
+                .chain([
+                    ("runsc".into(), RuntimeHandler::gvisor()),
+                    (
+                        "runc-shim-v2".into(),
+                        RuntimeHandler::shim_v2("containerd-shim-runc-v2"),
+                    ),
+                ])
                 .collect(),
             cni_conf_dir: "/etc/cni/net.d".into(),
             cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],

@@ -180,6 +180,11 @@ impl Daemon {
         let volumes = Arc::new(crate::volume::Volumes::open(config.volume_root(), meta.clone())?);
         sandboxes.recover().await;
         let cdi = Arc::new(crate::cdi::Cdi::start(&config.cdi, config.cgroup_driver));
+        let events_address = runtimes
+            .values()
+            .any(|r| r.kind == crate::runtime::handler::HandlerKind::ShimV2)
+            .then(|| crate::runtime::events::serve(&config.state.join("shim-events.sock")))
+            .flatten();
         let container_opts = ContainersOptions {
             state_dir: config.state.clone(),
             root_dir: config.root.clone(),
@@ -188,6 +193,7 @@ impl Daemon {
             cgroup_driver: config.cgroup_driver,
             cdi: cdi.clone(),
             volume_root: config.volume_root(),
+            events_address,
         };
         let containers = Arc::new(Containers::open(
             container_opts,
@@ -278,7 +284,7 @@ impl Daemon {
             let binary = &h.binary;
             if find_in_path(binary).is_none() {
                 return Err(crate::error::Error::FailedPrecondition(format!(
-                    "runtime handler {handler:?}: OCI runtime {binary:?} is not installed"
+                    "runtime handler {handler:?}: its runtime {binary:?} is not installed"
                 )));
             }
             return Ok(());

@@ -134,15 +134,19 @@ def main():
         check(config.get("metrics", {}).get("address") == "0.0.0.0:9838", "default: metrics address in config")
         gvisor = {"kind": "gvisor", "binary": "runsc", "args": ["--platform=ptrace", "--network=host", "--oci-seccomp"]}
         check(
-            config.get("runtime_handlers") == {"runc": "runc", "crun": "crun", "runsc": gvisor},
-            "default: runtime handlers runc, crun and runsc (gVisor, table form) in config",
+            config.get("runtime_handlers")
+            == {"runc": "runc", "crun": "crun", "runsc": gvisor, "runc-shim-v2": {"kind": "shim-v2", "binary": "containerd-shim-runc-v2", "args": []}},
+            "default: runtime handlers runc, crun, runsc (gVisor) and runc-shim-v2 (shim v2), table forms, in config",
         )
         check(config.get("cdi") == {"enabled": True, "spec_dirs": ["/etc/cdi", "/var/run/cdi"], "nvidia_discovery": True}, "default: [cdi] on with NVIDIA discovery")
         check(pod["initContainers"][0]["image"] == "berth:0.1.0", "default: image berth:<appVersion>")
         check(env["BERTH_MODE"] == "install" and env["BERTH_DEFAULT_NETWORK"] == "false", "default: installer env")
         check("nodeSelector" not in pod and pod["tolerations"] == [{"operator": "Exists"}], "default: every node")
     rcs = {o["metadata"]["name"]: o["handler"] for o in found.get("RuntimeClass", [])}
-    check(rcs == {"berth-runc": "runc", "berth-crun": "crun", "gvisor": "runsc"}, f"default: RuntimeClasses {rcs}")
+    check(
+        rcs == {"berth-runc": "runc", "berth-crun": "crun", "gvisor": "runsc", "berth-runc-shim-v2": "runc-shim-v2"},
+        f"default: RuntimeClasses {rcs}",
+    )
     check(len(found.get("Service", [])) == 1, "default: metrics Service")
     check("ServiceMonitor" not in found, "default: no ServiceMonitor")
     check("switch" in notes.lower() and "containerRuntimeEndpoint" in notes, "default: NOTES explain switching kubelet")
@@ -159,7 +163,7 @@ def main():
         check(config.get("log_level") == "berth=debug,h2=info" and config.get("log_format") == "json", "all-on: logging")
         check(config.get("default_runtime") == "crun", "all-on: default runtime")
         check(config.get("runtime_handlers", {}).get("crun") == "/usr/bin/crun", "all-on: runtime_handlers.crun")
-        check(set(config.get("runtime_handlers", {})) == {"runc", "crun", "runsc", "nvidia", "youki"}, "all-on: every handler in config")
+        check(set(config.get("runtime_handlers", {})) == {"runc", "crun", "runsc", "runc-shim-v2", "nvidia", "youki"}, "all-on: every handler in config")
         check(config.get("cdi") == {"enabled": True, "spec_dirs": ["/etc/cdi", "/var/run/cdi"], "nvidia_discovery": True}, "all-on: [cdi]")
         check(config.get("metrics", {}).get("address") == "0.0.0.0:9839", "all-on: metrics port")
         check(config.get("streaming") == {"address": "0.0.0.0", "port": 10010}, "all-on: streaming")
@@ -189,7 +193,7 @@ def main():
         check("/opt/berth-test/bin/berthctl" in probe, "all-on: probe uses the prefix")
         check(pod["containers"][0]["ports"][0]["containerPort"] == 9839, "all-on: metrics port on the pod")
     rcs = {o["metadata"]["name"]: o for o in found.get("RuntimeClass", [])}
-    check(sorted(rcs) == ["berth-crun", "berth-runc", "gvisor", "nvidia"], f"all-on: RuntimeClasses {sorted(rcs)} (youki opted out)")
+    check(sorted(rcs) == ["berth-crun", "berth-runc", "berth-runc-shim-v2", "gvisor", "nvidia"], f"all-on: RuntimeClasses {sorted(rcs)} (youki opted out)")
     if "nvidia" in rcs:
         rc = rcs["nvidia"]
         check(rc["handler"] == "nvidia" and rc["scheduling"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}, "all-on: nvidia RuntimeClass scheduling")

@@ -27,6 +27,7 @@ pub mod image;
 pub mod image_gc;
 pub mod kubelet;
 pub mod pod;
+pub mod probe;
 pub mod proxy;
 pub mod registry;
 pub mod scripted;

@@ -164,6 +164,76 @@ impl Env {
         (id, config)
     }
 
+    /// A pod on runtime handler `handler`, its logs under the test's: (id, config) and its IP.
+    pub async fn pod_on(&mut self, name: &str, handler: &str) -> ((String, cri::PodSandboxConfig), String) {
+        let mut config = pod_config(name);
+        config.log_directory = self.logs.path().join(name).display().to_string();
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        };
+        let id = self
+            .cri
+            .runtime
+            .run_pod_sandbox(req)
+            .await
+            .unwrap_or_else(|e| panic!("run a pod on handler {handler}: {e}"))
+            .into_inner()
+            .pod_sandbox_id;
+        let (st, _) = crate::pod::status(&mut self.cri, &id).await.expect("pod status");
+        let ip = st.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+        assert!(!ip.is_empty(), "the pod has an IP: {st:?}");
+        ((id, config), ip)
+    }
+
+    /// ExecSync's contract on running container `id` whose main process runs `main`: an
+    /// exec's stderr and exit code come back; one past its timeout is answered with
+    /// DeadlineExceeded in about that time, and its process is gone afterwards.
+    pub async fn assert_exec_sync(&mut self, id: &str, main: &str) {
+        let r = self
+            .exec(id, &["sh", "-c", "echo to-stderr >&2; exit 4"], 10)
+            .await
+            .expect("exec");
+        assert_eq!(
+            (r.exit_code, String::from_utf8_lossy(&r.stderr).trim()),
+            (4, "to-stderr")
+        );
+        let started = Instant::now();
+        let err = self
+            .exec(id, &["sleep", "4321"], 1)
+            .await
+            .expect_err("past its timeout");
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "answered after {:?}",
+            started.elapsed()
+        );
+        let r = self.exec(id, &["ps", "-o", "args"], 10).await.expect("ps");
+        let ps = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(ps.contains(main) && !ps.contains("sleep 4321"), "{ps}");
+    }
+
+    /// berthd SIGKILLed and started again on the same state; the CRI client reconnected.
+    pub async fn kill9_restart(&mut self) {
+        self.berthd.kill9();
+        self.berthd.restart().await.expect("restart berthd");
+        self.cri = Cri::connect(self.berthd.socket()).await.expect("reconnect");
+    }
+
+    /// StopContainer with a grace period of `timeout` seconds.
+    pub async fn stop(&mut self, id: &str, timeout: i64) {
+        let req = cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        };
+        self.cri
+            .runtime
+            .stop_container(req)
+            .await
+            .unwrap_or_else(|e| panic!("stop {id}: {e}"));
+    }
+
     pub fn container(&self, name: &str, cmd: &[&str]) -> cri::ContainerConfig {
         cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {

@@ -59,6 +59,11 @@ pub enum Request {
         #[serde(default)]
         close: bool,
     },
+    /// An interactive exec through the shim (containers of a shim v2, whose runtime berthd
+    /// does not run itself): after `{"ok":true}` the connection carries [`crate::attach`]
+    /// frames; [`crate::attach::EXIT`] carries the exit status (i32 big-endian). Closing
+    /// the connection before that kills the process.
+    ExecStream(ExecStreamRequest),
     /// Attach to the container's stdio: after `{"ok":true}` the connection carries
     /// [`crate::attach`] frames until the container stops or either side closes.
     Attach {
@@ -104,6 +109,20 @@ pub struct ExecRequest {
     /// Bytes kept per stream (the rest is read and discarded); 0: 16 MiB.
     #[serde(default)]
     pub max_output: usize,
+}
+
+/// An interactive exec: the whole OCI process to run, and which streams it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStreamRequest {
+    pub process: serde_json::Value,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
 }
 
 /// Container status as the shim sees it.

@@ -1,12 +1,13 @@
 //! Command line: `berth-shim start|serve --id ID --bundle DIR --runtime PATH
 //! --runtime-root DIR --log-path FILE [--runtime-arg FLAG]... [--stdin] [--stdin-once]
-//! [--tty] [--systemd-cgroup] [--gvisor]`.
+//! [--tty] [--systemd-cgroup] [--gvisor] [--shim-v2 [--events-address PATH]]`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 pub const USAGE: &str = "usage: berth-shim start|serve --id ID --bundle DIR --runtime PATH --runtime-root DIR \
---log-path FILE [--runtime-arg FLAG]... [--stdin] [--stdin-once] [--tty] [--systemd-cgroup] [--gvisor]";
+--log-path FILE [--runtime-arg FLAG]... [--stdin] [--stdin-once] [--tty] [--systemd-cgroup] [--gvisor] \
+[--shim-v2 [--events-address PATH]]";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
@@ -24,6 +25,11 @@ pub struct Args {
     /// The runtime is gVisor's runsc: a container of a pod sandbox takes its stdio at
     /// `start`, and its exit is learnt from `runsc wait` (its pid is the sandbox's).
     pub gvisor: bool,
+    /// `runtime` is a containerd shim v2 binary, driven over its Task API (see
+    /// `serve::task`).
+    pub shim_v2: bool,
+    /// The ttrpc Events service a shim v2 publishes to (its `TTRPC_ADDRESS`).
+    pub events_address: Option<PathBuf>,
 }
 
 impl Args {
@@ -43,6 +49,8 @@ impl Args {
             systemd_cgroup: false,
             runtime_args: Vec::new(),
             gvisor: false,
+            shim_v2: false,
+            events_address: None,
         };
         let mut it = argv.into_iter();
         while let Some(arg) = it.next() {
@@ -66,6 +74,15 @@ impl Args {
                 }
                 "--gvisor" => {
                     a.gvisor = true;
+                    continue;
+                }
+                "--shim-v2" => {
+                    a.shim_v2 = true;
+                    continue;
+                }
+                "--events-address" => {
+                    let v = it.next().ok_or("--events-address needs a value")?;
+                    a.events_address = Some(absolute(v.into())?);
                     continue;
                 }
                 "--runtime-arg" => {
@@ -114,6 +131,10 @@ impl Args {
             v.push(flag.into());
             v.push(value.into());
         }
+        if let Some(events) = &self.events_address {
+            v.push("--events-address".into());
+            v.push(events.into());
+        }
         for arg in &self.runtime_args {
             v.push("--runtime-arg".into());
             v.push(arg.into());
@@ -124,6 +145,7 @@ impl Args {
             ("--tty", self.tty),
             ("--systemd-cgroup", self.systemd_cgroup),
             ("--gvisor", self.gvisor),
+            ("--shim-v2", self.shim_v2),
         ] {
             if on {
                 v.push(flag.into());
@@ -163,6 +185,9 @@ mod tests {
             "--runtime-arg",
             "--platform=ptrace",
             "--gvisor",
+            "--shim-v2",
+            "--events-address",
+            "/run/e.sock",
         ]
         .iter()
         .map(OsString::from)
@@ -170,7 +195,8 @@ mod tests {
         let a = Args::parse(argv).expect("parse");
         assert!(a.tty && a.stdin && !a.stdin_once && !a.systemd_cgroup);
         assert_eq!(a.runtime, PathBuf::from("runc"));
-        assert!(a.gvisor);
+        assert!(a.gvisor && a.shim_v2);
+        assert_eq!(a.events_address, Some(PathBuf::from("/run/e.sock")));
         assert_eq!(a.runtime_args, ["--platform=ptrace"]);
         assert_eq!(Args::parse(a.to_argv()).expect("again"), a);
         assert!(Args::parse(vec![OsString::from("--id")]).is_err());

@@ -16,8 +16,11 @@
 //!   form (CRI-format logs with partial lines, reopen on rotation, bounded ExecSync capture).
 //!
 //! The boundary stays a typed API ([`api::Request`] and its responses, one JSON object per
-//! line, versioned by adding fields), so a shim-v2 adapter for third-party shims can be
-//! added behind berthd's runtime handlers without touching this shim.
+//! line, versioned by adding fields). Third-party shims v2 are driven from behind it: a
+//! berth-shim started with `--shim-v2` starts (or joins) the runtime handler's shim v2 and
+//! drives it over the Task API ([`task`], [`ttrpc`]) while still owning the CRI log,
+//! attach and ExecSync capture, so berthd talks to every container the same way and the
+//! ttrpc code is only paged in by shims of such handlers.
 
 pub mod api;
 pub mod attach;
@@ -25,4 +28,6 @@ pub mod b64;
 pub mod cgroups;
 pub mod client;
 pub mod oci;
+pub mod task;
 pub mod timefmt;
+pub mod ttrpc;

@@ -10,6 +10,9 @@
 //!    writes `<bundle>/exit.json` atomically;
 //! 4. serves the API (`berth_shim::api`) on `<bundle>/shim.sock` until `delete`.
 //!
+//! With `--shim-v2` the runtime is a containerd shim v2: create, start, signals, exits and
+//! execs go through its Task API instead of runc (see `task`, `task_exec`).
+//!
 //! SIGTERM, SIGINT and SIGHUP are caught and ignored: stopping the shim never stops the
 //! container. If the shim is SIGKILLed its socket stays but refuses connections; berthd
 //! then treats the shim as gone and reads `exit.json`, which exists only if the container
@@ -65,11 +68,14 @@ macro_rules! log {
 }
 
 // After the macro: the parts use it.
+mod control;
 mod create;
 mod exec;
 mod exit;
 mod gvisor;
 mod stdio;
+mod task;
+mod task_exec;
 
 use create::create;
 use exit::{oom_file, read_cgroups_path};
@@ -167,21 +173,29 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
         let listener = UnixListener::bind(SOCKET);
         rustix::process::umask(old);
         let listener = listener.map_err(|e| format!("{}/{SOCKET}: {e}", args.bundle.display()))?;
-        let created = if args.gvisor && gvisor::joins_sandbox() {
-            gvisor::create(args, &runc, &reaper).await.map(|(c, j)| (c, Some(j)))
+        let created = if args.shim_v2 {
+            task::create(args, &reaper).await.map(|(c, t)| (c, None, Some(t)))
+        } else if args.gvisor && gvisor::joins_sandbox() {
+            gvisor::create(args, &runc, &reaper)
+                .await
+                .map(|(c, j)| (c, Some(j), None))
         } else {
-            create(args, &runc, &reaper).await.map(|c| (c, None))
+            create(args, &runc, &reaper).await.map(|c| (c, None, None))
         };
-        let (container, joined) = match created {
+        let (container, joined, task) = match created {
             Ok(c) => c,
             Err(e) => {
                 // Leave nothing behind: a half-created container, its cgroup, runc state.
-                let _ = crate::runc::run(
-                    &runc,
-                    &reaper,
-                    &["delete".as_ref(), "--force".as_ref(), args.id.as_ref()],
-                )
-                .await;
+                if args.shim_v2 {
+                    task::cleanup(args, &reaper).await;
+                } else {
+                    let _ = crate::runc::run(
+                        &runc,
+                        &reaper,
+                        &["delete".as_ref(), "--force".as_ref(), args.id.as_ref()],
+                    )
+                    .await;
+                }
                 return Err(e);
             }
         };
@@ -209,6 +223,7 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
             hub: Rc::new(Hub::default()),
             console: RefCell::new(None),
             joined,
+            task,
         });
         Ok((listener, shim, container))
     }
@@ -278,6 +293,8 @@ struct Shim {
     console: RefCell<Option<OwnedFd>>,
     /// A container that joins a gVisor sandbox (see `gvisor`).
     joined: Option<gvisor::Joined>,
+    /// A container run by a shim v2 (see `task`).
+    task: Option<task::Task>,
 }
 
 impl Shim {
@@ -324,6 +341,7 @@ impl Shim {
                         let flags = AttachFlags { stdin, stdout, stderr };
                         return self.attach(r, w, flags).await;
                     }
+                    Ok(Request::ExecStream(req)) => return self.exec_stream(r, w, req).await,
                     Ok(req) => self.handle(req).await,
                     Err(e) => (Response::error(format!("bad request: {e}")), false),
                 }
@@ -367,121 +385,12 @@ impl Shim {
             },
             Request::Delete => return self.delete().await,
             Request::Stdin { data, close } => self.stdin(&data, close).await,
-            // Switches the connection to frames: taken in `connection`.
-            Request::Attach { .. } => Response::error("attach is answered on its own connection"),
+            // Switch the connection to frames: taken in `connection`.
+            Request::Attach { .. } | Request::ExecStream(_) => {
+                Response::error("attach and exec streams are answered on their own connection")
+            }
         };
         (r, false)
-    }
-
-    fn state(&self) -> Response {
-        Response::State(StateResponse {
-            status: self.status.get(),
-            pid: self.init_pid as u32,
-            started_at: self.started_at.get(),
-            exit: self.exit.get(),
-        })
-    }
-
-    async fn start(&self) -> Response {
-        if self.status.get() != Status::Created || self.starting.get() || self.init_exited.get() {
-            let what = if self.starting.get() {
-                "starting"
-            } else {
-                status_name(self.status.get())
-            };
-            return Response::error(format!("container is {what}, not created"));
-        }
-        self.starting.set(true);
-        // Set before `runc start` so an init that exits at once still has its start time.
-        self.started_at.set(now_ns());
-        let r = match &self.joined {
-            Some(j) => self.start_joined(j).await,
-            None => self.runc(&["start", &self.id]).await,
-        };
-        self.starting.set(false);
-        match r {
-            Ok(()) => {
-                if self.status.get() == Status::Created {
-                    self.status.set(Status::Running);
-                }
-                Response::ok()
-            }
-            Err(e) => {
-                if !self.init_exited.get() {
-                    self.started_at.set(0);
-                }
-                Response::error(e)
-            }
-        }
-    }
-
-    async fn kill(&self, signal: i32, all: bool) -> Response {
-        if self.init_exited.get() {
-            return Response::ok();
-        }
-        let sig = signal.to_string();
-        let mut args = vec!["kill"];
-        if all {
-            args.push("--all");
-        }
-        args.extend([self.id.as_str(), sig.as_str()]);
-        if let Some(j) = self
-            .joined
-            .as_ref()
-            .filter(|_| self.status.get() == Status::Created && !self.starting.get())
-        {
-            // Nothing of it runs in the sandbox yet; runsc may refuse the signal.
-            let _ = self.runc(&args).await;
-            if signal != 0 {
-                self.killed_before_start(j, signal);
-            }
-            return Response::ok();
-        }
-        match self.runc(&args).await {
-            Ok(()) => Response::ok(),
-            // Raced with the exit: the container is (about to be) stopped.
-            Err(e) if self.init_exited.get() || e.contains("not running") || e.contains("already finished") => {
-                Response::ok()
-            }
-            Err(e) => Response::error(e),
-        }
-    }
-
-    async fn wait(&self, timeout_ms: u64) -> Response {
-        let mut rx = self.stopped.subscribe();
-        let stopped = rx.wait_for(|s| *s);
-        let timed_out = if timeout_ms == 0 {
-            let _ = stopped.await;
-            false
-        } else {
-            tokio::time::timeout(Duration::from_millis(timeout_ms), stopped)
-                .await
-                .is_err()
-        };
-        Response::Wait(WaitResponse {
-            timed_out,
-            exit: if timed_out { None } else { self.exit.get() },
-        })
-    }
-
-    async fn delete(&self) -> (Response, bool) {
-        if self.exit.get().is_none() {
-            return (
-                Response::error(format!("container is {}, not stopped", status_name(self.status.get()))),
-                false,
-            );
-        }
-        if self.deleting.replace(true) {
-            return (Response::error("delete already in progress"), false);
-        }
-        match self.runc(&["delete", "--force", &self.id]).await {
-            Ok(()) => (Response::ok(), true),
-            Err(e) if e.contains("does not exist") || e.contains("not exist") => (Response::ok(), true),
-            Err(e) => {
-                self.deleting.set(false);
-                (Response::error(e), false)
-            }
-        }
     }
 
     async fn runc(&self, args: &[&str]) -> Result<(), String> {

@@ -33,6 +33,8 @@ pub struct ContainersOptions {
     pub cdi: Arc<crate::cdi::Cdi>,
     /// Where berthd's volumes live.
     pub volume_root: std::path::PathBuf,
+    /// berthd's ttrpc Events service, for shim v2 runtime handlers.
+    pub events_address: Option<std::path::PathBuf>,
 }
 
 /// Where containers find their images, and keep them while in use.
@@ -86,7 +88,12 @@ impl Containers {
             .iter()
             .map(|(handler, rt)| {
                 let bin = &rt.binary;
-                let mut f = crate::runtime::features::probe(bin, Duration::from_secs(5));
+                // A shim v2 has no `features` command (an unknown one makes it serve).
+                let mut f = if rt.kind == crate::runtime::handler::HandlerKind::ShimV2 {
+                    crate::runtime::features::Features::default()
+                } else {
+                    crate::runtime::features::probe(bin, Duration::from_secs(5))
+                };
                 f.user_namespace &= idmap;
                 if rt.kind == crate::runtime::handler::HandlerKind::Gvisor && f.last_cap.is_none() {
                     // runsc releases without `features` (Debian's 20221219) know capabilities
@@ -107,6 +114,7 @@ impl Containers {
             features,
             cgroup_driver: opts.cgroup_driver,
             snapshots,
+            events_address: opts.events_address,
         };
         let mut containers = Containers::with_driver(
             Arc::new(driver),

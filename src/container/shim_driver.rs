@@ -35,6 +35,8 @@ pub struct ShimDriver {
     pub features: BTreeMap<String, Features>,
     pub cgroup_driver: CgroupDriver,
     pub snapshots: Arc<dyn Snapshotter>,
+    /// berthd's ttrpc Events service, for shim v2 runtime handlers.
+    pub events_address: Option<PathBuf>,
 }
 
 impl ShimDriver {
@@ -92,6 +94,8 @@ impl ShimDriver {
             runtime_root: &runtime_root,
             runtime_args: &runtime.args,
             gvisor: runtime.kind == HandlerKind::Gvisor,
+            shim_v2: runtime.kind == HandlerKind::ShimV2,
+            events_address: self.events_address.as_deref(),
             log_path: Path::new(if s.log_path.is_empty() { "/dev/null" } else { s.log_path }),
             stdin: s.stdin,
             stdin_once: s.stdin_once,
@@ -111,6 +115,17 @@ impl ShimDriver {
             None => self.runtimes.keys().map(String::as_str).collect(),
         };
         for handler in handlers {
+            if self
+                .runtimes
+                .get(handler)
+                .is_some_and(|r| r.kind == HandlerKind::ShimV2)
+            {
+                // A berth-shim that died leaves the container to its shim v2.
+                if berth_shim::task::take_down(&bundle, id).await {
+                    tracing::warn!(container = id, "took a container down through its shim v2");
+                }
+                continue;
+            }
             if let Ok(runtime) = self.oci_runtime(handler, id) {
                 let _ = tokio::process::Command::from(runtime.delete_force(id))
                     .stderr(std::process::Stdio::null())
@@ -126,6 +141,9 @@ impl ShimDriver {
 
     async fn do_update(&self, id: &str, handler: &str, resources: &LinuxResources) -> Result<(), ContainerError> {
         let body = serde_json::to_vec(resources).map_err(|e| setup_err(id)(format!("resources: {e}")))?;
+        if self.runtime(handler)?.0.kind == HandlerKind::ShimV2 {
+            return update_through_shim_v2(&self.bundle(id), id, body).await;
+        }
         let runtime = self.oci_runtime(handler, id)?;
         let mut child = tokio::process::Command::from(runtime.update_resources(id))
             .stdin(std::process::Stdio::piped())
@@ -149,6 +167,19 @@ impl ShimDriver {
         }
         Ok(())
     }
+}
+
+/// A resources update through the container's shim v2 (`Update` of the Task API).
+async fn update_through_shim_v2(bundle: &Path, id: &str, body: Vec<u8>) -> Result<(), ContainerError> {
+    let address = berth_shim::task::address(bundle)
+        .ok_or_else(|| ContainerError::FailedPrecondition(format!("container {id} has no shim v2 running")))?;
+    let mut client = berth_shim::task::TaskClient::connect(&address)
+        .await
+        .map_err(|e| ContainerError::FailedPrecondition(format!("container {id}: shim v2: {e}")))?;
+    client
+        .update(id, body)
+        .await
+        .map_err(|e| ContainerError::Invalid(format!("updating resources of {id}: {e}")))
 }
 
 impl Driver for ShimDriver {
@@ -268,6 +299,7 @@ impl Driver for ShimDriver {
             runtime: runtime.binary.clone(),
             runtime_args: runtime.args.clone(),
             gvisor: runtime.kind == HandlerKind::Gvisor,
+            shim_v2: runtime.kind == HandlerKind::ShimV2,
             runtime_root,
             systemd_cgroup: self.cgroup_driver == CgroupDriver::Systemd,
         })

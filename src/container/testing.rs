@@ -247,6 +247,7 @@ impl Driver for Fake {
             systemd_cgroup: false,
             runtime_args: Vec::new(),
             gvisor: false,
+            shim_v2: false,
         })
     }
 

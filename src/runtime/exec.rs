@@ -33,6 +33,9 @@ pub struct RuntimeTarget {
     pub runtime_args: Vec<String>,
     /// The container runs inside a gVisor sandbox (runsc).
     pub gvisor: bool,
+    /// The container runs under a shim v2: berthd cannot run its runtime, the container's
+    /// berth-shim runs interactive execs (see `runtime::shim::exec_stream`).
+    pub shim_v2: bool,
 }
 
 /// What to run.
@@ -145,12 +148,24 @@ fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
     f.write_all(data)
 }
 
-/// Starts `<runtime> exec` for a running container.
-pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, ExecIo)> {
+/// The OCI process of an exec: the container's own, with the exec's args, terminal and
+/// overrides.
+pub fn process_for(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<Value> {
     let config: Value = std::fs::read(t.bundle.join("config.json"))
         .and_then(|b| serde_json::from_slice(&b).map_err(io::Error::other))?;
     let mut process = berth_shim::api::exec_process(&config, &o.args, o.tty).map_err(io::Error::other)?;
     o.overrides.apply(&mut process);
+    Ok(process)
+}
+
+/// Starts `<runtime> exec` for a running container.
+pub fn spawn(t: &RuntimeTarget, o: &ExecOptions) -> io::Result<(ExecProcess, ExecIo)> {
+    if t.shim_v2 {
+        return Err(io::Error::other(
+            "a container of a shim v2 runs interactive execs through its shim; a detached exec is not available",
+        ));
+    }
+    let process = process_for(t, o)?;
     let process_file = unique(&t.bundle, "json");
     let pid_file = unique(&t.bundle, "pid");
     write_private(&process_file, &serde_json::to_vec(&process).map_err(io::Error::other)?)?;

@@ -96,6 +96,8 @@ impl GvisorPods {
             systemd_cgroup: false,
             runtime_args: &rt.args,
             gvisor: true,
+            shim_v2: false,
+            events_address: None,
         })
         .await
         .map_err(|e| format!("gVisor sandbox: {e}"))?;

@@ -4,13 +4,19 @@
 //! [runtime_handlers]
 //! crun = "crun"                      # an OCI runtime with runc's command line
 //! [runtime_handlers.runsc]           # the table form
-//! kind = "gvisor"                    # "oci" (default) or "gvisor"
-//! binary = "runsc"                   # default "runsc" for gvisor; required for oci
+//! kind = "gvisor"                    # "oci" (default), "gvisor" or "shim-v2"
+//! binary = "runsc"                   # default "runsc" for gvisor; required otherwise
 //! args = ["--platform=ptrace"]       # global flags before every subcommand
+//! [runtime_handlers.runc-shim-v2]
+//! kind = "shim-v2"                   # a containerd shim v2 (Task API over ttrpc)
+//! binary = "containerd-shim-runc-v2"
 //! ```
 //!
 //! A `gvisor` handler runs each pod in one gVisor sandbox: the pod gets a sandbox
-//! container of its own (see `runtime::gvisor`), and its containers join it.
+//! container of its own (see `runtime::gvisor`), and its containers join it. A `shim-v2`
+//! handler's containers are run by that shim v2, which a berth-shim drives for each of
+//! them (see the shim's `serve::task`); a shim v2 that groups containers (by the pod id
+//! annotation) serves a whole pod from one process.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +30,10 @@ pub enum HandlerKind {
     Oci,
     /// gVisor's `runsc`: one sandbox per pod, containers inside it.
     Gvisor,
+    /// A containerd shim v2 binary (`containerd-shim-<name>-v<N>`: Kata, runwasi,
+    /// containerd-shim-runc-v2), driven over its Task API.
+    #[serde(rename = "shim-v2")]
+    ShimV2,
 }
 
 /// One runtime handler as configured.
@@ -42,6 +52,15 @@ impl RuntimeHandler {
     pub fn oci(binary: &str) -> RuntimeHandler {
         RuntimeHandler {
             kind: HandlerKind::Oci,
+            binary: binary.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// A containerd shim v2 binary.
+    pub fn shim_v2(binary: &str) -> RuntimeHandler {
+        RuntimeHandler {
+            kind: HandlerKind::ShimV2,
             binary: binary.into(),
             args: Vec::new(),
         }
@@ -90,6 +109,9 @@ impl TryFrom<toml::Value> for RuntimeHandler {
                     (Some(b), _) => b,
                     (None, HandlerKind::Gvisor) => "runsc".into(),
                     (None, HandlerKind::Oci) => return Err("an oci runtime handler needs `binary`".into()),
+                    (None, HandlerKind::ShimV2) => {
+                        return Err("a shim-v2 runtime handler needs `binary` (its containerd-shim-*-v* binary)".into())
+                    }
                 };
                 RuntimeHandler {
                     kind: t.kind,
@@ -164,7 +186,8 @@ mod tests {
     fn string_and_table_forms() {
         let h = parse(
             "[runtime_handlers]\ncrun = \"crun\"\n[runtime_handlers.runsc]\nkind = \"gvisor\"\nargs = [\"--platform=ptrace\"]\n\
-             [runtime_handlers.other]\nbinary = \"/opt/rt\"\n",
+             [runtime_handlers.other]\nbinary = \"/opt/rt\"\n\
+             [runtime_handlers.v2]\nkind = \"shim-v2\"\nbinary = \"containerd-shim-runc-v2\"\n",
         )
         .expect("parse");
         assert_eq!(h["crun"], RuntimeHandler::oci("crun"));
@@ -172,12 +195,16 @@ mod tests {
         assert_eq!(h["runsc"].binary, "runsc");
         assert_eq!(h["runsc"].args, ["--platform=ptrace"]);
         assert_eq!(h["other"], RuntimeHandler::oci("/opt/rt"));
+        assert_eq!(h["v2"].kind, HandlerKind::ShimV2);
+        assert_eq!(h["v2"].binary, "containerd-shim-runc-v2");
     }
 
     #[test]
     fn bad_entries_are_named() {
         let e = parse("[runtime_handlers.x]\nkind = \"oci\"\n").expect_err("refused");
         assert!(e.contains("needs `binary`"), "{e}");
+        let e = parse("[runtime_handlers.x]\nkind = \"shim-v2\"\n").expect_err("refused");
+        assert!(e.contains("containerd-shim"), "{e}");
         let e = parse("[runtime_handlers.x]\nkind = \"kata\"\n").expect_err("refused");
         assert!(e.contains("kata"), "{e}");
         let e = parse("[runtime_handlers.x]\nbinary = \"b\"\nbogus = 1\n").expect_err("refused");

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_shim::api::{self, ExecRequest, Request, Response, User};
+use berth_shim::api::{self, ExecRequest, ExecStreamRequest, Request, Response, User};
 pub use berth_shim::api::{Exit, StateResponse as ShimState, Status};
 use berth_shim::client::{ClientError, ShimClient};
 
@@ -47,6 +47,10 @@ pub struct StartArgs<'a> {
     pub runtime_args: &'a [String],
     /// The runtime is gVisor's runsc (see the shim's `serve::gvisor`).
     pub gvisor: bool,
+    /// The runtime is a containerd shim v2 (see the shim's `serve::task`).
+    pub shim_v2: bool,
+    /// berthd's Events service, for a shim v2 to publish to.
+    pub events_address: Option<&'a Path>,
 }
 
 /// Runs `berth-shim start` and returns the container's init pid once `runc create` is done.
@@ -66,12 +70,16 @@ pub async fn start(a: StartArgs<'_>) -> Result<u32, ShimError> {
     for arg in a.runtime_args {
         cmd.arg("--runtime-arg").arg(arg);
     }
+    if let Some(events) = a.events_address.filter(|_| a.shim_v2) {
+        cmd.arg("--events-address").arg(events);
+    }
     for (flag, on) in [
         ("--stdin", a.stdin),
         ("--stdin-once", a.stdin_once),
         ("--tty", a.tty),
         ("--systemd-cgroup", a.systemd_cgroup),
         ("--gvisor", a.gvisor),
+        ("--shim-v2", a.shim_v2),
     ] {
         if on {
             cmd.arg(flag);
@@ -322,11 +330,21 @@ pub struct Attached {
 
 /// Opens an attach session: the shim answers, then streams the container's output.
 pub async fn attach(bundle: &Path, stdin: bool, stdout: bool, stderr: bool) -> Result<Attached, ShimError> {
+    framed(bundle, &Request::Attach { stdin, stdout, stderr }, "attach").await
+}
+
+/// Starts an interactive exec in the shim (containers of a shim v2): the shim answers,
+/// then streams the process's output, its exit status last.
+pub async fn exec_stream(bundle: &Path, request: ExecStreamRequest) -> Result<Attached, ShimError> {
+    framed(bundle, &Request::ExecStream(request), "exec stream").await
+}
+
+/// A request whose answer switches the connection to attach frames.
+async fn framed(bundle: &Path, request: &Request, what: &str) -> Result<Attached, ShimError> {
     let mut client = connect(bundle).await?;
-    let request = Request::Attach { stdin, stdout, stderr };
-    match client.call(&request, QUICK).await.map_err(|e| shim_error(bundle, e))? {
+    match client.call(request, QUICK).await.map_err(|e| shim_error(bundle, e))? {
         Response::Ok { .. } => {}
-        r => return Err(unexpected(bundle, "attach", r)),
+        r => return Err(unexpected(bundle, what, r)),
     }
     let (reader, writer) = client.into_parts();
     Ok(Attached { reader, writer })

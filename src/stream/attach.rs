@@ -41,7 +41,7 @@ pub async fn run(containers: Arc<Containers>, req: AttachRequest, mut s: Session
 }
 
 /// Copies until the container's output ends (`Some`) or the client goes away (`None`).
-async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
+pub(super) async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
     let shim::Attached { mut reader, mut writer } = attached;
     let (stdout, stderr) = (s.stdout.clone(), s.stderr.clone());
     let output = async {
@@ -57,7 +57,13 @@ async fn relay(attached: shim::Attached, s: &mut Session) -> Option<Outcome> {
                         let _ = o.write(Bytes::from(data)).await;
                     }
                 }
-                Ok(Some((frames::EXIT, _))) => return Outcome::Success,
+                // An exec stream's EXIT carries the exit status; an attach's is empty.
+                Ok(Some((frames::EXIT, data))) => {
+                    return match <[u8; 4]>::try_from(data.as_slice()).map(i32::from_be_bytes) {
+                        Ok(code) if code != 0 => Outcome::Exit(code),
+                        _ => Outcome::Success,
+                    }
+                }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
                     return Outcome::Failed(

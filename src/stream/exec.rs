@@ -28,18 +28,29 @@ pub struct ExecRequest {
 
 const CHUNK: usize = 32 * 1024;
 
+impl ExecRequest {
+    /// What to run (stderr merges into the terminal with one).
+    fn options(&self) -> ExecOptions {
+        ExecOptions {
+            args: self.cmd.clone(),
+            tty: self.tty,
+            stdin: self.stdin,
+            stdout: self.stdout,
+            stderr: self.stderr && !self.tty,
+            overrides: self.overrides.clone(),
+        }
+    }
+}
+
 pub async fn run(containers: Arc<Containers>, req: ExecRequest, mut s: Session) {
     let outcome = match containers.running_target(&req.container_id).await {
         Err(e) => Outcome::Failed(e.to_string()),
+        Ok((_, target)) if target.shim_v2 => match through_shim(&target, &req, &mut s).await {
+            Some(outcome) => outcome,
+            None => return,
+        },
         Ok((_, target)) => {
-            let opts = ExecOptions {
-                args: req.cmd.clone(),
-                tty: req.tty,
-                stdin: req.stdin,
-                stdout: req.stdout,
-                stderr: req.stderr && !req.tty,
-                overrides: req.overrides.clone(),
-            };
+            let opts = req.options();
             match exec::spawn(&target, &opts) {
                 Err(e) => Outcome::Failed(format!("starting the exec: {e}")),
                 Ok((mut process, io)) => {
@@ -91,6 +102,27 @@ pub async fn run(containers: Arc<Containers>, req: ExecRequest, mut s: Session) 
         }
     };
     s.finish(&outcome).await;
+}
+
+/// An exec in a shim v2's container, run by its berth-shim and relayed as an attach is;
+/// `None` when the client went away.
+async fn through_shim(target: &exec::RuntimeTarget, req: &ExecRequest, s: &mut Session) -> Option<Outcome> {
+    let opts = req.options();
+    let process = match exec::process_for(target, &opts) {
+        Ok(p) => p,
+        Err(e) => return Some(Outcome::Failed(format!("starting the exec: {e}"))),
+    };
+    let request = berth_shim::api::ExecStreamRequest {
+        process,
+        tty: opts.tty,
+        stdin: opts.stdin,
+        stdout: opts.stdout,
+        stderr: opts.stderr,
+    };
+    match crate::runtime::shim::exec_stream(&target.bundle, request).await {
+        Err(e) => Some(Outcome::Failed(format!("starting the exec: {e}"))),
+        Ok(attached) => super::attach::relay(attached, s).await,
+    }
 }
 
 /// Client input to the process's stdin; its end closes stdin (a pty gets ^D instead).

@@ -16,6 +16,9 @@ impl Shim {
         }
         let n = self.exec_seq.get() + 1;
         self.exec_seq.set(n);
+        if let Some(t) = &self.task {
+            return self.exec_task(t, &req, n).await.unwrap_or_else(Response::error);
+        }
         let (process_file, pid_file) = (format!("exec-{n}.json"), format!("exec-{n}.pid"));
         let r = match exec_process(&req) {
             Ok(process) => match write_private(&process_file, &process) {
@@ -53,50 +56,65 @@ impl Shim {
             fdio::spawn(cmd, &self.reaper).map_err(|e| format!("{}: {e}", self.runc.bin.display()))?;
         let out_rx = fdio::receiver(out_r).map_err(|e| format!("pipe: {e}"))?;
         let err_rx = fdio::receiver(err_r).map_err(|e| format!("pipe: {e}"))?;
-        let max = if req.max_output == 0 {
-            DEFAULT_MAX_OUTPUT
-        } else {
-            req.max_output
-        };
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let exit_code = Cell::new(-1);
-        let mut timed_out = false;
-        {
-            let work = async {
-                let (_, _, code) = tokio::join!(
-                    fdio::read_capped(&out_rx, max, &mut stdout),
-                    fdio::read_capped(&err_rx, max, &mut stderr),
-                    exited
-                );
-                if let Ok(code) = code {
-                    exit_code.set(code);
-                }
-            };
-            tokio::pin!(work);
-            if req.timeout_ms == 0 {
-                work.await;
-            } else if tokio::time::timeout(Duration::from_millis(req.timeout_ms), &mut work)
-                .await
-                .is_err()
-            {
-                timed_out = true;
-                if self.joined.is_some() {
-                    self.kill_in_sandbox(&internal_pid_file).await;
-                }
-                kill_exec(pid_file, runc_pid).await;
-                // runc exec returns once its process is gone; output may be held open by
-                // the process's own children, so this wait is bounded.
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut work).await;
+        let kill = async {
+            if self.joined.is_some() {
+                self.kill_in_sandbox(&internal_pid_file).await;
             }
-        }
+            kill_exec(pid_file, runc_pid).await;
+        };
+        let r = capture(req, &out_rx, &err_rx, async { exited.await.ok() }, kill).await;
         let _ = std::fs::remove_file(&internal_pid_file);
-        Ok(Response::Exec(ExecResponse {
-            exit_code: exit_code.get(),
-            stdout: b64::encode(&stdout),
-            stderr: b64::encode(&stderr),
-            timed_out,
-        }))
+        Ok(r)
     }
+}
+
+/// ExecSync's capture: both outputs (up to the request's cap each) and the exit status;
+/// past the request's timeout, `kill` runs and the rest is awaited for at most 5 s (the
+/// process's own children may hold the output open).
+pub(super) async fn capture(
+    req: &ExecRequest,
+    out_rx: &Receiver,
+    err_rx: &Receiver,
+    exited: impl std::future::Future<Output = Option<i32>>,
+    kill: impl std::future::Future<Output = ()>,
+) -> Response {
+    let max = if req.max_output == 0 {
+        DEFAULT_MAX_OUTPUT
+    } else {
+        req.max_output
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let exit_code = Cell::new(-1);
+    let mut timed_out = false;
+    {
+        let work = async {
+            let (_, _, code) = tokio::join!(
+                fdio::read_capped(out_rx, max, &mut stdout),
+                fdio::read_capped(err_rx, max, &mut stderr),
+                exited
+            );
+            if let Some(code) = code {
+                exit_code.set(code);
+            }
+        };
+        tokio::pin!(work);
+        if req.timeout_ms == 0 {
+            work.await;
+        } else if tokio::time::timeout(Duration::from_millis(req.timeout_ms), &mut work)
+            .await
+            .is_err()
+        {
+            timed_out = true;
+            kill.await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut work).await;
+        }
+    }
+    Response::Exec(ExecResponse {
+        exit_code: exit_code.get(),
+        stdout: b64::encode(&stdout),
+        stderr: b64::encode(&stderr),
+        timed_out,
+    })
 }
 
 /// SIGKILLs the exec'd process (its pid from `runc exec --pid-file`); if runc never got

@@ -36,6 +36,9 @@ impl Shim {
                 let _ = fdio::write_all(&s.tx, b"\x04").await;
             }
             *sink = None;
+            if let Some(t) = &self.task {
+                t.close_stdin(&self.id).await;
+            }
         }
         Ok(())
     }
@@ -116,6 +119,9 @@ impl Shim {
             u16::from_be_bytes([data[0], data[1]]),
             u16::from_be_bytes([data[2], data[3]]),
         );
+        if let Some(t) = &self.task {
+            self.resize_task(t, width, height);
+        }
         if let Some(console) = self.console.borrow().as_ref() {
             let size = rustix::termios::Winsize {
                 ws_row: height,

@@ -1,0 +1,125 @@
+//! The container's lifecycle requests: state, start, kill, wait and delete, through runc,
+//! runsc (a container joining a gVisor sandbox) or a shim v2's Task API.
+
+use super::*;
+
+impl Shim {
+    pub(super) fn state(&self) -> Response {
+        Response::State(StateResponse {
+            status: self.status.get(),
+            pid: self.init_pid as u32,
+            started_at: self.started_at.get(),
+            exit: self.exit.get(),
+        })
+    }
+
+    pub(super) async fn start(&self) -> Response {
+        if self.status.get() != Status::Created || self.starting.get() || self.init_exited.get() {
+            let what = if self.starting.get() {
+                "starting"
+            } else {
+                status_name(self.status.get())
+            };
+            return Response::error(format!("container is {what}, not created"));
+        }
+        self.starting.set(true);
+        // Set before `runc start` so an init that exits at once still has its start time.
+        self.started_at.set(now_ns());
+        let r = match (&self.task, &self.joined) {
+            (Some(t), _) => self.start_task(t).await,
+            (None, Some(j)) => self.start_joined(j).await,
+            (None, None) => self.runc(&["start", &self.id]).await,
+        };
+        self.starting.set(false);
+        match r {
+            Ok(()) => {
+                if self.status.get() == Status::Created {
+                    self.status.set(Status::Running);
+                }
+                Response::ok()
+            }
+            Err(e) => {
+                if !self.init_exited.get() {
+                    self.started_at.set(0);
+                }
+                Response::error(e)
+            }
+        }
+    }
+
+    pub(super) async fn kill(&self, signal: i32, all: bool) -> Response {
+        if self.init_exited.get() {
+            return Response::ok();
+        }
+        if let Some(t) = &self.task {
+            return self.kill_task(t, signal, all).await;
+        }
+        let sig = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([self.id.as_str(), sig.as_str()]);
+        if let Some(j) = self
+            .joined
+            .as_ref()
+            .filter(|_| self.status.get() == Status::Created && !self.starting.get())
+        {
+            // Nothing of it runs in the sandbox yet; runsc may refuse the signal.
+            let _ = self.runc(&args).await;
+            if signal != 0 {
+                self.killed_before_start(j, signal);
+            }
+            return Response::ok();
+        }
+        match self.runc(&args).await {
+            Ok(()) => Response::ok(),
+            // Raced with the exit: the container is (about to be) stopped.
+            Err(e) if self.init_exited.get() || e.contains("not running") || e.contains("already finished") => {
+                Response::ok()
+            }
+            Err(e) => Response::error(e),
+        }
+    }
+
+    pub(super) async fn wait(&self, timeout_ms: u64) -> Response {
+        let mut rx = self.stopped.subscribe();
+        let stopped = rx.wait_for(|s| *s);
+        let timed_out = if timeout_ms == 0 {
+            let _ = stopped.await;
+            false
+        } else {
+            tokio::time::timeout(Duration::from_millis(timeout_ms), stopped)
+                .await
+                .is_err()
+        };
+        Response::Wait(WaitResponse {
+            timed_out,
+            exit: if timed_out { None } else { self.exit.get() },
+        })
+    }
+
+    pub(super) async fn delete(&self) -> (Response, bool) {
+        if self.exit.get().is_none() {
+            return (
+                Response::error(format!("container is {}, not stopped", status_name(self.status.get()))),
+                false,
+            );
+        }
+        if self.deleting.replace(true) {
+            return (Response::error("delete already in progress"), false);
+        }
+        let r = match &self.task {
+            Some(t) => self.delete_task(t).await,
+            None => self.runc(&["delete", "--force", &self.id]).await,
+        };
+        match r {
+            Ok(()) => (Response::ok(), true),
+            Err(e) if e.contains("does not exist") || e.contains("not exist") => (Response::ok(), true),
+            Err(e) => {
+                self.deleting.set(false);
+                (Response::error(e), false)
+            }
+        }
+    }
+}
