@@ -213,7 +213,7 @@ impl Default for Config {
                     ("runsc".into(), RuntimeHandler::gvisor()),
                     (
                         "runc-shim-v2".into(),
-                        RuntimeHandler::shim_v2("containerd-shim-runc-v2"),
+                        RuntimeHandler::shim_v2("containerd-shim-runc-v2", Some("runc")),
                     ),
                 ])
                 .collect(),

@@ -169,6 +169,7 @@ impl Daemon {
             .clone()
             .unwrap_or_else(|| beside_berthd("berth-shim"));
         let runtimes = runtime_binaries(&config);
+        let gvisor_stats = crate::stats::gvisor::Runsc::for_handlers(&runtimes, &config.state);
         if let Some(pods) = crate::runtime::gvisor::GvisorPods::new(crate::runtime::gvisor::GvisorPods {
             shim_binary: shim_binary.clone(),
             pause_binary: infra_binary,
@@ -214,7 +215,7 @@ impl Daemon {
                 port: config.streaming.port,
                 source,
             })?;
-        let stats = Arc::new(crate::stats::Collector::new(config.cgroup_driver));
+        let stats = Arc::new(crate::stats::Collector::new(config.cgroup_driver).with_gvisor(gvisor_stats));
         let builder = Arc::new(crate::build::Builder::new(
             images.clone(),
             containers.clone(),
@@ -346,6 +347,7 @@ fn runtime_binaries(config: &Config) -> std::collections::BTreeMap<String, Runti
                 binary: resolve(&v.binary),
                 args: v.args.clone(),
                 kind: v.kind,
+                features_from: v.features_from.as_deref().map(resolve),
             };
             (k.clone(), rt)
         })

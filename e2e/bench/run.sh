@@ -11,10 +11,13 @@
 #      fresh daemons each), and the time `gzip -dc` alone needs for those layers;
 #   5. stop+remove of the 30 pods;  6. ExecSync round trip;  7. ListContainerStats with 50
 #      containers running;
-#   and pod start with crun as the runtime handler, for both.
+#   and pod start with crun as the runtime handler, for both; on Berth also pod start,
+#   stop+remove and memory per pod (shims, gVisor's processes, infra; 10 pods) with the
+#   runtime handlers runsc (gVisor) and runc-shim-v2 (Debian's containerd-shim-runc-v2:
+#   containerd's own default, so its column compares).
 # Prints a table with both columns, the ratio and each goal; writes every number as JSON
-# under $OUT (default target/bench/): berth.json, containerd.json, *-crun.json, pull.json
-# and summary.json. Installs containerd, crun and the rest from Debian when missing.
+# under $OUT (default target/bench/): berth.json, containerd.json, *-crun.json,
+# berth-runsc.json, berth-runc-shim-v2.json, pull.json and summary.json. Installs containerd, crun and the rest from Debian when missing.
 #
 #   sudo e2e/bench/run.sh            everything
 #   sudo e2e/bench/run.sh pods       without the pull benchmark
@@ -33,7 +36,7 @@ BIG=127.0.0.1:5000/testkit/big:200mb
 [[ $(id -u) -eq 0 ]] || { echo "run.sh needs root (namespaces, mounts, cgroups)" >&2; exit 1; }
 [[ $WHAT == build ]] && exec "$HERE/build.sh"
 
-PACKAGES=(containerd runc crun containernetworking-plugins docker-registry iptables curl python3 gzip)
+PACKAGES=(containerd runc crun runsc containernetworking-plugins docker-registry iptables curl python3 gzip)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -57,7 +60,7 @@ mkdir -p "$OUT"
 # Only the parts measured now are replaced; the report reads whatever is there.
 case $WHAT in
     pull) rm -f "$OUT/pull.json" ;;
-    pods) rm -f "$OUT"/{berth,containerd,berth-crun,containerd-crun}.json ;;
+    pods) rm -f "$OUT"/{berth,containerd,berth-crun,containerd-crun,berth-runsc,berth-runc-shim-v2}.json ;;
     *) rm -f "$OUT"/*.json ;;
 esac
 have_containerd() { command -v containerd >/dev/null; }
@@ -82,6 +85,13 @@ suite() {
 if [[ $WHAT != pull ]]; then
     start_berthd
     suite berth "unix://$B/berth.sock" "$BERTHD_PID" "$B/state/"
+    # The other handlers of Berth's default config, where their binaries are installed.
+    for h in runsc:runsc runc-shim-v2:containerd-shim-runc-v2; do
+        command -v "${h#*:}" >/dev/null || { echo "${h#*:} not installed: no ${h%%:*} rows"; continue; }
+        echo "measuring berth on handler ${h%%:*}…"
+        "$BENCH" startup "unix://$B/berth.sock" --image "$IMAGE" --handler "${h%%:*}" --sequential 20 \
+            --memory-pods 10 --daemon-pid "$BERTHD_PID" --marker "$B/state/" >"$OUT/berth-${h%%:*}.json"
+    done
     stop_pid "$BERTHD_PID"
     if have_containerd; then
         start_containerd

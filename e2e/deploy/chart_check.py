@@ -135,7 +135,7 @@ def main():
         gvisor = {"kind": "gvisor", "binary": "runsc", "args": ["--platform=ptrace", "--network=host", "--oci-seccomp"]}
         check(
             config.get("runtime_handlers")
-            == {"runc": "runc", "crun": "crun", "runsc": gvisor, "runc-shim-v2": {"kind": "shim-v2", "binary": "containerd-shim-runc-v2", "args": []}},
+            == {"runc": "runc", "crun": "crun", "runsc": gvisor, "runc-shim-v2": {"kind": "shim-v2", "binary": "containerd-shim-runc-v2", "args": [], "features_from": "runc"}},
             "default: runtime handlers runc, crun, runsc (gVisor) and runc-shim-v2 (shim v2), table forms, in config",
         )
         check(config.get("cdi") == {"enabled": True, "spec_dirs": ["/etc/cdi", "/var/run/cdi"], "nvidia_discovery": True}, "default: [cdi] on with NVIDIA discovery")

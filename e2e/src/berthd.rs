@@ -291,46 +291,9 @@ impl Berthd {
     /// infra processes and tears their networks down): pods outlive berthd by design, so a
     /// test's berthd must take its pods with it.
     fn remove_all_pods(&mut self) {
-        if !self.is_running() {
-            return;
+        if self.is_running() {
+            remove_all_pods_at(self.socket());
         }
-        let socket = self.socket().to_path_buf();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            // A daemon that stopped answering is swept below instead.
-            rt.block_on(async {
-                tokio::time::timeout(REMOVE_ALL_TIMEOUT, async {
-                    use crate::cri::v1 as cri;
-                    let mut c = crate::cri::Cri::connect(&socket).await.ok()?;
-                    let pods = c
-                        .runtime
-                        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-                        .await
-                        .ok()?;
-                    for p in pods.into_inner().items {
-                        let id = p.id;
-                        let _ = c
-                            .runtime
-                            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                                pod_sandbox_id: id.clone(),
-                            })
-                            .await;
-                        let _ = c
-                            .runtime
-                            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-                            .await;
-                    }
-                    Some(())
-                })
-                .await
-            })
-            .ok()
-            .flatten()
-        });
-        let _ = cleanup.join();
     }
 
     /// Last resort for what berthd could not take down (it died, or a test killed it):
@@ -392,6 +355,48 @@ impl Drop for Berthd {
             );
         }
     }
+}
+
+/// Stops and removes every pod sandbox of the CRI runtime at `socket` (up to two minutes;
+/// one that does not answer is left to the caller).
+pub fn remove_all_pods_at(socket: &Path) {
+    let socket = socket.to_path_buf();
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        // A daemon that stopped answering is left to the caller (Berthd sweeps it).
+        rt.block_on(async {
+            tokio::time::timeout(REMOVE_ALL_TIMEOUT, async {
+                use crate::cri::v1 as cri;
+                let mut c = crate::cri::Cri::connect(&socket).await.ok()?;
+                let pods = c
+                    .runtime
+                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                    .await
+                    .ok()?;
+                for p in pods.into_inner().items {
+                    let id = p.id;
+                    let _ = c
+                        .runtime
+                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = c
+                        .runtime
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+                Some(())
+            })
+            .await
+        })
+        .ok()
+        .flatten()
+    });
+    let _ = cleanup.join();
 }
 
 /// Waits until the unix socket at `path` accepts a connection.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::apiserver::ApiServer;
 use crate::{free_port, sys};
 
 /// Where node-e2e.sh unpacks the kit's binaries; shared so each is unpacked once.
@@ -26,26 +27,32 @@ fn kit_dir() -> PathBuf {
 /// The kubelet binary, unpacked from the kit's `bin/kubelet.xz` when missing or stale (the
 /// same cache and check node-e2e.sh uses).
 pub fn kubelet_binary() -> Result<PathBuf> {
+    kit_binary("kubelet")
+}
+
+/// A binary of the kit (`kubelet`, `kubectl`, `e2e_node.test`), unpacked from its
+/// `bin/NAME.xz` when missing or stale.
+pub fn kit_binary(name: &str) -> Result<PathBuf> {
     let dir = kit_bin_dir();
-    let bin = dir.join("kubelet");
-    let xz = kit_dir().join("bin/kubelet.xz");
+    let bin = dir.join(name);
+    let xz = kit_dir().join(format!("bin/{name}.xz"));
     if !xz.exists() {
         if bin.exists() {
             return Ok(bin);
         }
         bail!(
-            "no kubelet: {} is missing (the node e2e kit, ../shared/kube)",
+            "no {name}: {} is missing (the node e2e kit, ../shared/kube)",
             xz.display()
         );
     }
     let out = Command::new("sha256sum").arg(&xz).output().context("sha256sum")?;
     let sum: String = String::from_utf8_lossy(&out.stdout).chars().take(16).collect();
-    let sum_file = dir.join("kubelet.sum");
+    let sum_file = dir.join(format!("{name}.sum"));
     if bin.exists() && std::fs::read_to_string(&sum_file).is_ok_and(|s| s.trim() == sum) {
         return Ok(bin);
     }
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("kubelet.tmp{}", std::process::id()));
+    let tmp = dir.join(format!("{name}.tmp{}", std::process::id()));
     let file = std::fs::File::create(&tmp)?;
     let st = Command::new("xz")
         .arg("-dc")
@@ -68,6 +75,9 @@ pub fn kubelet_binary() -> Result<PathBuf> {
 /// root removed when dropped.
 pub struct Kubelet {
     child: Option<Child>,
+    /// The runtime's socket: the pods kubelet left (a test that failed midway) are removed
+    /// through it before kubelet's cgroup root, which they sit in.
+    socket: Option<PathBuf>,
     /// The host had no `KUBE-*` iptables chains before: those kubelet adds are removed.
     remove_kube_chains: bool,
     dir: tempfile::TempDir,
@@ -88,6 +98,16 @@ impl Kubelet {
     /// [`Kubelet::start`] with some settings of the kit's configuration replaced
     /// (`("imageGCHighThresholdPercent", "1")`); a key the kit lacks is added.
     pub fn start_with(endpoint: &str, settings: &[(&str, &str)]) -> Result<Kubelet> {
+        Kubelet::launch(endpoint, settings, None)
+    }
+
+    /// Starts kubelet against `endpoint` as a node of `api` (it registers itself and runs the
+    /// pods bound to it, RuntimeClasses resolved through the API), static pods too.
+    pub fn start_on(endpoint: &str, api: &ApiServer) -> Result<Kubelet> {
+        Kubelet::launch(endpoint, &[], Some(&api.kubeconfig))
+    }
+
+    fn launch(endpoint: &str, settings: &[(&str, &str)], kubeconfig: Option<&Path>) -> Result<Kubelet> {
         let bin = kubelet_binary()?;
         let dir = tempfile::tempdir()?;
         let remove_kube_chains = kube_chains().is_empty();
@@ -116,7 +136,11 @@ impl Kubelet {
         std::fs::write(dir.path().join("config.yaml"), config)?;
         let node_name = "berth-e2e".to_string();
         let log = std::fs::File::create(dir.path().join("kubelet.log"))?;
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(kubeconfig) = kubeconfig {
+            cmd.arg(format!("--kubeconfig={}", kubeconfig.display()));
+        }
+        let child = cmd
             .arg(format!("--config={}", dir.path().join("config.yaml").display()))
             .arg(format!("--container-runtime-endpoint={endpoint}"))
             .arg(format!("--root-dir={}", p("root")))
@@ -130,6 +154,7 @@ impl Kubelet {
             .context("starting kubelet")?;
         Ok(Kubelet {
             child: Some(child),
+            socket: endpoint.strip_prefix("unix://").map(PathBuf::from),
             remove_kube_chains,
             dir,
             cgroup_root,
@@ -183,6 +208,9 @@ impl Kubelet {
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.stop();
+        if let Some(socket) = self.socket.as_ref().filter(|s| s.exists()) {
+            crate::berthd::remove_all_pods_at(socket);
+        }
         crate::berthd::unmount_under(self.dir.path());
         for h in hierarchies() {
             remove_tree(&h.join(self.cgroup_root.trim_start_matches('/')));

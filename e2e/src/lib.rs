@@ -16,6 +16,7 @@
 //! never skip, without it.
 
 pub mod abuse;
+pub mod apiserver;
 pub mod berthd;
 pub mod canary;
 pub mod chaos;

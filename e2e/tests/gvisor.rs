@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use berth_e2e::cri::v1 as cri;
 use berth_e2e::pod;
 use berth_e2e::probe::{processes_with, wait_http};
 use berth_e2e::workload::{env, Env};
@@ -104,6 +105,24 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
         })
         .collect();
     assert!(pids[0] > 0 && pids.iter().all(|p| *p == pids[0]), "{listed:?}");
+    // Container stats come from inside the sandbox (the containers' own cgroups are empty:
+    // the Sentry runs in the pod's): memory in use and CPU time of each.
+    for id in [&web, &side] {
+        let stats = e
+            .cri
+            .runtime
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("container stats")
+            .into_inner()
+            .stats
+            .expect("stats");
+        let memory = stats.memory.and_then(|m| m.working_set_bytes).map_or(0, |v| v.value);
+        let cpu = stats.cpu.and_then(|c| c.usage_core_nano_seconds).map_or(0, |v| v.value);
+        assert!(memory > 0 && cpu > 0, "{id}: working set {memory} B, CPU {cpu} ns");
+    }
     // CRI logs.
     let log_of = |name: &str| std::fs::read_to_string(Path::new(&pod.1.log_directory).join(format!("{name}.log")));
     let deadline = Instant::now() + Duration::from_secs(10);

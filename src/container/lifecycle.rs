@@ -88,12 +88,15 @@ impl Containers {
             .iter()
             .map(|(handler, rt)| {
                 let bin = &rt.binary;
-                // A shim v2 has no `features` command (an unknown one makes it serve).
-                let mut f = if rt.kind == crate::runtime::handler::HandlerKind::ShimV2 {
-                    crate::runtime::features::Features::default()
-                } else {
-                    crate::runtime::features::probe(bin, Duration::from_secs(5))
+                // A shim v2 has no `features` command (an unknown one makes it serve): the
+                // OCI runtime under it answers, if the config names it.
+                let asked = match rt.kind {
+                    crate::runtime::handler::HandlerKind::ShimV2 => rt.features_from.as_deref(),
+                    _ => Some(bin.as_path()),
                 };
+                let mut f = asked.map_or_else(Default::default, |b| {
+                    crate::runtime::features::probe(b, Duration::from_secs(5))
+                });
                 f.user_namespace &= idmap;
                 if rt.kind == crate::runtime::handler::HandlerKind::Gvisor && f.last_cap.is_none() {
                     // runsc releases without `features` (Debian's 20221219) know capabilities

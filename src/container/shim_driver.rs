@@ -108,7 +108,7 @@ impl ShimDriver {
 
     async fn do_teardown(&self, id: &str, handler: Option<&str>) {
         let bundle = self.bundle(id);
-        shim::take_down(&bundle, id).await;
+        let answered = shim::take_down(&bundle, id).await;
         // A shim that died leaves runtime state; take it back directly.
         let handlers: Vec<&str> = match handler {
             Some(h) => vec![h],
@@ -120,8 +120,9 @@ impl ShimDriver {
                 .get(handler)
                 .is_some_and(|r| r.kind == HandlerKind::ShimV2)
             {
-                // A berth-shim that died leaves the container to its shim v2.
-                if berth_shim::task::take_down(&bundle, id).await {
+                // A berth-shim that died leaves the container to its shim v2 (one that
+                // answered deleted it there already).
+                if !answered && berth_shim::task::take_down(&bundle, id).await {
                     tracing::warn!(container = id, "took a container down through its shim v2");
                 }
                 continue;

@@ -39,34 +39,41 @@ pub fn parse(json: &[u8]) -> Features {
 
 /// Runs `binary features` (at most `timeout`) and reads its answer.
 pub fn probe(binary: &Path, timeout: Duration) -> Features {
-    let Ok(mut child) = Command::new(binary)
-        .arg("features")
+    let mut cmd = Command::new(binary);
+    cmd.arg("features");
+    match stdout_within(cmd, timeout) {
+        Some(out) => parse(&out),
+        None => Features::default(),
+    }
+}
+
+/// The standard output of `cmd` run to a successful end within `timeout` (its standard
+/// input and error closed); None when it cannot start, fails or runs past the timeout (then
+/// it is killed). Blocking.
+pub fn stdout_within(mut cmd: Command, timeout: Duration) -> Option<Vec<u8>> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-    else {
-        return Features::default();
-    };
+        .ok()?;
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                tracing::warn!(binary = %binary.display(), "`features` did not answer in time");
-                return Features::default();
+                tracing::warn!(command = ?cmd.get_program(), args = ?cmd.get_args().collect::<Vec<_>>(), "did not answer in time");
+                return None;
             }
-            _ => return Features::default(),
+            _ => return None,
         }
     }
     let mut out = Vec::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_end(&mut out);
-    }
-    parse(&out)
+    child.stdout.take()?.read_to_end(&mut out).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl GvisorPods {
         if !bundle.exists() {
             return;
         }
-        shim::take_down(bundle, &pod.id).await;
+        let _ = shim::take_down(bundle, &pod.id).await;
         let runtime = berth_shim::oci::OciRuntime {
             bin: rt.binary.clone(),
             root: self.root(pod),
@@ -280,6 +280,7 @@ mod tests {
                     binary: "runsc".into(),
                     args: Vec::new(),
                     kind,
+                    features_from: None,
                 },
             )]
             .into(),

@@ -10,6 +10,7 @@
 //! [runtime_handlers.runc-shim-v2]
 //! kind = "shim-v2"                   # a containerd shim v2 (Task API over ttrpc)
 //! binary = "containerd-shim-runc-v2"
+//! features_from = "runc"             # the OCI runtime under the shim, asked for `features`
 //! ```
 //!
 //! A `gvisor` handler runs each pod in one gVisor sandbox: the pod gets a sandbox
@@ -45,6 +46,10 @@ pub struct RuntimeHandler {
     pub binary: String,
     /// Global flags passed before every subcommand.
     pub args: Vec<String>,
+    /// A shim v2 has no `features` command: the OCI runtime it runs containers with, whose
+    /// `features` answer stands for the handler's (recursive read-only mounts, user
+    /// namespaces). None: the handler offers no optional feature.
+    pub features_from: Option<String>,
 }
 
 impl RuntimeHandler {
@@ -54,15 +59,18 @@ impl RuntimeHandler {
             kind: HandlerKind::Oci,
             binary: binary.into(),
             args: Vec::new(),
+            features_from: None,
         }
     }
 
-    /// A containerd shim v2 binary.
-    pub fn shim_v2(binary: &str) -> RuntimeHandler {
+    /// A containerd shim v2 binary that runs containers with OCI runtime `features_from`
+    /// (asked for the handler's optional features), if known.
+    pub fn shim_v2(binary: &str, features_from: Option<&str>) -> RuntimeHandler {
         RuntimeHandler {
             kind: HandlerKind::ShimV2,
             binary: binary.into(),
             args: Vec::new(),
+            features_from: features_from.map(str::to_string),
         }
     }
 
@@ -81,6 +89,7 @@ impl RuntimeHandler {
                 "--network=host".into(),
                 "--oci-seccomp".into(),
             ],
+            features_from: None,
         }
     }
 }
@@ -93,6 +102,7 @@ struct Table {
     binary: Option<String>,
     #[serde(default)]
     args: Vec<String>,
+    features_from: Option<String>,
 }
 
 impl TryFrom<toml::Value> for RuntimeHandler {
@@ -113,10 +123,17 @@ impl TryFrom<toml::Value> for RuntimeHandler {
                         return Err("a shim-v2 runtime handler needs `binary` (its containerd-shim-*-v* binary)".into())
                     }
                 };
+                if t.features_from.is_some() && t.kind != HandlerKind::ShimV2 {
+                    return Err("`features_from` is for shim-v2 handlers (the others are asked themselves)".into());
+                }
+                if t.features_from.as_deref() == Some("") {
+                    return Err("a runtime handler's features_from must not be empty".into());
+                }
                 RuntimeHandler {
                     kind: t.kind,
                     binary,
                     args: t.args,
+                    features_from: t.features_from,
                 }
             }
             other => {
@@ -148,6 +165,8 @@ pub struct Runtime {
     pub binary: PathBuf,
     pub args: Vec<String>,
     pub kind: HandlerKind,
+    /// The OCI runtime asked for `features` in place of a shim v2, its path resolved.
+    pub features_from: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -157,6 +176,7 @@ impl Runtime {
             binary: binary.into(),
             args: Vec::new(),
             kind: HandlerKind::Oci,
+            features_from: None,
         }
     }
 }
@@ -187,7 +207,7 @@ mod tests {
         let h = parse(
             "[runtime_handlers]\ncrun = \"crun\"\n[runtime_handlers.runsc]\nkind = \"gvisor\"\nargs = [\"--platform=ptrace\"]\n\
              [runtime_handlers.other]\nbinary = \"/opt/rt\"\n\
-             [runtime_handlers.v2]\nkind = \"shim-v2\"\nbinary = \"containerd-shim-runc-v2\"\n",
+             [runtime_handlers.v2]\nkind = \"shim-v2\"\nbinary = \"containerd-shim-runc-v2\"\nfeatures_from = \"runc\"\n",
         )
         .expect("parse");
         assert_eq!(h["crun"], RuntimeHandler::oci("crun"));
@@ -196,7 +216,10 @@ mod tests {
         assert_eq!(h["runsc"].args, ["--platform=ptrace"]);
         assert_eq!(h["other"], RuntimeHandler::oci("/opt/rt"));
         assert_eq!(h["v2"].kind, HandlerKind::ShimV2);
-        assert_eq!(h["v2"].binary, "containerd-shim-runc-v2");
+        assert_eq!(
+            h["v2"],
+            RuntimeHandler::shim_v2("containerd-shim-runc-v2", Some("runc"))
+        );
     }
 
     #[test]
@@ -214,5 +237,10 @@ mod tests {
         let e = parse("[runtime_handlers]\nx = 3\n").expect_err("refused");
         assert!(e.contains("integer"), "{e}");
         assert!(parse("[runtime_handlers]\nx = \"\"\n").is_err());
+        let e = parse("[runtime_handlers.x]\nbinary = \"b\"\nfeatures_from = \"runc\"\n").expect_err("refused");
+        assert!(e.contains("shim-v2 handlers"), "{e}");
+        let e = parse("[runtime_handlers.x]\nkind = \"shim-v2\"\nbinary = \"b\"\nfeatures_from = \"\"\n")
+            .expect_err("refused");
+        assert!(e.contains("must not be empty"), "{e}");
     }
 }

@@ -246,14 +246,17 @@ pub async fn end_unanswering(pid: u32) {
 /// Ends the container a shim serves, and the shim: SIGKILL to all its processes, a wait of
 /// up to 5 s, delete; a shim that does not answer (after a crash, one can still be inside
 /// `runc create`) is ended by pid with what runs under it. Runtime state that a dead shim
-/// left is the caller's to take back.
-pub async fn take_down(bundle: &Path, id: &str) {
+/// left is the caller's to take back. True when the shim answered (it took its container
+/// down itself).
+pub async fn take_down(bundle: &Path, id: &str) -> bool {
+    let mut answered = false;
     if socket(bundle).exists() {
         match kill(bundle, 9, true).await {
-            Err(ShimError::Timeout(_)) => {} // not answering: ended below
+            Err(ShimError::Timeout(_)) => {}  // not answering: ended below
+            Err(ShimError::Gone { .. }) => {} // gone: its socket file stayed
             _ => {
                 let _ = wait(bundle, Duration::from_secs(5)).await;
-                let _ = delete(bundle).await;
+                answered = delete(bundle).await.is_ok();
             }
         }
     }
@@ -261,6 +264,7 @@ pub async fn take_down(bundle: &Path, id: &str) {
         tracing::warn!(container = id, pid, "ending a shim that does not answer");
         end_unanswering(pid).await;
     }
+    answered
 }
 
 pub async fn delete(bundle: &Path) -> Result<(), ShimError> {

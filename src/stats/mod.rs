@@ -5,6 +5,7 @@
 pub mod cgroupfs;
 pub mod detail;
 pub mod disk;
+pub mod gvisor;
 pub mod netdev;
 pub mod psi;
 pub mod query;
@@ -56,6 +57,8 @@ pub struct PodSample {
 #[derive(Debug)]
 pub struct Collector {
     cgroups: Option<Hierarchy>,
+    /// Containers of gVisor handlers are read from their sandbox, not their cgroup.
+    gvisor: gvisor::Runsc,
     driver: CgroupDriver,
     cpu: rate::CpuRates,
     disk: disk::UsageCache,
@@ -65,10 +68,17 @@ impl Collector {
     pub fn new(driver: CgroupDriver) -> Collector {
         Collector {
             cgroups: Hierarchy::detect().ok(),
+            gvisor: gvisor::Runsc::default(),
             driver,
             cpu: rate::CpuRates::default(),
             disk: disk::UsageCache::default(),
         }
+    }
+
+    /// Containers of the gVisor handlers in `runsc` read from their sandbox.
+    pub fn with_gvisor(mut self, runsc: gvisor::Runsc) -> Collector {
+        self.gvisor = runsc;
+        self
     }
 
     fn read_detail(&self, path: &str) -> Option<detail::Detail> {
@@ -128,7 +138,11 @@ impl Collector {
     pub fn container(&self, record: ContainerRecord, upper: &Path, with_detail: bool) -> ContainerSample {
         let live = matches!(record.state, ContainerState::Running | ContainerState::Created);
         let path = cgroup::runtime_path(&record.cgroup).ok().filter(|_| live);
-        let stats = path.as_deref().and_then(|p| self.read_cgroup(p));
+        let stats = if live && self.gvisor.handles(&record.runtime_handler) {
+            self.gvisor.read(&record.runtime_handler, &record.id)
+        } else {
+            path.as_deref().and_then(|p| self.read_cgroup(p))
+        };
         let detail = path
             .as_deref()
             .filter(|_| with_detail)

@@ -92,8 +92,8 @@ address = ""
 {{- fail (printf "runtimes.%s: a handler name must be a DNS label (lowercase letters, digits, '-')" $name) }}
 {{- end }}
 {{- $binary := required (printf "runtimes.%s.binary is required" $name) $rt.binary }}
-{{- if or $rt.kind $rt.args }}
-{{ include "berth.tomlKey" $name }} = { kind = {{ $rt.kind | default "oci" | toJson }}, binary = {{ $binary | toJson }}, args = {{ $rt.args | default list | toJson }} }
+{{- if or $rt.kind $rt.args $rt.featuresFrom }}
+{{ include "berth.tomlKey" $name }} = { kind = {{ $rt.kind | default "oci" | toJson }}, binary = {{ $binary | toJson }}, args = {{ $rt.args | default list | toJson }}{{ with $rt.featuresFrom }}, features_from = {{ . | toJson }}{{ end }} }
 {{- else }}
 {{ include "berth.tomlKey" $name }} = {{ $binary | toJson }}
 {{- end }}

@@ -7,7 +7,9 @@
 //!           [--stats-containers 50] [--rounds 50]
 //!                        the whole suite (see suite::run)
 //! cri-bench startup ENDPOINT --image I [--handler H] [--sequential 30]
-//!                        pod start only, then stop+remove (the runtime handler column)
+//!           [--memory-pods N --daemon-pid P --marker M]
+//!                        pod start only, then stop+remove (the runtime handler rows);
+//!                        with N > 0 also the memory of N pods on the handler
 //! cri-bench cleanup ENDPOINT
 //!                        stop and remove every pod
 //! cri-bench soak ENDPOINT --image I --daemon-pid P [--pods 100] [--containers 2]
@@ -70,12 +72,19 @@ fn target(o: &HashMap<String, String>) -> anyhow::Result<suite::Target> {
     })
 }
 
-async fn startup(c: &mut Cri, t: &suite::Target, n: usize) -> anyhow::Result<serde_json::Value> {
+async fn startup(c: &mut Cri, t: &suite::Target, n: usize, memory_pods: usize) -> anyhow::Result<serde_json::Value> {
     c.pull(&t.image, None).await?;
     suite::start_pod(c, t).await?;
     suite::cleanup(c).await?;
     let mut r = suite::sequential(c, t, n).await?;
     r["stop_remove"] = suite::cleanup(c).await?;
+    if memory_pods > 0 {
+        suite::concurrent(c, t, memory_pods).await?;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        r["memory_pods"] = memory_pods.into();
+        r["with_pods"] = suite::memory(t);
+        suite::cleanup(c).await?;
+    }
     Ok(r)
 }
 
@@ -107,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
             let t = target(&o)?;
             // A handler this machine cannot run (crun refuses cgroup v1 hybrid hosts whose v2
             // tree holds controllers) is reported, not fatal; its pods are removed.
-            match startup(&mut c, &t, num(&o, "sequential", 30)?).await {
+            match startup(&mut c, &t, num(&o, "sequential", 30)?, num(&o, "memory-pods", 0)?).await {
                 Ok(r) => r,
                 Err(e) => {
                     suite::cleanup(&mut c).await?;

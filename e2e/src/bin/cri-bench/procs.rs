@@ -1,6 +1,7 @@
 //! Memory of the processes a runtime keeps per pod, read from /proc: the daemon, its
-//! per-container (Berth) or per-pod (containerd) shims, and each pod's infra process
-//! (`berth-pause`, a child of berthd; containerd's `pause`, a child of its shim).
+//! per-container (Berth) or per-pod (containerd) shims, a sandboxing runtime's own processes
+//! (gVisor's) and each pod's infra process (`berth-pause`, a child of berthd; containerd's
+//! `pause`, a child of its shim).
 
 use std::collections::HashSet;
 
@@ -59,6 +60,20 @@ pub fn shims(procs: &[Proc], marker: &str) -> Vec<u32> {
     procs
         .iter()
         .filter(|p| p.comm.starts_with("berth-shim") || p.comm.starts_with("containerd-shim"))
+        .filter(|p| p.cmdline.contains(marker))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// A sandboxing runtime's own processes (gVisor: `runsc-sandbox`, `runsc-gofer`, the
+/// `runsc wait` a shim keeps per container) whose command line names `marker`.
+pub fn sandboxes(procs: &[Proc], marker: &str) -> Vec<u32> {
+    procs
+        .iter()
+        .filter(|p| {
+            let program = p.cmdline.split(' ').next().unwrap_or("");
+            program.rsplit('/').next().is_some_and(|name| name.starts_with("runsc"))
+        })
         .filter(|p| p.cmdline.contains(marker))
         .map(|p| p.pid)
         .collect()
@@ -132,5 +147,23 @@ mod tests {
         assert_eq!(shims(&procs, "/w/ctrd/"), vec![20]);
         assert_eq!(infra(&procs, 5, &[20]), vec![21]);
         assert_eq!(summary(&[]).get("count").unwrap(), 0);
+        let gvisor = vec![
+            p(30, 1, "exe", "runsc-sandbox --root=/w/berth/state/runtimes/runsc boot"),
+            p(31, 1, "exe", "runsc-gofer --root=/w/berth/state/runtimes/runsc gofer"),
+            p(
+                32,
+                11,
+                "runsc",
+                "/usr/bin/runsc --root /w/berth/state/runtimes/runsc wait c1",
+            ),
+            p(33, 1, "exe", "runsc-sandbox --root=/other/state/runtimes/runsc boot"),
+            p(
+                34,
+                1,
+                "berth-shim",
+                "berth-shim serve --runtime /usr/bin/runsc --bundle /w/berth/state/c",
+            ),
+        ];
+        assert_eq!(sandboxes(&gvisor, "/w/berth/"), vec![30, 31, 32]);
     }
 }

@@ -208,6 +208,8 @@ fn rows(dir: &Path) -> anyhow::Result<Vec<Row>> {
         }
     }
 
+    rows.extend(handler_rows(dir, &s)?);
+
     if let Some(p) = load(dir, "pull.json")? {
         let mb = p["mb"].as_f64().unwrap_or(0.0);
         let (bs, cs) = (p["berth_s"].as_f64(), p["containerd_s"].as_f64());
@@ -233,6 +235,72 @@ fn rows(dir: &Path) -> anyhow::Result<Vec<Row>> {
                 berth: Some(b / g),
                 containerd: cs.map(|c| c / g),
                 goal: Goal::AtMost(2.0),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// PSS per pod (KiB) of everything a runtime keeps for its pods (shims, sandbox processes,
+/// infra processes), from a `with_pods` measure of `memory_pods` pods.
+fn pss_per_pod(v: &Option<Value>) -> Option<f64> {
+    let pods = at(v, "/memory_pods").filter(|n| *n > 0.0)?;
+    let part = |k: &str| at(v, &format!("/with_pods/{k}/pss_kb"));
+    let shims = part("shims")?;
+    Some((shims + part("sandboxes").unwrap_or(0.0) + part("infra").unwrap_or(0.0)) / pods)
+}
+
+/// Pod start, stop+remove and memory per pod on each runtime handler: runc under berth-shim
+/// (berth.json), containerd-shim-runc-v2 driven by Berth (berth-runc-shim-v2.json) and gVisor
+/// (berth-runsc.json). containerd's column is its default handler, which is
+/// containerd-shim-runc-v2 with runc: the same shim, so the shim v2 rows compare.
+fn handler_rows(dir: &Path, s: &Sources) -> anyhow::Result<Vec<Row>> {
+    let default = (
+        at(&s.c, "/sequential/pod_start_total/median_ms"),
+        at(&s.c, "/stop_remove/per_pod_ms"),
+        mib(pss_per_pod(&s.c)),
+    );
+    let mut rows = vec![Row {
+        name: "runc handler: PSS per pod, all procs".into(),
+        unit: "MiB",
+        berth: mib(pss_per_pod(&s.b)),
+        containerd: default.2,
+        goal: Goal::None,
+    }];
+    for (handler, label, compares) in [
+        ("runc-shim-v2", "runc-shim-v2 handler", true),
+        ("runsc", "gVisor handler", false),
+    ] {
+        let b = load(dir, &format!("berth-{handler}.json"))?;
+        if let Some(e) = b.as_ref().and_then(|v| v["error"].as_str()) {
+            println!("{label} on berth: not measured: {e}");
+            continue;
+        }
+        if b.is_none() {
+            continue;
+        }
+        let c = |v: Option<f64>| v.filter(|_| compares);
+        for (metric, unit, berth, containerd) in [
+            (
+                "pod start (sum) median",
+                "ms",
+                at(&b, "/pod_start_total/median_ms"),
+                default.0,
+            ),
+            (
+                "stop+remove per pod",
+                "ms",
+                at(&b, "/stop_remove/per_pod_ms"),
+                default.1,
+            ),
+            ("PSS per pod, all procs", "MiB", mib(pss_per_pod(&b)), default.2),
+        ] {
+            rows.push(Row {
+                name: format!("{label}: {metric}"),
+                unit,
+                berth,
+                containerd: c(containerd),
+                goal: Goal::None,
             });
         }
     }
@@ -279,6 +347,10 @@ pub fn report(dir: &Path) -> anyhow::Result<Value> {
             r.goal_text()
         );
     }
+    println!(
+        "handler rows: containerd's column is its default handler (containerd-shim-runc-v2 + runc); \
+         \"all procs\" = shims + sandbox (gVisor) + infra per pod"
+    );
     let summary = json!({ "meta": meta, "rows": rows.iter().map(Row::json).collect::<Vec<_>>() });
     let out = dir.join("summary.json");
     std::fs::write(&out, serde_json::to_string_pretty(&summary)?)?;
@@ -319,6 +391,36 @@ mod tests {
         assert_eq!(tput.met(), Some(true));
         assert_eq!(find("gzip").met(), Some(true));
         assert!(rows.iter().all(|r| !r.name.starts_with("crun")));
+        assert!(
+            rows.iter().all(|r| !r.name.starts_with("gVisor")),
+            "no gVisor run, no rows"
+        );
+        let handler = |start: f64, shims: f64, sandboxes: f64| {
+            json!({"pod_start_total": {"median_ms": start}, "stop_remove": {"per_pod_ms": 9.0},
+                   "memory_pods": 4, "with_pods": {"shims": {"pss_kb": shims},
+                   "sandboxes": {"pss_kb": sandboxes}, "infra": {"pss_kb": 1024.0}}})
+        };
+        std::fs::write(
+            dir.path().join("berth-runsc.json"),
+            handler(500.0, 4096.0, 65536.0).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("berth-runc-shim-v2.json"),
+            handler(190.0, 16384.0, 0.0).to_string(),
+        )
+        .unwrap();
+        let with_handlers = super::rows(dir.path()).unwrap();
+        let find = |name: &str| with_handlers.iter().find(|r| r.name == name).unwrap();
+        let gvisor = find("gVisor handler: PSS per pod, all procs");
+        assert_eq!((gvisor.berth, gvisor.containerd), (Some(17.25), None));
+        let v2 = find("runc-shim-v2 handler: pod start (sum) median");
+        assert_eq!(
+            (v2.berth, v2.containerd),
+            (Some(190.0), Some(150.0)),
+            "containerd's default handler beside"
+        );
+        assert_eq!(find("runc-shim-v2 handler: PSS per pod, all procs").berth, Some(4.25));
         let s = report(dir.path()).unwrap();
         assert!(dir.path().join("summary.json").exists());
         assert!(s["rows"].as_array().unwrap().len() > 10);

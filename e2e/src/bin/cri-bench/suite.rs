@@ -201,7 +201,8 @@ pub async fn list_stats(c: &mut Cri, rounds: usize) -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// The daemon's memory, and that of its shims and infra processes as they are now.
+/// The daemon's memory, and that of its shims, sandbox processes and infra processes as
+/// they are now.
 pub fn memory(t: &Target) -> Value {
     let all = procs::all();
     let shims = procs::shims(&all, &t.marker);
@@ -209,6 +210,7 @@ pub fn memory(t: &Target) -> Value {
     json!({
         "daemon": procs::summary(&[t.daemon]),
         "shims": procs::summary(&shims),
+        "sandboxes": procs::summary(&procs::sandboxes(&all, &t.marker)),
         "infra": procs::summary(&infra),
     })
 }
