@@ -15,7 +15,8 @@
 #   NODE_E2E_TEST_HANDLER=runsc e2e/node-e2e.sh RuntimeClass   the RuntimeClass specs with
 #                                   their handler ("test-handler") on gVisor, not runc
 #                                   (runc-shim-v2: on containerd-shim-runc-v2)
-# Env: NODES (parallel ginkgo processes, default 12), NODE_E2E_OUT (reports, kept), BERTHD.
+# Env: NODES (parallel ginkgo processes, default 12), NODE_E2E_OUT (reports, kept), BERTHD,
+# NODE_E2E_KEEP (keep the runtime's temporary root too).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -83,7 +84,8 @@ cleanup() {
     fi
     grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" || true; done || true
     cp "$WORK/berthd.log" "$OUT/berthd.log" 2>/dev/null || true
-    [[ -n ${NODE_E2E_OUT:-} ]] || rm -rf "$WORK"
+    # The reports are in $OUT; the daemon's root goes too unless NODE_E2E_KEEP asks to keep it.
+    [[ -n ${NODE_E2E_KEEP:-} ]] || rm -rf "$WORK"
     if [[ $BRIDGE_EXISTED == no ]]; then
         ip link del cni0 2>/dev/null || true
         rm -rf /var/lib/cni/networks/critest

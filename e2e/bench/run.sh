@@ -14,14 +14,18 @@
 #   and pod start with crun as the runtime handler, for both; on Berth also pod start,
 #   stop+remove and memory per pod (shims, gVisor's processes, infra; 10 pods) with the
 #   runtime handlers runsc (gVisor) and runc-shim-v2 (Debian's containerd-shim-runc-v2:
-#   containerd's own default, so its column compares).
+#   containerd's own default, so its column compares);
+#   8. pod startup as kubelet measures it: two of the node e2e suite's Density benchmarks
+#   with the real kubelet, p50/p90/p99 (density.sh; about 10 minutes for both runtimes).
 # Prints a table with both columns, the ratio and each goal; writes every number as JSON
 # under $OUT (default target/bench/): berth.json, containerd.json, *-crun.json,
-# berth-runsc.json, berth-runc-shim-v2.json, pull.json and summary.json. Installs containerd, crun and the rest from Debian when missing.
+# berth-runsc.json, berth-runc-shim-v2.json, pull.json, density-*.json and summary.json.
+# Installs containerd, crun and the rest from Debian when missing.
 #
 #   sudo e2e/bench/run.sh            everything
 #   sudo e2e/bench/run.sh pods       without the pull benchmark
 #   sudo e2e/bench/run.sh pull       only the pull benchmark
+#   sudo e2e/bench/run.sh density    only the kubelet Density benchmarks (density.sh)
 #   sudo e2e/bench/run.sh build      only `berthctl build` cold/warm (build.sh; Berth alone)
 # Needs root. Numbers are printed, never asserted.
 set -euo pipefail
@@ -29,6 +33,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 KIT=${CRITEST_KIT:-$ROOT/../shared/critest}
 WHAT=${1:-all}
+case $WHAT in all | pods | pull | density | build) ;; *) sed -n '2,30p' "$0" >&2; exit 2 ;; esac
 RUNS=${RUNS:-3}
 OUT=${OUT:-$ROOT/target/bench}
 IMAGE=registry.k8s.io/e2e-test-images/busybox:1.29-2
@@ -36,7 +41,7 @@ BIG=127.0.0.1:5000/testkit/big:200mb
 [[ $(id -u) -eq 0 ]] || { echo "run.sh needs root (namespaces, mounts, cgroups)" >&2; exit 1; }
 [[ $WHAT == build ]] && exec "$HERE/build.sh"
 
-PACKAGES=(containerd runc crun runsc containernetworking-plugins docker-registry iptables curl python3 gzip)
+PACKAGES=(containerd runc crun runsc containernetworking-plugins docker-registry iptables curl python3 gzip busybox-static xz-utils)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -51,7 +56,7 @@ echo "building (release)…"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" --workspace --bins >/dev/null 2>&1 || { echo "release build failed" >&2; exit 1; }
 BENCH=$ROOT/target/release/cri-bench
 "$KIT/registry.sh" start >/dev/null
-if [[ $WHAT == pods ]]; then "$KIT/build-images.sh" >/dev/null; else "$KIT/build-images.sh" --big >/dev/null; fi
+if [[ $WHAT == pods || $WHAT == density ]]; then "$KIT/build-images.sh" >/dev/null; else "$KIT/build-images.sh" --big >/dev/null; fi
 EXTRA_CLEANUP="ip link del bbench0 2>/dev/null || true; rm -rf /var/lib/cni/networks/berth-bench"
 # shellcheck source=e2e/bench/lib.sh
 source "$HERE/lib.sh"
@@ -61,6 +66,7 @@ mkdir -p "$OUT"
 case $WHAT in
     pull) rm -f "$OUT/pull.json" ;;
     pods) rm -f "$OUT"/{berth,containerd,berth-crun,containerd-crun,berth-runsc,berth-runc-shim-v2}.json ;;
+    density) rm -f "$OUT"/density-*.json ;;
     *) rm -f "$OUT"/*.json ;;
 esac
 have_containerd() { command -v containerd >/dev/null; }
@@ -82,7 +88,7 @@ suite() {
     fi
 }
 
-if [[ $WHAT != pull ]]; then
+if [[ $WHAT == all || $WHAT == pods ]]; then
     start_berthd
     suite berth "unix://$B/berth.sock" "$BERTHD_PID" "$B/state/"
     # The other handlers of Berth's default config, where their binaries are installed.
@@ -131,7 +137,7 @@ pull_once() {
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-if [[ $WHAT != pods ]]; then
+if [[ $WHAT == all || $WHAT == pull ]]; then
     echo "measuring pulls ($RUNS cold runs each)…"
     manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://127.0.0.1:5000/v2/testkit/big/manifests/200mb")
     read -r layers nlayers bytes < <(python3 -c 'import json,sys; m=json.loads(sys.argv[1]); l=m["layers"]; print(",".join(x["digest"] for x in l), len(l), sum(x["size"] for x in l))' "$manifest")
@@ -143,6 +149,10 @@ if [[ $WHAT != pods ]]; then
     ctrd_s=null
     if have_containerd; then ctrd_s=$(for i in $(seq 1 "$RUNS"); do pull_once containerd "$i"; done | median); fi
     python3 -c "import json,sys; print(json.dumps({'image': '$BIG', 'mb': $bytes/1e6, 'layers': $nlayers, 'runs': $RUNS, 'berth_s': $berth_s, 'containerd_s': $ctrd_s, 'gzip_s': round($t1-$t0,3)}))" >"$OUT/pull.json"
+fi
+
+if [[ $WHAT == all || $WHAT == density ]]; then
+    OUT=$OUT CRITEST_KIT=$KIT BERTHD=$ROOT/target/release/berthd bash "$HERE/density.sh"
 fi
 
 "$BENCH" report "$OUT"

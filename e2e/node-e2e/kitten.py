@@ -28,15 +28,19 @@ def main():
             .file("etc/group", "root:x:0:root\nnobody:x:65534:\n"))
     img = kit.Image([kit.Layer(tree, "kitten stand-in: data.json, kitten.jpg, etc/os-release")],
                     {"Cmd": ["/bin/sh"]}, "kitten")
-    reg = kit.Registry(args.registry)
-    repo, tag = "e2e-test-images/kitten", "1.8"
+    push(kit, args.registry, "e2e-test-images/kitten", "1.8", img)
+    return 0
+
+
+def push(kit, registry, repo, tag, img):
+    """Pushes one image of the kit's build_images (layers, config, manifest) as repo:tag."""
+    reg = kit.Registry(registry)
     manifest, media_type = img.manifest(False)
     for layer in img.layers:
         reg.put_blob(repo, layer.digest, layer.blob)
     reg.put_blob(repo, img.config_digest, img.config_blob)
     reg.put_manifest(repo, tag, manifest, media_type)
-    print(f"pushed {args.registry}/{repo}:{tag}", flush=True)
-    return 0
+    print(f"pushed {registry}/{repo}:{tag}", flush=True)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,7 @@ fn rows(dir: &Path) -> anyhow::Result<Vec<Row>> {
     }
 
     rows.extend(handler_rows(dir, &s)?);
+    rows.extend(density_rows(dir)?);
 
     if let Some(p) = load(dir, "pull.json")? {
         let mb = p["mb"].as_f64().unwrap_or(0.0);
@@ -307,6 +308,41 @@ fn handler_rows(dir: &Path, s: &Sources) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Pod startup as kubelet sees it: the node suite's Density benchmarks (density.sh), from
+/// the API create call to the pod seen Running through a watch. Berth as kubelet runs by
+/// default, and with kubelet's EventedPLEG on (containerd 1.6 has no event stream, so its
+/// column is the same default run).
+fn density_rows(dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let c = load(dir, "density-containerd.json")?;
+    let mut rows = Vec::new();
+    for (file, who) in [
+        ("density-berth.json", "kubelet"),
+        ("density-berth-evented.json", "kubelet+events"),
+    ] {
+        let b = load(dir, file)?;
+        if b.is_none() {
+            continue;
+        }
+        for bench in ["35 pods at once", "10 pods in turn over 50"] {
+            for (p, goal) in [
+                ("p50", Goal::RatioAtMost(0.5)),
+                ("p90", Goal::None),
+                ("p99", Goal::RatioAtMost(0.5)),
+            ] {
+                let pointer = format!("/benchmarks/{bench}/{p}_ms");
+                rows.push(Row {
+                    name: format!("{who}: {bench}, {p}"),
+                    unit: "ms",
+                    berth: at(&b, &pointer),
+                    containerd: at(&c, &pointer),
+                    goal,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
 fn fmt(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
@@ -331,7 +367,8 @@ pub fn report(dir: &Path) -> anyhow::Result<Value> {
         "{:<46} {:>7} {:>10} {:>11} {:>7}  {:<10} met",
         "metric", "unit", "berth", "containerd", "ratio", "goal"
     );
-    for r in &rows {
+    // Rows of a part not measured in this run (e.g. `run.sh density` alone) are left out.
+    for r in rows.iter().filter(|r| r.berth.is_some() || r.containerd.is_some()) {
         let met = match r.met() {
             Some(true) => "yes",
             Some(false) => "NO",
@@ -349,7 +386,9 @@ pub fn report(dir: &Path) -> anyhow::Result<Value> {
     }
     println!(
         "handler rows: containerd's column is its default handler (containerd-shim-runc-v2 + runc); \
-         \"all procs\" = shims + sandbox (gVisor) + infra per pod"
+         \"all procs\" = shims + sandbox (gVisor) + infra per pod; kubelet rows: the node e2e \
+         suite's Density benchmarks (pod startup: API create to Running seen by a watch), kubelet \
+         v1.36; kubelet+events: Berth with kubelet's EventedPLEG on"
     );
     let summary = json!({ "meta": meta, "rows": rows.iter().map(Row::json).collect::<Vec<_>>() });
     let out = dir.join("summary.json");
@@ -410,6 +449,10 @@ mod tests {
             handler(190.0, 16384.0, 0.0).to_string(),
         )
         .unwrap();
+        let density =
+            |p50: f64| json!({"benchmarks": {"35 pods at once": {"p50_ms": p50, "p90_ms": p50, "p99_ms": p50 * 2.0}}});
+        std::fs::write(dir.path().join("density-berth.json"), density(900.0).to_string()).unwrap();
+        std::fs::write(dir.path().join("density-containerd.json"), density(1500.0).to_string()).unwrap();
         let with_handlers = super::rows(dir.path()).unwrap();
         let find = |name: &str| with_handlers.iter().find(|r| r.name == name).unwrap();
         let gvisor = find("gVisor handler: PSS per pod, all procs");
@@ -421,6 +464,15 @@ mod tests {
             "containerd's default handler beside"
         );
         assert_eq!(find("runc-shim-v2 handler: PSS per pod, all procs").berth, Some(4.25));
+        let p99 = find("kubelet: 35 pods at once, p99");
+        assert_eq!((p99.berth, p99.containerd), (Some(1800.0), Some(3000.0)));
+        assert_eq!(p99.met(), Some(false), "0.6x is over the 0.5x goal");
+        let missing = find("kubelet: 10 pods in turn over 50, p50");
+        assert_eq!((missing.berth, missing.met()), (None, None), "not measured, not judged");
+        assert!(
+            with_handlers.iter().all(|r| !r.name.starts_with("kubelet+events")),
+            "no evented run, no rows"
+        );
         let s = report(dir.path()).unwrap();
         assert!(dir.path().join("summary.json").exists());
         assert!(s["rows"].as_array().unwrap().len() > 10);
