@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::kubelet::kit_binary;
+use crate::kubelet::{kit_binary, last_lines};
 use crate::sys;
 
 /// The address the suite's API server serves on.
@@ -21,6 +21,7 @@ const ADDRESS: &str = "127.0.0.1:6443";
 pub struct ApiServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    kubectl: PathBuf,
     /// A kubeconfig with the server's address and this run's token (kubelet and kubectl).
     pub kubeconfig: PathBuf,
 }
@@ -32,7 +33,7 @@ impl ApiServer {
             bail!("{ADDRESS} is taken (another API server or node-e2e run?)");
         }
         let bin = kit_binary("e2e_node.test")?;
-        kit_binary("kubectl")?;
+        let kubectl = kit_binary("kubectl")?;
         let dir = tempfile::tempdir()?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -60,6 +61,7 @@ impl ApiServer {
         let mut api = ApiServer {
             child: Some(child),
             dir,
+            kubectl,
             kubeconfig,
         };
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -87,7 +89,7 @@ impl ApiServer {
     }
 
     fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut child = Command::new(kit_binary("kubectl")?)
+        let mut child = Command::new(&self.kubectl)
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .arg("--request-timeout=20s")
             .args(args)
@@ -113,8 +115,7 @@ impl ApiServer {
     /// The last `n` lines of the server's log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        last_lines(&log, n)
     }
 }
 

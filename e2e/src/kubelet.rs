@@ -71,6 +71,12 @@ pub fn kit_binary(name: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The last `n` lines of `text` (a log's tail, for failure messages).
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A kubelet process and everything it was given: stopped, its mounts detached and its cgroup
 /// root removed when dropped.
 pub struct Kubelet {
@@ -175,9 +181,7 @@ impl Kubelet {
 
     /// The last `n` lines of the log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        last_lines(&self.log(), n)
     }
 
     /// Whether kubelet is still running.
