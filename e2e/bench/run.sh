@@ -82,7 +82,7 @@ JSON
 # suite NAME ENDPOINT PID MARKER: the whole CRI suite, then pod start with crun.
 suite() {
     echo "measuring $1…"
-    "$BENCH" suite "$2" --image "$IMAGE" --daemon-pid "$3" --marker "$4" >"$OUT/$1.json"
+    "$BENCH" suite "$2" --image "$IMAGE" --daemon-pid "$3" --marker "$4" --crictl "$KIT/bin/crictl" >"$OUT/$1.json"
     if command -v crun >/dev/null; then
         "$BENCH" startup "$2" --image "$IMAGE" --handler crun >"$OUT/$1-crun.json"
     fi

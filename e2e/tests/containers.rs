@@ -393,3 +393,92 @@ async fn runtime_handlers_pick_their_own_runtime() {
     let err = e.cri.runtime.run_pod_sandbox(bad).await.expect_err("unknown handler");
     assert_eq!(err.code(), Code::InvalidArgument);
 }
+
+/// Whether a host process runs `sleep SECONDS` (the tests' markers: numbers nothing else sleeps).
+fn sleeping(seconds: &str) -> bool {
+    let want = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+}
+
+async fn until_sleeping(markers: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !markers.iter().all(|m| sleeping(m)) {
+        assert!(Instant::now() < deadline, "not all of {markers:?} started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stopping a container ends every process in it, its main one's children and what an exec
+/// left running: alone in its PID namespace (SIGKILL through its init) and sharing the pod's
+/// (the runtime kills the whole cgroup); StopPodSandbox does the same to running containers.
+#[tokio::test]
+async fn stop_ends_every_process_of_a_container() {
+    let mut e = env(None).await;
+    let own = e.pod("own-pids").await;
+    let mut config = berth_e2e::pod::pod_config("shared-pids");
+    config.log_directory = e.logs.path().join("shared-pids").display().to_string();
+    let ns = |c: &mut Option<cri::LinuxPodSandboxConfig>| {
+        c.as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+            .map(|n| n.pid = cri::NamespaceMode::Pod as i32)
+    };
+    ns(&mut config.linux);
+    let shared = (
+        berth_e2e::pod::run(&mut e.cri, config.clone()).await.expect("run pod"),
+        config,
+    );
+    let mut started = Vec::new();
+    for (pod, name, base) in [(&own, "own", 7301), (&shared, "shared", 7311), (&own, "by-pod", 7321)] {
+        let script = format!("sleep {base} & sleep {} & wait", base + 1);
+        let mut c = e.container(name, &["sh", "-c", &script]);
+        if name == "shared" {
+            c.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let id = e.create(pod, c).await.expect("create");
+        e.start(&id).await;
+        // A process an exec leaves behind belongs to the container too.
+        let left = format!("sleep {} </dev/null >/dev/null 2>&1 &", base + 2);
+        let r = e.exec(&id, &["sh", "-c", &left], 10).await.expect("exec");
+        assert_eq!(r.exit_code, 0);
+        let markers: Vec<String> = (base..base + 3).map(|n| n.to_string()).collect();
+        until_sleeping(&markers.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        started.push((id, markers));
+    }
+    for (id, markers) in &started[..2] {
+        e.stop(id, 0).await;
+        let st = e.status(id).await;
+        assert_eq!(st.state, cri::ContainerState::ContainerExited as i32, "{id}");
+        for m in markers {
+            assert!(!sleeping(m), "sleep {m} outlived StopContainer");
+        }
+    }
+    e.cri
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: own.0.clone(),
+        })
+        .await
+        .expect("stop pod");
+    let (id, markers) = &started[2];
+    assert_eq!(e.status(id).await.state, cri::ContainerState::ContainerExited as i32);
+    for m in markers {
+        assert!(!sleeping(m), "sleep {m} outlived StopPodSandbox");
+    }
+    for pod in [&own.0, &shared.0] {
+        berth_e2e::pod::stop_remove(&mut e.cri, pod).await;
+    }
+}

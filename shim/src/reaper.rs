@@ -41,6 +41,11 @@ impl Reaper {
         rx
     }
 
+    /// Whether `pid` is registered and not reaped yet: its pid cannot have been reused.
+    pub fn awaits(&self, pid: i32) -> bool {
+        self.waiters.borrow().contains_key(&pid)
+    }
+
     pub fn reap(&self) {
         // Ok(None): children remain, none exited; Err(ECHILD): no children at all.
         while let Ok(Some((pid, status))) = wait(WaitOptions::NOHANG) {

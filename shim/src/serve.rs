@@ -77,8 +77,9 @@ mod stdio;
 mod task;
 mod task_exec;
 
+use control::owns_pid_namespace;
 use create::create;
-use exit::{oom_file, read_cgroups_path};
+use exit::{cgroups_path, oom_file, read_config};
 use stdio::spawn_pump;
 
 pub fn run(args: Args) -> i32 {
@@ -167,7 +168,14 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
     std::fs::write(PID_FILE, format!("{}\n", std::process::id())).map_err(|e| format!("{PID_FILE}: {e}"))?;
     let result = async {
         let log = LogFile::open(&args.log_path).map_err(|e| format!("log file {}: {e}", args.log_path.display()))?;
-        let oom_file = read_cgroups_path().map(|p| oom_file(&p, &args.id, args.systemd_cgroup));
+        let config = read_config();
+        let oom_file = config
+            .as_ref()
+            .and_then(cgroups_path)
+            .map(|p| oom_file(&p, &args.id, args.systemd_cgroup));
+        // A runc container alone in its PID namespace ends with its init (the kernel kills
+        // the rest of the namespace), so SIGKILL to all of it needs no runtime process.
+        let kill_through_init = !args.shim_v2 && !args.gvisor && config.as_ref().is_some_and(owns_pid_namespace);
         // The socket is created 0600: the umask is process-wide, and nothing else runs now.
         let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         let listener = UnixListener::bind(SOCKET);
@@ -210,6 +218,7 @@ async fn setup(args: &Args, runc: Runc, reaper: Rc<Reaper>) -> Result<(UnixListe
             stdin_once: args.stdin_once && !args.tty,
             has_stdin: args.stdin,
             oom_file,
+            kill_through_init,
             status: Cell::new(Status::Created),
             starting: Cell::new(false),
             started_at: Cell::new(0),
@@ -275,6 +284,8 @@ struct Shim {
     stdin_once: bool,
     has_stdin: bool,
     oom_file: Option<PathBuf>,
+    /// SIGKILL to the whole container is SIGKILL to its init (see `control::kill`).
+    kill_through_init: bool,
     status: Cell<Status>,
     /// `runc start` in flight.
     starting: Cell<bool>,

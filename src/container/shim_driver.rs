@@ -108,9 +108,11 @@ impl ShimDriver {
 
     async fn do_teardown(&self, id: &str, handler: Option<&str>) {
         let bundle = self.bundle(id);
+        // A shim that answered deleted the container from its runtime; one that died
+        // leaves runtime state, taken back here directly.
         let answered = shim::take_down(&bundle, id).await;
-        // A shim that died leaves runtime state; take it back directly.
         let handlers: Vec<&str> = match handler {
+            _ if answered => Vec::new(),
             Some(h) => vec![h],
             None => self.runtimes.keys().map(String::as_str).collect(),
         };
@@ -120,9 +122,8 @@ impl ShimDriver {
                 .get(handler)
                 .is_some_and(|r| r.kind == HandlerKind::ShimV2)
             {
-                // A berth-shim that died leaves the container to its shim v2 (one that
-                // answered deleted it there already).
-                if !answered && berth_shim::task::take_down(&bundle, id).await {
+                // A berth-shim that died leaves the container to its shim v2.
+                if berth_shim::task::take_down(&bundle, id).await {
                     tracing::warn!(container = id, "took a container down through its shim v2");
                 }
                 continue;

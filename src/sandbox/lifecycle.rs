@@ -365,16 +365,27 @@ impl Sandboxes {
     /// Network down, infra stopped, netns and shm released. Idempotent.
     pub(super) async fn release(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let mut first_err = None;
-        if let Some(rt) = self.pod_runtime.get() {
-            rt.stop(rec, &self.dir(&rec.id)).await;
-        }
-        if let Some(pid) = rec.infra_pid {
-            self.driver.stop_infra(pid, rec.infra_start, self.opts.stop_grace).await;
+        // The CNI DEL and the end of the pod's processes do not wait for each other: the
+        // netns stays pinned until both are done, and the plugins work on it, not on them.
+        let processes = async {
+            if let Some(rt) = self.pod_runtime.get() {
+                rt.stop(rec, &self.dir(&rec.id)).await;
+            }
+            if let Some(pid) = rec.infra_pid {
+                self.driver.stop_infra(pid, rec.infra_start, self.opts.stop_grace).await;
+            }
+        };
+        let network = async {
+            match &rec.netns {
+                Some(ns) => self.network.teardown(&network_request(rec, ns)).await,
+                None => Ok(()),
+            }
+        };
+        let ((), torn_down) = tokio::join!(processes, network);
+        if let Err(e) = torn_down {
+            first_err.get_or_insert(SandboxError::from(e));
         }
         if let Some(ns) = &rec.netns {
-            if let Err(e) = self.network.teardown(&network_request(rec, ns)).await {
-                first_err.get_or_insert(SandboxError::from(e));
-            }
             if let Err(e) = self.driver.remove_netns(ns) {
                 first_err.get_or_insert(setup_err(&rec.id)(format!("removing network namespace: {e}")));
             }
@@ -427,14 +438,9 @@ impl Sandboxes {
         let Ok(rec) = self.get(id) else { return Ok(()) };
         let _lock = self.locks.lock(&rec.id).await;
         let Ok(rec) = self.get(&rec.id) else { return Ok(()) };
+        // A stopped sandbox's network is down already: `stop` forgets the netns only once
+        // its CNI DEL succeeded, so this runs the plugins again only when it did not.
         self.release(&rec).await?;
-        // CNI DEL once more, from the cache, in case stop happened while the netns was gone.
-        if rec.netns.is_none() && rec.spec.namespaces.network != NsMode::Node {
-            let ns = self.netns_path(&rec.id);
-            if let Err(e) = self.network.teardown(&network_request(&rec, &ns)).await {
-                tracing::debug!(sandbox = %rec.id, error = %e, "second CNI DEL");
-            }
-        }
         self.purge(&rec)?;
         self.records.remove(&rec.id)?;
         if let Some(group) = super::hosts_group::group_of(&rec) {

@@ -54,6 +54,19 @@ impl Shim {
         if let Some(t) = &self.task {
             return self.kill_task(t, signal, all).await;
         }
+        if signal == 9
+            && self.kill_through_init
+            && self.status.get() == Status::Running
+            && self.reaper.awaits(self.init_pid)
+        {
+            // The init is not reaped yet, so its pid is still its own; its death takes every
+            // process of its PID namespace along, which is all of the container: what
+            // `runc kill --all` does, without a runtime process.
+            if let Some(pid) = Pid::from_raw(self.init_pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+            return Response::ok();
+        }
         let sig = signal.to_string();
         let mut args = vec!["kill"];
         if all {
@@ -121,5 +134,36 @@ impl Shim {
                 (Response::error(e), false)
             }
         }
+    }
+}
+
+/// Whether a config.json gives the container a PID namespace of its own (a `pid` entry
+/// without a path to join).
+pub(super) fn owns_pid_namespace(config: &Value) -> bool {
+    config
+        .pointer("/linux/namespaces")
+        .and_then(Value::as_array)
+        .is_some_and(|all| {
+            all.iter()
+                .any(|ns| ns.get("type").and_then(Value::as_str) == Some("pid") && ns.get("path").is_none())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owns_pid_namespace;
+    use serde_json::json;
+
+    #[test]
+    fn a_pid_namespace_of_its_own_is_one_without_a_path() {
+        let with = |ns: serde_json::Value| json!({"linux": {"namespaces": ns}});
+        assert!(owns_pid_namespace(&with(json!([{"type": "mount"}, {"type": "pid"}]))));
+        assert!(!owns_pid_namespace(&with(
+            json!([{"type": "pid", "path": "/proc/1/ns/pid"}])
+        )));
+        assert!(!owns_pid_namespace(&with(
+            json!([{"type": "mount"}, {"type": "network"}])
+        )));
+        assert!(!owns_pid_namespace(&json!({"linux": {}})));
     }
 }

@@ -40,9 +40,13 @@ impl Shim {
     }
 }
 
-/// `linux.cgroupsPath` from the bundle's config.json.
-pub(super) fn read_cgroups_path() -> Option<String> {
-    let config: Value = serde_json::from_slice(&std::fs::read("config.json").ok()?).ok()?;
+/// The bundle's config.json, if it reads and parses.
+pub(super) fn read_config() -> Option<Value> {
+    serde_json::from_slice(&std::fs::read("config.json").ok()?).ok()
+}
+
+/// `linux.cgroupsPath` of a config.json.
+pub(super) fn cgroups_path(config: &Value) -> Option<String> {
     Some(
         config
             .get("linux")?

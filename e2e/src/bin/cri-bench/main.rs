@@ -4,8 +4,10 @@
 //! ```text
 //! cri-bench suite ENDPOINT --image I --daemon-pid P --marker M [--handler H]
 //!           [--sequential 30] [--concurrent 20,100] [--memory-pods 20]
-//!           [--stats-containers 50] [--rounds 50]
-//!                        the whole suite (see suite::run)
+//!           [--stats-containers 50] [--rounds 50] [--crictl PATH]
+//!                        the whole suite (see suite::run), then 4 x `rounds` new
+//!                        connections with one Version each, and `rounds` runs of
+//!                        `crictl version` when --crictl names one
 //! cri-bench startup ENDPOINT --image I [--handler H] [--sequential 30]
 //!           [--memory-pods N --daemon-pid P --marker M]
 //!                        pod start only, then stop+remove (the runtime handler rows);
@@ -23,6 +25,7 @@
 //!                        table and writes DIR/summary.json
 //! ```
 
+mod connect;
 mod procs;
 mod report;
 mod soak;
@@ -109,7 +112,14 @@ async fn main() -> anyhow::Result<()> {
                 stats_containers: num(&o, "stats-containers", 50)?,
                 rounds: num(&o, "rounds", 50)?,
             };
-            suite::run(&mut connect(arg).await?, &target(&o)?, &sizes).await?
+            let mut r = suite::run(&mut connect(arg).await?, &target(&o)?, &sizes).await?;
+            let socket = Path::new(arg.strip_prefix("unix://").unwrap_or(arg));
+            // Under a millisecond each: four times the rounds, so the median holds still.
+            r["new_connection"] = connect::new_connections(socket, sizes.rounds * 4).await?;
+            if let Some(crictl) = o.get("crictl") {
+                r["crictl_version"] = connect::crictl_version(Path::new(crictl), arg, sizes.rounds).await?;
+            }
+            r
         }
         "startup" => {
             let mut c = connect(arg).await?;
