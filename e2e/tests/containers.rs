@@ -394,17 +394,16 @@ async fn runtime_handlers_pick_their_own_runtime() {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
-/// Whether a host process runs `sleep SECONDS` (the tests' markers: numbers nothing else sleeps).
+/// Whether a host process runs `sleep SECONDS` itself (not a shell naming it); the tests'
+/// markers are numbers nothing else sleeps.
 fn sleeping(seconds: &str) -> bool {
-    let want = format!("sleep\0{seconds}\0");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+    let cmdline = format!("sleep {seconds} ");
+    berth_e2e::probe::processes_with(&cmdline)
+        .iter()
+        .any(|(_, cmd)| *cmd == cmdline)
 }
 
-async fn until_sleeping(markers: &[&str]) {
+async fn until_sleeping(markers: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !markers.iter().all(|m| sleeping(m)) {
         assert!(Instant::now() < deadline, "not all of {markers:?} started");
@@ -455,7 +454,7 @@ async fn stop_ends_every_process_of_a_container() {
         let r = e.exec(&id, &["sh", "-c", &left], 10).await.expect("exec");
         assert_eq!(r.exit_code, 0);
         let markers: Vec<String> = (base..base + 3).map(|n| n.to_string()).collect();
-        until_sleeping(&markers.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        until_sleeping(&markers).await;
         started.push((id, markers));
     }
     for (id, markers) in &started[..2] {

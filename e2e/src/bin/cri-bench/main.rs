@@ -62,8 +62,13 @@ fn required<'a>(o: &'a HashMap<String, String>, key: &str) -> anyhow::Result<&'a
         .ok_or_else(|| anyhow::anyhow!("--{key} is required"))
 }
 
+/// The socket path of a `unix://` endpoint (or of a bare path).
+fn socket(endpoint: &str) -> &Path {
+    Path::new(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
 async fn connect(endpoint: &str) -> anyhow::Result<Cri> {
-    Cri::connect(Path::new(endpoint.strip_prefix("unix://").unwrap_or(endpoint))).await
+    Cri::connect(socket(endpoint)).await
 }
 
 fn target(o: &HashMap<String, String>) -> anyhow::Result<suite::Target> {
@@ -113,9 +118,8 @@ async fn main() -> anyhow::Result<()> {
                 rounds: num(&o, "rounds", 50)?,
             };
             let mut r = suite::run(&mut connect(arg).await?, &target(&o)?, &sizes).await?;
-            let socket = Path::new(arg.strip_prefix("unix://").unwrap_or(arg));
             // Under a millisecond each: four times the rounds, so the median holds still.
-            r["new_connection"] = connect::new_connections(socket, sizes.rounds * 4).await?;
+            r["new_connection"] = connect::new_connections(socket(arg), sizes.rounds * 4).await?;
             if let Some(crictl) = o.get("crictl") {
                 r["crictl_version"] = connect::crictl_version(Path::new(crictl), arg, sizes.rounds).await?;
             }
