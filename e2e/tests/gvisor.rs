@@ -59,7 +59,7 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
                 &[
                     "sh",
                     "-c",
-                    "mkdir -p /www && echo served-by-gvisor > /www/index.html && echo web-started && exec httpd -f -p 80 -h /www",
+                    "mkdir -p /www && echo served-by-gvisor > /www/index.html && echo web-started && i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; exec httpd -f -p 80 -h /www",
                 ],
             ),
         )
@@ -69,7 +69,14 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
     let side = e
         .create(
             &pod,
-            e.container("side", &["sh", "-c", "echo side-started; exec sleep 100000"]),
+            e.container(
+                "side",
+                &[
+                    "sh",
+                    "-c",
+                    "echo side-started; i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; exec sleep 100000",
+                ],
+            ),
         )
         .await
         .expect("create side");
@@ -106,22 +113,31 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
         .collect();
     assert!(pids[0] > 0 && pids.iter().all(|p| *p == pids[0]), "{listed:?}");
     // Container stats come from inside the sandbox (the containers' own cgroups are empty:
-    // the Sentry runs in the pod's): memory in use and CPU time of each.
+    // the Sentry runs in the pod's): memory in use and CPU time of each. Both containers
+    // count to 50000 in their shell before their main process (gVisor accounts CPU time in
+    // ticks, so a container that only started `sleep` may still show none).
     for id in [&web, &side] {
-        let stats = e
-            .cri
-            .runtime
-            .container_stats(cri::ContainerStatsRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .expect("container stats")
-            .into_inner()
-            .stats
-            .expect("stats");
-        let memory = stats.memory.and_then(|m| m.working_set_bytes).map_or(0, |v| v.value);
-        let cpu = stats.cpu.and_then(|c| c.usage_core_nano_seconds).map_or(0, |v| v.value);
-        assert!(memory > 0 && cpu > 0, "{id}: working set {memory} B, CPU {cpu} ns");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stats = e
+                .cri
+                .runtime
+                .container_stats(cri::ContainerStatsRequest {
+                    container_id: id.clone(),
+                })
+                .await
+                .expect("container stats")
+                .into_inner()
+                .stats
+                .expect("stats");
+            let memory = stats.memory.and_then(|m| m.working_set_bytes).map_or(0, |v| v.value);
+            let cpu = stats.cpu.and_then(|c| c.usage_core_nano_seconds).map_or(0, |v| v.value);
+            if memory > 0 && cpu > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id}: working set {memory} B, CPU {cpu} ns");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     // CRI logs.
     let log_of = |name: &str| std::fs::read_to_string(Path::new(&pod.1.log_directory).join(format!("{name}.log")));
