@@ -266,3 +266,154 @@ async fn push_through_a_bearer_token_service() {
     let digest = out.stdout.split_whitespace().nth(2).expect("digest").to_string();
     assert_eq!(tag_link(&dst, "team/tok", "1"), Some(digest));
 }
+
+/// GETs `range` (`FIRST-LAST`, inclusive) of a blob from the registry, as a lazy reader does.
+async fn blob_range(reg: &TestRegistry, repo: &str, digest: &str, first: u64, last: u64) -> Vec<u8> {
+    let r = reqwest::Client::new()
+        .get(format!("{}/v2/{repo}/blobs/{digest}", reg.url()))
+        .header(reqwest::header::RANGE, format!("bytes={first}-{last}"))
+        .send()
+        .await
+        .expect("range request");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::PARTIAL_CONTENT,
+        "bytes={first}-{last} of {digest}"
+    );
+    let body = r.bytes().await.expect("range body").to_vec();
+    assert_eq!(body.len() as u64, last - first + 1);
+    body
+}
+
+/// The registry's OCI manifest of `repo:tag`.
+async fn manifest_of(reg: &TestRegistry, repo: &str, tag: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/v2/{repo}/manifests/{tag}", reg.url()))
+        .header(reqwest::header::ACCEPT, "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("manifest")
+        .json()
+        .await
+        .expect("manifest json")
+}
+
+/// `berthctl convert --estargz`: a gzip and a zstd layer become eStargz layers under a new
+/// name; pushed, each is read back from the registry by ranges only (footer, TOC checked
+/// against the manifest's annotation, every chunk checked against the TOC, a large file in
+/// several chunks); pulled afresh by name it runs with the same file contents.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_converted_to_estargz_is_read_by_ranges_and_runs() {
+    use berth::image::estargz;
+    let dst = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
+    let e = env_with(None, Some(format!("insecure_registries = [\"{}\"]\n", dst.addr()))).await;
+    let random = random_layer(9 << 20, 7, Compression::Zstd);
+    let spec = ImageSpec {
+        layers: vec![busybox_layer(Compression::Gzip), random],
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    let src = push_built(&e.registry(), "src/lazy", "1", &spec.build(), None)
+        .await
+        .expect("push to the source registry");
+    let src_ref = src.image_ref(&e.registry());
+    ok(&e, &["pull", &src_ref]);
+    let target = format!("{}/team/lazy:1", dst.addr());
+    let out = ctl(&e, &["convert", "--estargz", "nosuch/image:1", &target], None);
+    assert!(!out.ok && out.stderr.contains("nosuch/image:1"), "{}", out.stderr);
+    let out = ctl(
+        &e,
+        &[
+            "convert",
+            "--estargz",
+            &src_ref,
+            &format!("{target}@sha256:{}", "0".repeat(64)),
+        ],
+        None,
+    );
+    assert!(!out.ok && out.stderr.contains("digest"), "{}", out.stderr);
+    let id = ok(&e, &["convert", "--estargz", &src_ref, &target])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    ok(&e, &["push", &target]);
+
+    let manifest = manifest_of(&dst, "team/lazy", "1").await;
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2, "{manifest}");
+    let mut files = std::collections::BTreeMap::new();
+    for layer in layers {
+        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        let digest = layer["digest"].as_str().expect("digest");
+        let size = layer["size"].as_u64().expect("size");
+        let toc_digest = layer["annotations"][estargz::TOC_DIGEST_ANNOTATION]
+            .as_str()
+            .expect("TOC digest annotation");
+        let footer = blob_range(&dst, "team/lazy", digest, size - 51, size - 1).await;
+        let toc_at = estargz::footer_offset(&footer).expect("footer");
+        let member = blob_range(&dst, "team/lazy", digest, toc_at, size - 52).await;
+        let toc = estargz::read_toc(&member, &berth::digest::Digest::parse(toc_digest).expect("digest")).expect("TOC");
+        let other = berth::digest::Digest::of(b"not the TOC");
+        assert!(estargz::read_toc(&member, &other).is_err());
+        // Each chunk's member ends where the next member (or the TOC) begins.
+        let mut starts: Vec<u64> = toc.entries.iter().map(|e| e.offset).filter(|o| *o > 0).collect();
+        starts.push(toc_at);
+        starts.sort();
+        let mut size_of = 0;
+        for entry in toc.entries.iter().filter(|e| !e.chunk_digest.is_empty()) {
+            if entry.kind == "reg" {
+                size_of = entry.size;
+                files.insert(entry.name.clone(), (entry.digest.clone(), Vec::new()));
+            }
+            let end = *starts.iter().find(|s| **s > entry.offset).expect("a member after it");
+            let bytes = blob_range(&dst, "team/lazy", digest, entry.offset, end - 1).await;
+            let data = estargz::chunk(&bytes, entry, size_of).expect("chunk verifies");
+            files.get_mut(&entry.name).expect("its reg entry first").1.extend(data);
+        }
+    }
+    for (name, (digest, data)) in &files {
+        assert_eq!(berth::digest::Digest::of(data).to_string(), *digest, "{name}");
+    }
+    let big = &files["data/random-7.bin"].1;
+    assert_eq!(big.len(), 9 << 20);
+    assert!(files.contains_key("bin/busybox"), "{:?}", files.keys());
+
+    // `build --estargz`: the image built has eStargz layers, the base image's too; built
+    // again (cached), it is the same image.
+    let built_ref = format!("{}/team/built:1", dst.addr());
+    let dockerfile = format!("FROM {src_ref}\nENV BUILT=estargz\n");
+    let build = |e: &Env| {
+        let out = ctl(
+            e,
+            &["build", "--estargz", "-q", "-t", &built_ref, "-"],
+            Some(&dockerfile),
+        );
+        assert!(out.ok, "build: {}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let built = build(&e);
+    assert_eq!(build(&e), built);
+    assert_ne!(built, id);
+    ok(&e, &["push", &built_ref]);
+    let manifest = manifest_of(&dst, "team/built", "1").await;
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2, "{manifest}");
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["annotations"][estargz::TOC_DIGEST_ANNOTATION].is_string()),
+        "{manifest}"
+    );
+    ok(&e, &["rmi", &built_ref]);
+
+    // Pulled afresh by name, as any runtime would, it runs with the same contents.
+    ok(&e, &["rmi", &target, &src_ref]);
+    ok(&e, &["pull", &target]);
+    let out = ok(
+        &e,
+        &["run", "--rm", &target, "busybox", "sha256sum", "/data/random-7.bin"],
+    );
+    let want = berth::digest::Digest::of(big);
+    assert!(out.stdout.starts_with(want.hex()), "{} vs {want}", out.stdout);
+}

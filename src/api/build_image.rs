@@ -10,10 +10,15 @@ use crate::cri::BoxStream;
 use crate::error::{Error, Result};
 
 fn options(o: pb::BuildOptions) -> Result<BuildOptions> {
-    let zstd = match o.compression.as_str() {
-        "" | "gzip" => false,
-        "zstd" => true,
-        other => return Err(Error::InvalidArgument(format!("compression {other:?}: gzip or zstd"))),
+    let (zstd, estargz) = match o.compression.as_str() {
+        "" | "gzip" => (false, false),
+        "zstd" => (true, false),
+        "estargz" => (false, true),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "compression {other:?}: gzip, zstd or estargz"
+            )))
+        }
     };
     Ok(BuildOptions {
         dockerfile: o.dockerfile,
@@ -26,6 +31,7 @@ fn options(o: pb::BuildOptions) -> Result<BuildOptions> {
         platform: o.platform,
         labels: o.labels.into_iter().collect(),
         zstd,
+        estargz,
     })
 }
 

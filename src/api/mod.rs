@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod commit_container;
 pub mod container_service;
 pub mod convert;
+pub mod convert_image;
 pub mod copy_from_container;
 pub mod copy_to_container;
 pub mod exec_container;
@@ -97,6 +98,17 @@ impl ImagesRpc for Api {
         call(
             "berth.TagImage",
             tag_image::tag_image(&self.images, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn convert_image(
+        &self,
+        request: Request<pb::ConvertImageRequest>,
+    ) -> Result<Response<pb::ConvertImageResponse>, Status> {
+        call(
+            "berth.ConvertImage",
+            convert_image::convert_image(&self.images, request.into_inner()),
         )
         .await
     }

@@ -48,6 +48,8 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// Layers compressed with zstd (else gzip).
     pub zstd: bool,
+    /// The image built is converted to eStargz (every layer, the base image's too).
+    pub estargz: bool,
 }
 
 /// How a build goes, as it goes.
@@ -159,6 +161,11 @@ impl Builder {
                 )))
                 .await;
         }
+        let image = if opts.estargz {
+            self.images.convert_estargz(&image, None).await?.0.id
+        } else {
+            image
+        };
         let mut named = Vec::new();
         for tag in &tags {
             let (record, tag) = self.images.tag(&image, tag).await?;

@@ -5,7 +5,9 @@ pub mod archive;
 pub mod auth;
 pub mod commit;
 pub mod content;
+mod convert;
 mod download;
+pub mod estargz;
 pub mod history;
 pub mod hosts;
 pub mod layer;
@@ -77,7 +79,44 @@ impl crate::store::Record for ImageRecord {
     }
 }
 
+/// The documents of an image made on this node (committed, built or converted).
+pub(crate) struct MadeHere<'a> {
+    pub config: (&'a reference::Digest, &'a manifest::ImageConfig),
+    pub manifest: &'a reference::Digest,
+    /// Bytes of its blobs: manifest, config and compressed layers.
+    pub size: u64,
+    pub layers: Vec<String>,
+    pub diff_ids: &'a [reference::Digest],
+    pub build_cache: String,
+}
+
 impl ImageRecord {
+    /// The record of an image made here, unnamed.
+    pub(crate) fn made_here(m: MadeHere<'_>) -> ImageRecord {
+        let (id, config) = m.config;
+        ImageRecord {
+            id: id.to_string(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            size: m.size,
+            target: m.manifest.to_string(),
+            manifest: m.manifest.to_string(),
+            layers: m.layers,
+            diff_ids: m.diff_ids.iter().map(|d| d.to_string()).collect(),
+            chain_ids: crate::snapshot::chain_ids(m.diff_ids)
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+            run_config: config.config.clone().unwrap_or_default(),
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            pulled_at: crate::clock::now_nanos(),
+            pinned: false,
+            trust: None,
+            build_cache: m.build_cache,
+        }
+    }
+
     /// `(uid, username)` of the image's `User`: a number is a uid, anything else a name;
     /// a `:group` suffix is ignored here.
     pub fn user(&self) -> (Option<i64>, String) {

@@ -17,53 +17,15 @@ use spec::Written;
 use std::io::{self, Write};
 
 use flate2::write::GzEncoder;
-use sha2::{Digest as _, Sha256};
 
 use super::layer::{self, LayerJob};
 use super::manifest::{Compression, ImageConfig};
 use super::reference::{Digest, Reference};
-use super::{ImageError, ImageRecord, Images};
+use super::{ImageError, ImageRecord, Images, MadeHere};
+use crate::digest::Hashing;
 use crate::snapshot::chain_ids;
 use changes::Change;
 use documents::{internal, new_config, new_manifest};
-
-/// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W> Hashing<W> {
-    fn new(inner: W) -> Hashing<W> {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-        }
-    }
-
-    fn finish(self) -> (W, Digest, u64) {
-        (
-            self.inner,
-            Digest::from_sha256(self.hasher.finalize().into()),
-            self.written,
-        )
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// Writes the layer of `upper` into `file`, gzip- or zstd-compressed.
 fn write_compressed(upper: &std::path::Path, file: &std::fs::File, zstd: bool) -> io::Result<Written> {
@@ -152,7 +114,6 @@ impl Images {
             }
             None => None,
         };
-        let chains = chain_ids(&diff_ids);
 
         let config = new_config(&base_config, spec, changes, written.as_ref().map(|w| &w.diff_id))?;
         let config_bytes = serde_json::to_vec(&config).map_err(internal("encoding the config"))?;
@@ -169,27 +130,17 @@ impl Images {
         let base_layers = base.as_ref().map_or(0, |b| {
             b.size.saturating_sub((base_config.len() + base_manifest.len()) as u64)
         });
-        let record = ImageRecord {
-            id: config_digest.to_string(),
-            repo_tags: Vec::new(),
-            repo_digests: Vec::new(),
+        let record = ImageRecord::made_here(MadeHere {
+            config: (&config_digest, &parsed),
+            manifest: &manifest_digest,
             size: base_layers
                 + written.as_ref().map_or(0, |w| w.size)
                 + config_bytes.len() as u64
                 + manifest_bytes.len() as u64,
-            target: manifest_digest.to_string(),
-            manifest: manifest_digest.to_string(),
             layers,
-            diff_ids: diff_ids.iter().map(|d| d.to_string()).collect(),
-            chain_ids: chains.iter().map(|d| d.to_string()).collect(),
-            run_config: parsed.config.unwrap_or_default(),
-            os: parsed.os,
-            architecture: parsed.architecture,
-            pulled_at: crate::clock::now_nanos(),
-            pinned: false,
-            trust: None,
+            diff_ids: &diff_ids,
             build_cache: spec.cache_key.clone(),
-        };
+        });
         self.record_named(record, tags, &[])
     }
 
@@ -202,28 +153,51 @@ impl Images {
             .await
             .map_err(|e| ImageError::Internal(format!("layer task: {e}")))?
             .map_err(|e| ImageError::Invalid(format!("the changes cannot be archived: {e}")))?;
+        let compression = if written.zstd {
+            Compression::Zstd
+        } else {
+            Compression::Gzip
+        };
+        self.ingest_spooled(
+            &spool,
+            (&written.digest, written.size, compression),
+            &written.diff_id,
+            below,
+        )
+        .await?;
+        Ok(written)
+    }
+
+    /// Stores and unpacks the layer blob written to `spool` (`blob`: its digest, size and
+    /// compression) over the layers `below`, checking that it unpacks to `diff_id`.
+    pub(in crate::image) async fn ingest_spooled(
+        &self,
+        spool: &tempfile::NamedTempFile,
+        blob: (&Digest, u64, Compression),
+        diff_id: &Digest,
+        below: &[Digest],
+    ) -> Result<(), ImageError> {
         let mut diff_ids = below.to_vec();
-        diff_ids.push(written.diff_id.clone());
+        diff_ids.push(diff_id.clone());
         let chain_id = chain_ids(&diff_ids).pop().expect("at least the new layer");
         let _one_ingest = self.layer_locks.lock(chain_id.as_str()).await;
         let job = LayerJob {
-            digest: written.digest.clone(),
-            size: written.size,
-            compression: if written.zstd {
-                Compression::Zstd
-            } else {
-                Compression::Gzip
-            },
-            diff_id: written.diff_id.clone(),
+            digest: blob.0.clone(),
+            size: blob.1,
+            compression: blob.2,
+            diff_id: diff_id.clone(),
             chain_id,
             limits: self.unpack_limits(),
         };
-        let (content, snapshots, file) = (self.content.clone(), self.snapshots.clone(), reopen()?);
+        let file = spool
+            .reopen()
+            .map_err(|e| ImageError::Internal(format!("spool: {e}")))?;
+        let (content, snapshots) = (self.content.clone(), self.snapshots.clone());
         tokio::task::spawn_blocking(move || {
             layer::ingest_reader(job, io::BufReader::new(file), &content, snapshots.as_ref())
         })
         .await
         .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))??;
-        Ok(written)
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! `berthctl tag` and `berthctl history`.
+//! `berthctl tag`, `berthctl convert` and `berthctl history`.
 
 use berth_proto::berth::v1 as pb;
 use berth_proto::berth::v1::images_client::ImagesClient;
@@ -33,6 +33,41 @@ pub async fn tag(
         .tag_image(request(pb::TagImageRequest { source, target }, timeout))
         .await
         .map_err(explain)?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// Write eStargz layers: gzip layers with a table of contents, pullable by any runtime
+    /// and lazily by readers that know eStargz.
+    #[arg(long, required = true)]
+    pub estargz: bool,
+    /// The image: name, tag, digest or id.
+    pub source: String,
+    /// The new name (NAME[:TAG]).
+    pub target: String,
+}
+
+/// Prints the new image's id.
+pub async fn convert(
+    client: &mut ImagesClient<Channel>,
+    args: ConvertArgs,
+    timeout: Option<u64>,
+) -> anyhow::Result<()> {
+    let format = if args.estargz { "estargz" } else { "" };
+    let done = client
+        .convert_image(request(
+            pb::ConvertImageRequest {
+                source: args.source,
+                target: args.target,
+                format: format.into(),
+            },
+            timeout,
+        ))
+        .await
+        .map_err(explain)?
+        .into_inner();
+    println!("{}", done.id);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The commands that use Berth's own image API (`berth.v1.Images`) rather than the CRI:
-//! pull with live progress, login/logout, save/load, tag and history; and volumes
+//! pull with live progress, login/logout, save/load, tag, history and convert; and volumes
 //! (`berth.v1.Volumes`).
 
 mod archive;
@@ -42,6 +42,8 @@ pub enum ApiCommand {
     },
     /// Show an image's history.
     History(history::HistoryArgs),
+    /// Rewrite an image's layers as eStargz (lazily pullable) under a new name.
+    Convert(history::ConvertArgs),
     /// Manage volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
@@ -64,6 +66,7 @@ pub async fn run(cmd: ApiCommand, channel: Channel, timeout: Option<u64>) -> any
         ApiCommand::Load(args) => archive::load(&mut client, args, timeout).await,
         ApiCommand::Tag { source, target } => history::tag(&mut client, source, target, timeout).await,
         ApiCommand::History(args) => history::history(&mut client, args, timeout).await,
+        ApiCommand::Convert(args) => history::convert(&mut client, args, timeout).await,
         ApiCommand::Volume(_) => Ok(()),
     }
 }

@@ -46,9 +46,13 @@ pub struct BuildArgs {
     /// Only the node's own platform can be built (e.g. linux/amd64).
     #[arg(long)]
     platform: Option<String>,
-    /// Layer compression: gzip or zstd.
-    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    /// Layer compression: gzip, zstd, or estargz (the image built, base layers too, as
+    /// `convert --estargz` writes it).
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "estargz"])]
     compression: String,
+    /// The same as `--compression estargz`.
+    #[arg(long, conflicts_with = "compression")]
+    estargz: bool,
     /// Output style: auto, plain or tty (all print the steps as they run).
     #[arg(long, default_value = "auto")]
     progress: String,
@@ -80,6 +84,7 @@ impl BuildArgs {
             platform: None,
             progress: "auto".into(),
             compression: "gzip".into(),
+            estargz: false,
             quiet: false,
             context: context.display().to_string(),
         }
@@ -159,7 +164,11 @@ pub async fn build(mut client: BuildsClient<Channel>, a: BuildArgs, timeout: Opt
         },
         platform: a.platform.clone().unwrap_or_default(),
         labels: pairs(&a.labels, "--label", false)?,
-        compression: a.compression.clone(),
+        compression: if a.estargz {
+            "estargz".into()
+        } else {
+            a.compression.clone()
+        },
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::BuildRequest>(4);
     let sender = tokio::spawn(async move {
