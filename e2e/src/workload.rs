@@ -289,6 +289,20 @@ impl Env {
             .expect("status")
     }
 
+    /// `ContainerStats` of one container.
+    pub async fn container_stats(&mut self, id: &str) -> cri::ContainerStats {
+        self.cri
+            .runtime
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: id.into(),
+            })
+            .await
+            .expect("ContainerStats")
+            .into_inner()
+            .stats
+            .expect("stats")
+    }
+
     /// `Status` (not verbose).
     pub async fn runtime_status(&mut self) -> cri::StatusResponse {
         let req = cri::StatusRequest { verbose: false };

@@ -364,18 +364,21 @@ async fn an_image_converted_to_estargz_is_read_by_ranges_and_runs() {
         for entry in toc.entries.iter().filter(|e| !e.chunk_digest.is_empty()) {
             if entry.kind == "reg" {
                 size_of = entry.size;
-                files.insert(entry.name.clone(), (entry.digest.clone(), Vec::new()));
+                files.insert(entry.name.clone(), (entry.digest.clone(), Vec::new(), 0));
             }
             let end = *starts.iter().find(|s| **s > entry.offset).expect("a member after it");
             let bytes = blob_range(&dst, "team/lazy", digest, entry.offset, end - 1).await;
             let data = estargz::chunk(&bytes, entry, size_of).expect("chunk verifies");
-            files.get_mut(&entry.name).expect("its reg entry first").1.extend(data);
+            let file = files.get_mut(&entry.name).expect("its reg entry first");
+            file.1.extend(data);
+            file.2 += 1;
         }
     }
-    for (name, (digest, data)) in &files {
+    for (name, (digest, data, _)) in &files {
         assert_eq!(berth::digest::Digest::of(data).to_string(), *digest, "{name}");
     }
-    let big = &files["data/random-7.bin"].1;
+    let (_, big, chunks) = &files["data/random-7.bin"];
+    assert_eq!(*chunks, 3, "9 MiB in chunks of 4 MiB");
     assert_eq!(big.len(), 9 << 20);
     assert!(files.contains_key("bin/busybox"), "{:?}", files.keys());
 

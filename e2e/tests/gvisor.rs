@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_e2e::cri::v1 as cri;
 use berth_e2e::pod;
 use berth_e2e::probe::{processes_with, wait_http};
 use berth_e2e::workload::{env, Env};
@@ -119,17 +118,7 @@ async fn a_gvisor_pod_runs_its_containers_in_one_sandbox() {
     for id in [&web, &side] {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let stats = e
-                .cri
-                .runtime
-                .container_stats(cri::ContainerStatsRequest {
-                    container_id: id.clone(),
-                })
-                .await
-                .expect("container stats")
-                .into_inner()
-                .stats
-                .expect("stats");
+            let stats = e.container_stats(id).await;
             let memory = stats.memory.and_then(|m| m.working_set_bytes).map_or(0, |v| v.value);
             let cpu = stats.cpu.and_then(|c| c.usage_core_nano_seconds).map_or(0, |v| v.value);
             if memory > 0 && cpu > 0 {

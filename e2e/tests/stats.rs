@@ -10,19 +10,6 @@ use berth_e2e::workload::{env, env_with, Env};
 
 const MIB: u64 = 1 << 20;
 
-async fn container_stats(e: &mut Env, id: &str) -> cri::ContainerStats {
-    e.cri
-        .runtime
-        .container_stats(cri::ContainerStatsRequest {
-            container_id: id.into(),
-        })
-        .await
-        .expect("ContainerStats")
-        .into_inner()
-        .stats
-        .expect("stats")
-}
-
 async fn pod_stats(e: &mut Env, id: &str) -> cri::PodSandboxStats {
     e.cri
         .runtime
@@ -95,9 +82,9 @@ async fn cpu_memory_layer_and_process_figures_follow_the_workload() {
 
     // CPU: the busy loop uses up to one core; on a loaded 2-core machine (CI beside other
     // builds) it may get much less, so the floor is a clearly busy 15% of a core.
-    let first = container_stats(&mut e, &burn).await;
+    let first = e.container_stats(&burn).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let second = container_stats(&mut e, &burn).await;
+    let second = e.container_stats(&burn).await;
     let (c1, c2) = (first.cpu.expect("cpu"), second.cpu.expect("cpu"));
     let used = v(&c2.usage_core_nano_seconds) - v(&c1.usage_core_nano_seconds);
     let elapsed = (c2.timestamp - c1.timestamp) as u64;
@@ -114,7 +101,7 @@ async fn cpu_memory_layer_and_process_figures_follow_the_workload() {
 
     // Memory: the 48 MiB buffer shows in the working set, within tolerance.
     let hold_stats = eventually(20, "the 48 MiB buffer", async || {
-        let s = container_stats(&mut e, &hold).await;
+        let s = e.container_stats(&hold).await;
         let ws = v(&s.memory.as_ref().expect("memory").working_set_bytes);
         (ws >= 48 * MIB).then_some(s)
     })
@@ -126,14 +113,14 @@ async fn cpu_memory_layer_and_process_figures_follow_the_workload() {
         v(&mem.working_set_bytes)
     );
     assert!(v(&mem.usage_bytes) >= v(&mem.working_set_bytes));
-    let idle_stats = container_stats(&mut e, &idle).await;
+    let idle_stats = e.container_stats(&idle).await;
     let idle_mem = idle_stats.memory.expect("memory");
     assert!(v(&idle_mem.working_set_bytes) < 8 * MIB, "idle container: {idle_mem:?}");
     assert!(idle_stats.cpu.expect("cpu").usage_core_nano_seconds.is_some());
 
     // Writable layer: the 4 MiB file (layer sizes are cached for up to 10 s).
     let layer = eventually(20, "the 4 MiB file in the writable layer", async || {
-        let s = container_stats(&mut e, &hold).await;
+        let s = e.container_stats(&hold).await;
         let w = s.writable_layer.expect("writable layer");
         (v(&w.used_bytes) >= 4 * MIB).then_some(w)
     })

@@ -11,25 +11,24 @@ use std::io::{self, BufReader, BufWriter};
 
 use serde_json::{json, Value};
 
+use super::commit::internal;
 use super::estargz::{self, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION};
-use super::manifest::{layer_compression, Compression, ImageConfig, OCI_MANIFEST};
+use super::layer;
+use super::manifest::{layer_compression, Compression, ImageConfig, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 use super::reference::{Digest, Reference};
 use super::{ImageError, ImageRecord, Images, MadeHere};
 
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-fn internal(what: &'static str) -> impl FnOnce(serde_json::Error) -> ImageError {
-    move |e| ImageError::Internal(format!("{what}: {e}"))
-}
-
-/// The uncompressed tar of a stored layer blob.
+/// The uncompressed tar of a stored layer blob (zstd windows bounded as in a pull).
 fn decompressed(file: std::fs::File, compression: Compression) -> io::Result<Box<dyn io::Read + Send>> {
     let file = BufReader::new(file);
     Ok(match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        Compression::Zstd => {
+            let mut dec = zstd::stream::read::Decoder::with_buffer(file)?;
+            dec.window_log_max(layer::MAX_ZSTD_WINDOW_LOG)?;
+            Box::new(dec)
+        }
     })
 }
 

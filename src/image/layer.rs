@@ -202,6 +202,9 @@ impl Read for ChannelReader {
     }
 }
 
+/// A zstd frame asking for a window over 128 MiB is refused (decompression bomb).
+pub(super) const MAX_ZSTD_WINDOW_LOG: u32 = 27;
+
 /// Hashes what passes through (the uncompressed tar, for the diff id).
 struct HashReader<R> {
     inner: R,
@@ -233,8 +236,7 @@ fn ingest<S: Source>(job: LayerJob, source: S, prepared: Box<dyn Prepared>) -> R
         }
         Compression::Zstd => {
             let mut dec = zstd::stream::read::Decoder::new(source).map_err(stream_err)?;
-            // A frame asking for a window over 128 MiB is refused (decompression bomb).
-            dec.window_log_max(27).map_err(stream_err)?;
+            dec.window_log_max(MAX_ZSTD_WINDOW_LOG).map_err(stream_err)?;
             match unpack_hashed(&mut dec, &dir, &job.limits, &digest) {
                 Ok((stats, diff)) => (stats, diff, dec.finish().into_inner()),
                 Err(e) => return Err(blame(e, dec.finish().into_inner())),

@@ -23,7 +23,7 @@ pub(crate) const DOCKER_MANIFEST_JSON: &str = "manifest.json";
 pub(crate) const DOCKER_REPOSITORIES: &str = "repositories";
 pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
-pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) use super::manifest::OCI_CONFIG;
 
 /// `blobs/sha256/<hex>`: where both formats keep a blob.
 pub(crate) fn blob_path(digest: &super::reference::Digest) -> String {

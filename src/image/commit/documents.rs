@@ -5,13 +5,10 @@ use serde_json::{json, Map, Value};
 
 use super::changes::{self, Change};
 use super::spec::{CommitSpec, Written};
-use crate::image::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::image::manifest::{DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST};
 use crate::image::reference::Digest;
 use crate::image::ImageError;
 
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
@@ -42,7 +39,7 @@ pub fn now_rfc3339() -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub(super) fn internal(what: &str) -> impl FnOnce(serde_json::Error) -> ImageError + '_ {
+pub(in crate::image) fn internal(what: &str) -> impl FnOnce(serde_json::Error) -> ImageError + '_ {
     move |e| ImageError::Internal(format!("{what}: {e}"))
 }
 

@@ -10,6 +10,7 @@ pub mod diff;
 mod documents;
 mod spec;
 
+pub(in crate::image) use documents::internal;
 pub use documents::{host_architecture, now_rfc3339};
 pub use spec::CommitSpec;
 use spec::Written;
@@ -25,7 +26,7 @@ use super::{ImageError, ImageRecord, Images, MadeHere};
 use crate::digest::Hashing;
 use crate::snapshot::chain_ids;
 use changes::Change;
-use documents::{internal, new_config, new_manifest};
+use documents::{new_config, new_manifest};
 
 /// Writes the layer of `upper` into `file`, gzip- or zstd-compressed.
 fn write_compressed(upper: &std::path::Path, file: &std::fs::File, zstd: bool) -> io::Result<Written> {

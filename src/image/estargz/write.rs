@@ -164,6 +164,55 @@ fn padding(size: u64) -> usize {
     ((512 - size % 512) % 512) as usize
 }
 
+/// Writes a regular file's contents from `entry`, a new gzip member at each chunk; returns
+/// the file's TOC entry `first` (its first chunk) and one `chunk` entry for each further one.
+fn put_chunks<W: Write>(
+    m: &mut Members<W>,
+    entry: &mut impl Read,
+    first: TocEntry,
+    chunk_size: u64,
+    buf: &mut [u8],
+) -> io::Result<Vec<TocEntry>> {
+    let (name, size) = (first.name.clone(), first.size);
+    let mut whole = Sha256::new();
+    let mut first = Some(first);
+    let mut chunks = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        let this = chunk_size.min(size - at);
+        let offset = m.start()?;
+        let mut chunk = Sha256::new();
+        let mut left = this;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = entry.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{name}: the tar ends inside it"),
+                ));
+            }
+            m.put(&buf[..n])?;
+            chunk.update(&buf[..n]);
+            whole.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let mut c = first.take().unwrap_or_else(|| TocEntry {
+            name: name.clone(),
+            kind: "chunk".into(),
+            ..Default::default()
+        });
+        c.offset = offset;
+        c.chunk_offset = at;
+        c.chunk_size = if at + this == size { 0 } else { this };
+        c.chunk_digest = Digest::from_sha256(chunk.finalize().into()).to_string();
+        chunks.push(c);
+        at += this;
+    }
+    chunks[0].digest = Digest::from_sha256(whole.finalize().into()).to_string();
+    Ok(chunks)
+}
+
 /// Rewrites the uncompressed layer `tar` into `out` as eStargz, splitting regular files
 /// into chunks of `chunk_size` bytes (0: the default).
 pub fn write<R: Read, W: Write>(tar: R, out: W, chunk_size: u64) -> io::Result<(W, Converted)> {
@@ -261,56 +310,15 @@ pub fn write<R: Read, W: Write>(tar: R, out: W, chunk_size: u64) -> io::Result<(
             xattrs: p.xattrs,
             ..Default::default()
         };
-        if kind != "reg" || size == 0 {
-            if size != 0 && kind != "reg" {
-                // Payload on a non-regular entry: kept in the tar, not in the TOC.
-                std::io::copy(&mut (&mut entry).take(size), &mut Sink(&mut m))?;
-                m.put(&vec![0u8; padding(size)])?;
-            }
+        if kind == "reg" && size > 0 {
+            e.size = size;
+            entries.extend(put_chunks(&mut m, &mut entry, e, chunk_size, &mut buf)?);
+        } else {
+            // A payload on a non-regular entry is kept in the tar, not in the TOC.
+            io::copy(&mut (&mut entry).take(size), &mut m)?;
             entries.push(e);
-            continue;
-        }
-        e.size = size;
-        let mut whole = Sha256::new();
-        let mut first = Some(e);
-        let mut chunks = Vec::new();
-        let mut at = 0u64;
-        while at < size {
-            let this = chunk_size.min(size - at);
-            let offset = m.start()?;
-            let mut chunk = Sha256::new();
-            let mut left = this;
-            while left > 0 {
-                let want = left.min(buf.len() as u64) as usize;
-                let n = entry.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{name}: the tar ends inside it"),
-                    ));
-                }
-                m.put(&buf[..n])?;
-                chunk.update(&buf[..n]);
-                whole.update(&buf[..n]);
-                left -= n as u64;
-            }
-            let chunk_digest = Digest::from_sha256(chunk.finalize().into()).to_string();
-            let last = at + this == size;
-            let mut c = first.take().unwrap_or_else(|| TocEntry {
-                name: name.clone(),
-                kind: "chunk".into(),
-                ..Default::default()
-            });
-            c.offset = offset;
-            c.chunk_offset = at;
-            c.chunk_size = if last { 0 } else { this };
-            c.chunk_digest = chunk_digest;
-            chunks.push(c);
-            at += this;
         }
         m.put(&vec![0u8; padding(size)])?;
-        chunks[0].digest = Digest::from_sha256(whole.finalize().into()).to_string();
-        entries.extend(chunks);
     }
 
     let toc = serde_json::to_vec(&Toc { version: 1, entries }).map_err(io::Error::other)?;
@@ -334,12 +342,10 @@ pub fn write<R: Read, W: Write>(tar: R, out: W, chunk_size: u64) -> io::Result<(
     Ok((out, converted))
 }
 
-/// Writes into the open member.
-struct Sink<'a, W: Write>(&'a mut Members<W>);
-
-impl<W: Write> Write for Sink<'_, W> {
+/// Writes into the open member (entry payloads that are not chunked).
+impl<W: Write> Write for Members<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.put(buf)?;
+        self.put(buf)?;
         Ok(buf.len())
     }
 
