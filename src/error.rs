@@ -129,6 +129,7 @@ fn image_code(e: &ImageError) -> Code {
             RegistryError::Http { .. } | RegistryError::Protocol(_) => Code::Unknown,
             RegistryError::Hosts(_) => Code::FailedPrecondition,
             RegistryError::TooLarge(_) => Code::ResourceExhausted,
+            RegistryError::NoRanges(_) => Code::FailedPrecondition,
         },
         ImageError::Content(ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. }) => Code::DataLoss,
         ImageError::Layer(l) => match l {

@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod digest;
 pub mod error;
 pub mod events;
+pub mod fuse;
 pub mod image;
 pub mod locks;
 pub mod metrics;

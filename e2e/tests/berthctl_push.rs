@@ -7,7 +7,15 @@
 //! with the push's credentials.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use berth::digest::Digest;
+use berth::image::auth::Credentials;
+use berth::image::hosts::HostsConfig;
+use berth::image::lazy::RemoteLayer;
+use berth::image::reference::Reference;
+use berth::image::registry::{PullAuth, RegistryClient};
 use berth_e2e::ctl::{berthctl, CtlOut};
 use berth_e2e::image::{busybox_layer, push_built, push_index, random_layer, Compression, ImageSpec};
 use berth_e2e::proxy::TokenAuthProxy;
@@ -267,24 +275,6 @@ async fn push_through_a_bearer_token_service() {
     assert_eq!(tag_link(&dst, "team/tok", "1"), Some(digest));
 }
 
-/// GETs `range` (`FIRST-LAST`, inclusive) of a blob from the registry, as a lazy reader does.
-async fn blob_range(reg: &TestRegistry, repo: &str, digest: &str, first: u64, last: u64) -> Vec<u8> {
-    let r = reqwest::Client::new()
-        .get(format!("{}/v2/{repo}/blobs/{digest}", reg.url()))
-        .header(reqwest::header::RANGE, format!("bytes={first}-{last}"))
-        .send()
-        .await
-        .expect("range request");
-    assert_eq!(
-        r.status(),
-        reqwest::StatusCode::PARTIAL_CONTENT,
-        "bytes={first}-{last} of {digest}"
-    );
-    let body = r.bytes().await.expect("range body").to_vec();
-    assert_eq!(body.len() as u64, last - first + 1);
-    body
-}
-
 /// The registry's OCI manifest of `repo:tag`.
 async fn manifest_of(reg: &TestRegistry, repo: &str, tag: &str) -> serde_json::Value {
     reqwest::Client::new()
@@ -305,7 +295,7 @@ async fn manifest_of(reg: &TestRegistry, repo: &str, tag: &str) -> serde_json::V
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_converted_to_estargz_is_read_by_ranges_and_runs() {
     use berth::image::estargz;
-    let dst = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
+    let mut dst = TestRegistry::start(RegistryOpts::default()).await.expect("registry");
     let e = env_with(None, Some(format!("insecure_registries = [\"{}\"]\n", dst.addr()))).await;
     let random = random_layer(9 << 20, 7, Compression::Zstd);
     let spec = ImageSpec {
@@ -342,42 +332,59 @@ async fn an_image_converted_to_estargz_is_read_by_ranges_and_runs() {
     let manifest = manifest_of(&dst, "team/lazy", "1").await;
     let layers = manifest["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), 2, "{manifest}");
+    // Berth's lazy reader opens each layer by its footer and TOC alone and reads files
+    // chunk by chunk, each a closed range the real registry answers with 206.
+    let client = Arc::new(RegistryClient::new(
+        HostsConfig {
+            insecure: vec![dst.addr().to_string()],
+            ..Default::default()
+        },
+        Duration::from_secs(30),
+    ));
+    let reference = Reference::parse(&target).expect("reference");
+    let auth = PullAuth {
+        registry: dst.addr().to_string(),
+        credentials: Credentials::Anonymous,
+    };
     let mut files = std::collections::BTreeMap::new();
+    let mut big_layer = None;
     for layer in layers {
         assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
-        let digest = layer["digest"].as_str().expect("digest");
+        let digest = Digest::parse(layer["digest"].as_str().expect("digest")).expect("digest");
         let size = layer["size"].as_u64().expect("size");
         let toc_digest = layer["annotations"][estargz::TOC_DIGEST_ANNOTATION]
             .as_str()
+            .and_then(|d| Digest::parse(d).ok())
             .expect("TOC digest annotation");
-        let footer = blob_range(&dst, "team/lazy", digest, size - 51, size - 1).await;
-        let toc_at = estargz::footer_offset(&footer).expect("footer");
-        let member = blob_range(&dst, "team/lazy", digest, toc_at, size - 52).await;
-        let toc = estargz::read_toc(&member, &berth::digest::Digest::parse(toc_digest).expect("digest")).expect("TOC");
-        let other = berth::digest::Digest::of(b"not the TOC");
-        assert!(estargz::read_toc(&member, &other).is_err());
-        // Each chunk's member ends where the next member (or the TOC) begins.
-        let mut starts: Vec<u64> = toc.entries.iter().map(|e| e.offset).filter(|o| *o > 0).collect();
-        starts.push(toc_at);
-        starts.sort();
-        let mut size_of = 0;
-        for entry in toc.entries.iter().filter(|e| !e.chunk_digest.is_empty()) {
-            if entry.kind == "reg" {
-                size_of = entry.size;
-                files.insert(entry.name.clone(), (entry.digest.clone(), Vec::new(), 0));
+        let open = |toc: Digest| {
+            let (client, reference, auth, digest) = (client.clone(), reference.clone(), auth.clone(), digest.clone());
+            async move { RemoteLayer::open(client, reference, auth, digest, size, &toc).await }
+        };
+        let err = open(Digest::of(b"not the TOC"))
+            .await
+            .err()
+            .expect("a wrong TOC digest is refused");
+        assert!(err.to_string().contains("TOC"), "{err}");
+        let remote = open(toc_digest).await.expect("the layer opens by ranges");
+        for path in ["bin/busybox", "data/random-7.bin"] {
+            let Some(ino) = remote.tree().resolve(path) else {
+                continue;
+            };
+            let Some(estargz::Kind::File { size, chunks }) = remote.tree().node(ino).map(|n| &n.kind) else {
+                panic!("{path} is not a regular file");
+            };
+            let mut data = Vec::new();
+            for chunk in chunks {
+                data.extend(remote.read(chunk, path).await.expect("the chunk verifies"));
             }
-            let end = *starts.iter().find(|s| **s > entry.offset).expect("a member after it");
-            let bytes = blob_range(&dst, "team/lazy", digest, entry.offset, end - 1).await;
-            let data = estargz::chunk(&bytes, entry, size_of).expect("chunk verifies");
-            let file = files.get_mut(&entry.name).expect("its reg entry first");
-            file.1.extend(data);
-            file.2 += 1;
+            assert_eq!(data.len() as u64, *size, "{path}");
+            files.insert(path, (data, chunks.len()));
+        }
+        if remote.tree().resolve("data/random-7.bin").is_some() {
+            big_layer = Some(Arc::new(remote));
         }
     }
-    for (name, (digest, data, _)) in &files {
-        assert_eq!(berth::digest::Digest::of(data).to_string(), *digest, "{name}");
-    }
-    let (_, big, chunks) = &files["data/random-7.bin"];
+    let (big, chunks) = &files["data/random-7.bin"];
     assert_eq!(*chunks, 3, "9 MiB in chunks of 4 MiB");
     assert_eq!(big.len(), 9 << 20);
     assert!(files.contains_key("bin/busybox"), "{:?}", files.keys());
@@ -417,6 +424,71 @@ async fn an_image_converted_to_estargz_is_read_by_ranges_and_runs() {
         &e,
         &["run", "--rm", &target, "busybox", "sha256sum", "/data/random-7.bin"],
     );
-    let want = berth::digest::Digest::of(big);
+    let want = Digest::of(big);
     assert!(out.stdout.starts_with(want.hex()), "{} vs {want}", out.stdout);
+
+    let big_layer = big_layer.expect("the layer with the big file");
+    lazily_mounted_files_read_until_the_registry_goes(big_layer, &mut dst, big).await;
+}
+
+/// The layer mounted through FUSE (real /dev/fuse) with the registry as its chunk source:
+/// the big file's first chunk reads as it should; once the registry is gone, reading a
+/// chunk not fetched yet is EIO, at once, and the mount still unmounts cleanly.
+async fn lazily_mounted_files_read_until_the_registry_goes(
+    layer: Arc<RemoteLayer>,
+    dst: &mut TestRegistry,
+    big: &[u8],
+) {
+    use berth::image::lazy::{RemoteSource, TreeFs};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("m");
+    std::fs::create_dir(&mnt).expect("mountpoint");
+    let fd = berth::sys::fuse::mount(&mnt, "berth-e2e-lazy").expect("FUSE mount");
+    let source = RemoteSource {
+        layer: layer.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let fs = Arc::new(TreeFs::new(layer.tree().clone(), Box::new(source)));
+    let threads = berth::fuse::serve(fd, fs, 2).expect("serve");
+    let file = mnt.join("data/random-7.bin");
+    let head = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&file)?;
+            let mut head = vec![0u8; 64 << 10];
+            f.read_exact(&mut head)?;
+            Ok::<_, std::io::Error>((head, f.metadata()?.len()))
+        })
+    };
+    let (head, len) = head.await.expect("joined").expect("the first chunk reads");
+    assert_eq!(len, 9 << 20);
+    assert_eq!(head, big[..64 << 10], "the served bytes are the file's");
+
+    dst.stop();
+    let started = std::time::Instant::now();
+    let tail = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        let mut f = std::fs::File::open(&file)?;
+        f.seek(std::io::SeekFrom::Start(6 << 20))?;
+        let mut buf = vec![0u8; 4096];
+        f.read_exact(&mut buf)
+    });
+    let err = tail.await.expect("joined").expect_err("no registry, no chunk");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "EIO took {:?}",
+        started.elapsed()
+    );
+
+    berth::sys::mount::unmount(&mnt).expect("unmount");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !threads.iter().all(|t| t.is_finished()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "FUSE threads still running after the unmount"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -7,7 +7,7 @@
 //! Any bytes are parsed as a log file; and container output cut by the shim, written as
 //! records and read back by berthctl gives back the output's lines.
 #![no_main]
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 #[path = "../../shim/src/timefmt.rs"]
 mod timefmt;

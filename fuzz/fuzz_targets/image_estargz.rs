@@ -1,9 +1,10 @@
 //! eStargz pieces as a registry's range responses bring them (`berth::image::estargz`):
-//! the footer, the TOC's member (parsed once its digest is the one expected) and chunks.
+//! the footer, the TOC's member (parsed once its digest is the one expected), the file
+//! tree a lazy mount builds from it, and chunks.
 #![no_main]
 
 use berth::digest::Digest;
-use berth::image::estargz::{self, TocError, FOOTER_SIZE};
+use berth::image::estargz::{self, TocError, Tree, FOOTER_SIZE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +23,18 @@ fuzz_target!(|data: &[u8]| {
         let at = usize::try_from(entry.offset).unwrap_or(usize::MAX).min(data.len());
         if let Ok(chunk) = estargz::chunk(&data[at..], entry, entry.size) {
             assert_eq!(Digest::of(&chunk).as_str(), entry.chunk_digest);
+        }
+    }
+    // The tree, taking the whole input as the blob before the TOC.
+    let Ok(tree) = Tree::build(&toc, data.len() as u64) else {
+        return;
+    };
+    for (ino, chunk) in tree.chunks().into_iter().take(64) {
+        assert!(tree.node(ino).is_some());
+        assert!(chunk.member.start < chunk.member.end && chunk.member.end <= data.len() as u64);
+        let member = &data[chunk.member.start as usize..chunk.member.end as usize];
+        if let Ok(bytes) = estargz::inflate(member, chunk, "fuzz") {
+            assert_eq!(Digest::of(&bytes).as_str(), chunk.digest);
         }
     }
 });

@@ -124,30 +124,10 @@ fn resumed_skip(response: &reqwest::Response, received: u64) -> Result<u64, Stri
         .get(reqwest::header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    match range_start(range) {
-        Some(start) if start == received => Ok(0),
+    match super::registry::ContentRange::parse(range) {
+        Some(r) if r.start == received => Ok(0),
         _ => Err(format!(
             "asked to resume at byte {received}, the registry answered Content-Range {range:?}"
         )),
-    }
-}
-
-/// The first byte of a `Content-Range: bytes START-END/TOTAL` value.
-fn range_start(value: &str) -> Option<u64> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    rest.split('-').next()?.trim().parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_start() {
-        assert_eq!(range_start("bytes 600-999/1000"), Some(600));
-        assert_eq!(range_start("bytes 0-9/*"), Some(0));
-        assert_eq!(range_start("bytes */1000"), None);
-        assert_eq!(range_start(""), None);
-        assert_eq!(range_start("items 1-2/3"), None);
     }
 }

@@ -11,6 +11,7 @@ pub mod estargz;
 pub mod history;
 pub mod hosts;
 pub mod layer;
+pub mod lazy;
 mod leases;
 mod login;
 pub mod manifest;

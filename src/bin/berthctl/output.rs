@@ -1,8 +1,6 @@
 //! Output helpers shared by the commands: the `-o` formats, aligned tables, id truncation,
 //! sizes, RFC 3339 times and "5 minutes ago".
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 
 /// `-o`: how a command prints what it got.
@@ -120,14 +118,6 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Nanoseconds since the epoch, now.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// A duration for people: "Less than a second", "5 minutes", "About an hour", "3 days".
 pub fn human_duration(secs: i64) -> String {
     let secs = secs.max(0);
@@ -154,76 +144,13 @@ pub fn ago(now: i64, then: i64) -> String {
     format!("{} ago", human_duration((now - then) / 1_000_000_000))
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
-}
+pub use berth_shim::timefmt::{now_ns, parse_rfc3339};
 
 /// RFC 3339 in UTC with nanoseconds, e.g. `2026-01-02T03:04:05.000000006Z`.
 pub fn rfc3339(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
-    let s = secs.rem_euclid(86400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
-}
-
-/// Parses RFC 3339 (`Z` or `±hh:mm`, optional fraction) to nanoseconds since the epoch.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &text[19..];
-    let mut nanos = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let mut f: String = frac[..digits].chars().take(9).collect();
-        while f.len() < 9 {
-            f.push('0');
-        }
-        nanos = f.parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 3600 + rest.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset;
-    // Years past 2262 do not fit in i64 nanoseconds.
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    let mut out = Vec::with_capacity(30);
+    berth_shim::timefmt::push_rfc3339_nano(ns, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A relative duration like `90s`, `5m`, `2h`, `1h30m`, in nanoseconds.

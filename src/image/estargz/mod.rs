@@ -9,12 +9,16 @@
 //! `%016xSTARGZ`, the offset of the TOC's member.
 
 mod read;
+mod tree;
 mod write;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+#[cfg(test)]
+mod tree_tests;
 
-pub use read::{chunk, footer_offset, read_toc, TocError};
+pub use read::{chunk, footer_offset, inflate, read_toc, TocError, MAX_CHUNK, MAX_TOC};
+pub use tree::{Chunk, Kind, Node, Tree, OPAQUE_XATTR, ROOT};
 pub use write::{write, Converted};
 
 use serde::{Deserialize, Serialize};

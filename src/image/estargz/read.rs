@@ -6,11 +6,11 @@ use std::io::Read;
 
 use flate2::read::GzDecoder;
 
-use super::{Toc, TocEntry, FOOTER_SIZE, TOC_NAME};
+use super::{Chunk, Toc, TocEntry, FOOTER_SIZE, TOC_NAME};
 use crate::digest::Digest;
 
 /// The largest TOC accepted, uncompressed.
-const MAX_TOC: u64 = 64 << 20;
+pub const MAX_TOC: u64 = 64 << 20;
 /// The largest chunk accepted, uncompressed (writers chunk at 4 MiB by default).
 pub const MAX_CHUNK: u64 = 64 << 20;
 
@@ -100,17 +100,27 @@ pub fn chunk(member: &[u8], entry: &TocEntry, file_size: u64) -> Result<Vec<u8>,
             entry.name
         )));
     }
+    checked(member, len, &entry.chunk_digest, &entry.name, entry.offset)
+}
+
+/// The uncompressed bytes of `chunk` of the file `name` from `member` (the blob from the
+/// chunk's member on), checked against the chunk's digest.
+pub fn inflate(member: &[u8], chunk: &Chunk, name: &str) -> Result<Vec<u8>, TocError> {
+    checked(member, chunk.len, &chunk.digest, name, chunk.member.start)
+}
+
+fn checked(member: &[u8], len: u64, digest: &str, name: &str, offset: u64) -> Result<Vec<u8>, TocError> {
     let mut data = Vec::with_capacity(len.min(1 << 20) as usize);
     GzDecoder::new(member)
         .take(len)
         .read_to_end(&mut data)
-        .map_err(|e| TocError::Malformed(format!("{}: {e}", entry.name)))?;
+        .map_err(|e| TocError::Malformed(format!("{name}: {e}")))?;
     let actual = Digest::of(&data);
-    if data.len() as u64 != len || actual.as_str() != entry.chunk_digest {
+    if data.len() as u64 != len || actual.as_str() != digest {
         return Err(TocError::ChunkDigest {
-            name: entry.name.clone(),
-            offset: entry.offset,
-            expected: entry.chunk_digest.clone(),
+            name: name.to_string(),
+            offset,
+            expected: digest.to_string(),
             actual: actual.to_string(),
         });
     }

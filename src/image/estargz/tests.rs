@@ -5,7 +5,8 @@ use flate2::read::MultiGzDecoder;
 use super::*;
 use crate::digest::Digest;
 
-fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+/// A header dated 2020-09-13, owned by 1000:1001.
+pub(crate) fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);
@@ -14,6 +15,20 @@ fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     h.set_uid(1000);
     h.set_gid(1001);
     h
+}
+
+/// Pseudo-random bytes (xorshift): contents gzip cannot shrink, so chunks are as big as
+/// they say.
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// A layer with a directory, files of several sizes, links, a long name and an xattr.
@@ -48,16 +63,16 @@ fn layer() -> (Vec<u8>, Files) {
     (b.into_inner().expect("test data"), files)
 }
 
-type Files = Vec<(String, Vec<u8>)>;
+pub(super) type Files = Vec<(String, Vec<u8>)>;
 
 /// The blob, what was written, and the files of the layer.
-fn convert(chunk: u64) -> (Vec<u8>, Converted, Files) {
+pub(super) fn convert(chunk: u64) -> (Vec<u8>, Converted, Files) {
     let (tar, files) = layer();
     let (blob, converted) = write(&tar[..], Vec::new(), chunk).expect("test data");
     (blob, converted, files)
 }
 
-fn toc_of(blob: &[u8], converted: &Converted) -> Toc {
+pub(super) fn toc_of(blob: &[u8], converted: &Converted) -> Toc {
     let offset = footer_offset(&blob[blob.len() - FOOTER_SIZE..]).expect("test data") as usize;
     read_toc(&blob[offset..blob.len() - FOOTER_SIZE], &converted.toc_digest).expect("test data")
 }

@@ -19,6 +19,9 @@ pub enum RegistryError {
     /// A response over the size limit for what was asked (a manifest, a config).
     #[error("{0}")]
     TooLarge(String),
+    /// The registry answered a range request with the whole blob.
+    #[error("{0}")]
+    NoRanges(String),
 }
 
 impl RegistryError {
@@ -27,7 +30,10 @@ impl RegistryError {
         match self {
             RegistryError::Transport { .. } | RegistryError::NotFound(_) | RegistryError::Unauthorized(_) => true,
             RegistryError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 404,
-            RegistryError::Hosts(_) | RegistryError::Protocol(_) | RegistryError::TooLarge(_) => false,
+            RegistryError::Hosts(_)
+            | RegistryError::Protocol(_)
+            | RegistryError::TooLarge(_)
+            | RegistryError::NoRanges(_) => false,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod challenge;
 mod error;
+mod range;
 mod response;
 mod token;
 mod transport;
@@ -12,6 +13,7 @@ mod upload;
 
 pub use challenge::parse_challenge;
 pub use error::RegistryError;
+pub use range::{ByteRange, ContentRange};
 pub use response::{error_chain, read_limited};
 pub use upload::{Mount, PushSession, CHUNK_SIZE};
 
@@ -84,7 +86,8 @@ impl RegistryClient {
         path: &str,
         from: u64,
     ) -> Result<Fetched, RegistryError> {
-        self.get_ranged(reference, auth, path, &[], false, Some(from)).await
+        let range = ByteRange { start: from, end: None };
+        self.get_ranged(reference, auth, path, &[], false, Some(range)).await
     }
 
     async fn get_ranged(
@@ -94,7 +97,7 @@ impl RegistryClient {
         path: &str,
         accept: &[&str],
         resolve: bool,
-        range_from: Option<u64>,
+        range: Option<ByteRange>,
     ) -> Result<Fetched, RegistryError> {
         let endpoints = self.endpoints(&reference.registry)?;
         let mut last = None;
@@ -102,10 +105,7 @@ impl RegistryClient {
             .into_iter()
             .filter(|e| if resolve { e.resolve } else { e.pull })
         {
-            match self
-                .get_from(&endpoint, reference, auth, path, accept, range_from)
-                .await
-            {
+            match self.get_from(&endpoint, reference, auth, path, accept, range).await {
                 Ok(response) => return Ok(Fetched { response, endpoint }),
                 Err(e) if e.try_next() => {
                     tracing::debug!(endpoint = %endpoint.base, error = %e, "endpoint failed, trying the next");
@@ -129,7 +129,7 @@ impl RegistryClient {
         auth: &PullAuth,
         path: &str,
         accept: &[&str],
-        range_from: Option<u64>,
+        range: Option<ByteRange>,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut url = format!("{}/{}/{path}", endpoint.base, reference.repository);
         if endpoint.mirror {
@@ -150,7 +150,7 @@ impl RegistryClient {
         let mut tried_auth = false;
         loop {
             let response = self
-                .send(endpoint, &url, accept, authorization.as_deref(), range_from)
+                .send(endpoint, &url, accept, authorization.as_deref(), range)
                 .await?;
             match response.status() {
                 s if s.is_success() => return Ok(response),

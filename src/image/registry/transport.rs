@@ -22,7 +22,7 @@ impl RegistryClient {
         url: &str,
         accept: &[&str],
         authorization: Option<&str>,
-        range_from: Option<u64>,
+        range: Option<super::ByteRange>,
     ) -> Result<reqwest::Response, RegistryError> {
         let client = self.client(endpoint)?;
         let origin = endpoint.origin().to_string();
@@ -43,11 +43,10 @@ impl RegistryClient {
                     HeaderValue::from_str(&accept.join(", ")).map_err(|e| RegistryError::Protocol(e.to_string()))?,
                 );
             }
-            if let Some(from) = range_from {
+            if let Some(range) = range {
                 headers.insert(
                     RANGE,
-                    HeaderValue::from_str(&format!("bytes={from}-"))
-                        .map_err(|e| RegistryError::Protocol(e.to_string()))?,
+                    HeaderValue::from_str(&range.header()).map_err(|e| RegistryError::Protocol(e.to_string()))?,
                 );
             }
             if let Some(a) = authorization.filter(|_| same_origin(&url, &origin)) {

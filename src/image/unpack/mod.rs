@@ -23,7 +23,7 @@
 
 #![deny(unsafe_code)]
 
-mod path;
+pub(crate) mod path;
 mod tree;
 mod unpacker;
 mod whiteout;

@@ -4,7 +4,7 @@ use super::{escape, UnpackError};
 
 /// Splits an entry path into components, dropping empty and `.` ones.
 /// `link` selects the error texts for a hard link target.
-pub(super) fn components<'p>(raw: &'p [u8], shown: &str, link: bool) -> Result<Vec<&'p [u8]>, UnpackError> {
+pub(crate) fn components<'p>(raw: &'p [u8], shown: &str, link: bool) -> Result<Vec<&'p [u8]>, UnpackError> {
     let (absolute, dotdot, nul) = if link {
         (
             "hard link target is absolute",
