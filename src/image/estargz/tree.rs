@@ -15,6 +15,7 @@ use base64::Engine;
 
 use super::read::{TocError, MAX_CHUNK};
 use super::{Toc, TocEntry, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_NAME};
+use crate::image::unpack::forged_overlay_xattr;
 use crate::image::unpack::path::components;
 
 /// The root directory's inode number.
@@ -159,13 +160,7 @@ impl Builder {
         let comps = components(e.name.as_bytes(), &e.name, false).map_err(|err| err.to_string())?;
         let Some((name, dirs)) = comps.split_last() else {
             return match e.kind.as_str() {
-                "dir" => {
-                    let node = self.metadata(e, Kind::Dir(BTreeMap::new()))?;
-                    let root = self.node(ROOT);
-                    (root.mode, root.uid, root.gid, root.mtime, root.xattrs) =
-                        (node.mode, node.uid, node.gid, node.mtime, node.xattrs);
-                    Ok(())
-                }
+                "dir" => self.relist(ROOT, e),
                 other => Err(format!("the root is a {other}")),
             };
         };
@@ -197,12 +192,7 @@ impl Builder {
             }
             "dir" => match self.children(parent).get(*name).copied() {
                 // A directory again: its metadata changes, its entries stay.
-                Some(old) if matches!(self.node(old).kind, Kind::Dir(_)) => {
-                    let node = self.metadata(e, Kind::Dir(BTreeMap::new()))?;
-                    let kept = std::mem::replace(&mut self.node(old).kind, Kind::Fifo);
-                    *self.node(old) = Node { kind: kept, ..node };
-                    return Ok(());
-                }
+                Some(old) if matches!(self.node(old).kind, Kind::Dir(_)) => return self.relist(old, e),
                 _ => {
                     let node = self.metadata(e, Kind::Dir(BTreeMap::new()))?;
                     self.add(node)
@@ -250,6 +240,17 @@ impl Builder {
         Ok(())
     }
 
+    /// A directory listed again (or the root listed at all): as the unpacker does, its
+    /// owner, mode and mtime change, its xattrs are set over the ones it has (an opaque
+    /// marker stays), its entries stay.
+    fn relist(&mut self, ino: u64, e: &TocEntry) -> Result<(), String> {
+        let node = self.metadata(e, Kind::Dir(BTreeMap::new()))?;
+        let dir = self.node(ino);
+        (dir.mode, dir.uid, dir.gid, dir.mtime) = (node.mode, node.uid, node.gid, node.mtime);
+        dir.xattrs.extend(node.xattrs);
+        Ok(())
+    }
+
     /// The directory `dirs` names, made 0755 where missing.
     fn parents(&mut self, dirs: &[&[u8]]) -> Result<u64, String> {
         let mut ino = ROOT;
@@ -290,6 +291,10 @@ impl Builder {
         let id = |v: u64| u32::try_from(v).map_err(|_| format!("owner id {v} is out of range"));
         let mut xattrs = BTreeMap::new();
         for (k, v) in &e.xattrs {
+            // Overlay metadata a layer brings is forged: dropped, as the unpacker drops it.
+            if forged_overlay_xattr(k.as_bytes()) {
+                continue;
+            }
             let value = base64::engine::general_purpose::STANDARD
                 .decode(v)
                 .map_err(|err| format!("xattr {k}: {err}"))?;

@@ -93,9 +93,34 @@ fn whiteouts_become_what_overlayfs_reads_and_later_entries_replace() {
             mode: 0o700,
             ..entry("a", "dir")
         },
+        TocEntry {
+            mode: 0o711,
+            ..entry("gone/", "dir")
+        },
+        TocEntry {
+            xattrs: [
+                ("trusted.overlay.redirect".into(), "L2V0Yw==".into()),
+                ("user.overlay.metacopy".into(), "".into()),
+                ("user.kept".into(), "eQ==".into()),
+            ]
+            .into(),
+            ..entry("forged/", "dir")
+        },
     ])
     .expect("builds");
-    assert_eq!(node(&tree, "gone").xattrs.get(OPAQUE_XATTR), Some(&b"y".to_vec()));
+    let gone = node(&tree, "gone");
+    assert_eq!(
+        gone.xattrs.get(OPAQUE_XATTR),
+        Some(&b"y".to_vec()),
+        "listed again, still opaque"
+    );
+    assert_eq!(gone.mode, 0o711);
+    let forged: Vec<&[u8]> = node(&tree, "forged").xattrs.keys().map(|k| &k[..]).collect();
+    assert_eq!(
+        forged,
+        [&b"user.kept"[..]],
+        "overlay metadata a layer brings is dropped"
+    );
     assert_eq!(node(&tree, "etc/passwd").kind, Kind::Char { major: 0, minor: 0 });
     assert!(
         matches!(node(&tree, "etc/kept").kind, Kind::File { .. }),

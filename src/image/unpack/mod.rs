@@ -115,6 +115,13 @@ impl UnpackError {
     }
 }
 
+/// Whether a layer's xattr is overlayfs metadata (`trusted.overlay.*`, `user.overlay.*`:
+/// redirects, metacopy, origins, opaque markers): a layer that brings its own is forging
+/// it, and it is never applied.
+pub fn forged_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
 fn escape(path: &str, reason: &'static str) -> UnpackError {
     UnpackError::Escape {
         path: path.to_owned(),

@@ -258,8 +258,7 @@ impl Unpacker<'_> {
             let ext = ext.map_err(|e| tar_err(shown, "pax", e))?;
             let (key, value) = (ext.key_bytes(), ext.value_bytes());
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                let forged = name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.");
-                if !name.is_empty() && !forged {
+                if !name.is_empty() && !super::forged_overlay_xattr(name) {
                     meta.xattrs.push((name.to_vec(), value.to_vec()));
                 }
             } else if key == b"mtime" {
