@@ -81,10 +81,6 @@ impl RemoteLayer {
         &self.tree
     }
 
-    pub fn digest(&self) -> &Digest {
-        &self.digest
-    }
-
     /// The bytes of `chunk` (of the file `name`, for errors), fetched and verified.
     pub async fn read(&self, chunk: &Chunk, name: &str) -> Result<Vec<u8>, LazyError> {
         let end = chunk

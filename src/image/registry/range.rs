@@ -87,15 +87,9 @@ impl RegistryClient {
                 response.status()
             )));
         }
-        let answered = ContentRange::of(&response);
-        let expected = ContentRange {
-            start: range.start,
-            end: range.end - 1,
-            total: Some(size),
-        };
-        if answered
-            .is_none_or(|a| a.start != expected.start || a.end != expected.end || a.total.is_some_and(|t| t != size))
-        {
+        let exact =
+            |a: ContentRange| a.start == asked.start && Some(a.end) == asked.end && a.total.is_none_or(|t| t == size);
+        if !ContentRange::of(&response).is_some_and(exact) {
             return Err(RegistryError::Protocol(format!(
                 "{url}: asked for bytes {}-{}/{size}, the registry answered Content-Range {:?}",
                 range.start,
